@@ -1,0 +1,25 @@
+# The two commands a newcomer needs:
+#   make sandbox   run mailkey against a local OpenID provider and Dovecot (loopback only)
+#   make test      install the test stack's packages and run every test, end to end included
+GO ?= go
+BIN := bin/mailkey
+
+.PHONY: build sandbox test deps fuzz bench clean
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/mailkey
+
+sandbox: build
+	$(GO) run ./test/e2e/cmd/sandbox
+
+deps:
+	bash test/e2e/install-deps.sh
+
+test: deps
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// Version is set at build time with -ldflags "-X github.com/mailkey/mailkey/internal/cli.Version=…".
+var Version = "dev"
+
+// commands is the whole command line. Each subcommand lives in its own file
+// as a struct with a Run(*env) error method.
+type commands struct {
+	Add      addCmd      `cmd:"" help:"Add an account to the configuration, or change one."`
+	Login    loginCmd    `cmd:"" help:"Authorize an account (browser, --device or --paste)."`
+	Token    tokenCmd    `cmd:"" help:"Print a valid access token for an account."`
+	Status   statusCmd   `cmd:"" help:"Show accounts, their tokens and where secrets are kept."`
+	Test     testCmd     `cmd:"" help:"Log in over IMAP, POP3 and SMTP and explain any failure."`
+	Logout   logoutCmd   `cmd:"" help:"Revoke an account's tokens at the provider and forget them."`
+	Password passwordCmd `cmd:"" help:"Manage local app passwords for proxy clients."`
+	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
+	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
+	Version  versionCmd  `cmd:"" help:"Print the version."`
+}
+
+// env is what every command gets: its streams and a context cancelled on
+// SIGINT/SIGTERM.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Main runs mailkey with args (without the program name) and returns the
+// process exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, args, stdin, stdout, stderr)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var cmds commands
+	exitCode := -1
+	parser, err := kong.New(&cmds,
+		kong.Name("mailkey"),
+		kong.Description("OAuth 2.0 for IMAP, POP3 and SMTP: tokens for mail clients, a local proxy for the rest."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
+	)
+	if err != nil {
+		report(stderr, err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 {
+		return exitCode // --help printed
+	}
+	if err != nil {
+		report(stderr, &Error{Msg: err.Error(), Hint: "mailkey --help"})
+		return 2
+	}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	if err := kctx.Run(e); err != nil {
+		report(stderr, err)
+		var ee *Error
+		if errors.As(err, &ee) && ee.Code != 0 {
+			return ee.Code
+		}
+		return 1
+	}
+	return 0
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run(e *env) error {
+	fmt.Fprintln(e.stdout, "mailkey", Version)
+	return nil
+}

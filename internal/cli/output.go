@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Output rules, written once:
+//   - data goes to stdout, and only data (a token, a password, a table, JSON);
+//   - everything else goes to stderr, each line prefixed "mailkey: ";
+//   - a failure is one "mailkey: error: …" line, lower-case, no trailing
+//     period, followed by "mailkey: hint: …" lines naming the next command;
+//   - --json writes one JSON document to stdout;
+//   - the exit status is 0 only on success.
+
+// Error is an error worded for people, with the next step to take.
+type Error struct {
+	Msg  string
+	Hint string // the next command to run, or what to change
+	Code int    // exit status; 0 means 1
+	Err  error  // the cause, for errors.Is/As; never printed beyond Msg
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Err }
+
+// errorf builds an *Error with a hint.
+func errorf(hint, format string, args ...any) *Error {
+	return &Error{Msg: fmt.Sprintf(format, args...), Hint: hint}
+}
+
+// hinter is implemented by errors from other packages that know the next step.
+type hinter interface{ Hint() string }
+
+func report(w io.Writer, err error) {
+	msg := err.Error()
+	for _, line := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
+		fmt.Fprintf(w, "mailkey: error: %s\n", line)
+	}
+	var hint string
+	var ee *Error
+	var h hinter
+	switch {
+	case errors.As(err, &ee) && ee.Hint != "":
+		hint = ee.Hint
+	case errors.As(err, &h):
+		hint = h.Hint()
+	}
+	for _, line := range strings.Split(hint, "\n") {
+		if line != "" {
+			fmt.Fprintf(w, "mailkey: hint: %s\n", line)
+		}
+	}
+}
+
+// notef writes an informational line to stderr.
+func (e *env) notef(format string, args ...any) {
+	fmt.Fprintf(e.stderr, "mailkey: "+format+"\n", args...)
+}
+
+// warnf writes a warning line to stderr.
+func (e *env) warnf(format string, args ...any) {
+	fmt.Fprintf(e.stderr, "mailkey: warning: "+format+"\n", args...)
+}
+
+// writeJSON writes v as indented JSON to stdout.
+func (e *env) writeJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,52 @@
+package tokens
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/store"
+)
+
+// googleTokenHost is Google's token endpoint host; its refresh tokens carry
+// refresh_token_expires_in only for apps whose consent screen is in
+// "Testing" status, where they die after 7 days.
+const googleTokenHost = "oauth2.googleapis.com"
+
+// RefreshExpiryWarning explains a refresh token that the provider said will
+// die (Record.RefreshExpiry), or returns "" when it did not say so. The text
+// names the time, what is left, and why.
+func RefreshExpiryWarning(rec *store.Record, now time.Time) string {
+	if rec == nil || rec.RefreshExpiry.IsZero() {
+		return ""
+	}
+	at := rec.RefreshExpiry.UTC().Format("2006-01-02 15:04 MST")
+	var when string
+	if left := rec.RefreshExpiry.Sub(now); left > 0 {
+		when = fmt.Sprintf("refresh token expires %s (in %s)", at, roundDuration(left))
+	} else {
+		when = fmt.Sprintf("refresh token expired %s", at)
+	}
+	if isGoogle(rec.TokenURL) {
+		return when + `: Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
+			`set the OAuth consent screen's publishing status to "In production" for lasting tokens`
+	}
+	return when + ": the provider limits the refresh token's lifetime; after that, mailkey login " + rec.Account + " is needed"
+}
+
+func isGoogle(tokenURL string) bool {
+	u, err := url.Parse(tokenURL)
+	return err == nil && u.Hostname() == googleTokenHost
+}
+
+// roundDuration words d in days and hours, or hours and minutes when short.
+func roundDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d >= day:
+		return fmt.Sprintf("%dd%dh", d/day, d%day/time.Hour)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
+	}
+	return fmt.Sprintf("%dm", max(d/time.Minute, 1))
+}

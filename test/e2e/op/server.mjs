@@ -1,0 +1,386 @@
+// Local OAuth2 / OpenID Connect authorization server for e2e tests.
+// oidc-provider 9.x (panva), in-memory storage, loopback only.
+//
+// Env (all optional):
+//   OP_HOST=127.0.0.1  OP_PORT=18080  OP_ISSUER=http://127.0.0.1:18080
+//   AT_TTL=60          access-token lifetime, seconds (also client_credentials tokens)
+//   RT_TTL=86400       refresh-token lifetime, seconds
+//   CODE_TTL=60        authorization-code lifetime, seconds
+//   DEVICE_TTL=600     device_code / user_code lifetime, seconds
+//   RT_ROTATE=always   always | never | default (oidc-provider's own policy)
+//   AUTO_CONSENT=0     1 = skip the consent page (login page still shown)
+//   RT_REQUIRE_OFFLINE=0  1 = refresh token only for scope offline_access + prompt=consent (strict OIDC)
+//   OP_DEBUG=0         1 = log every request
+//   CERT_CLIENT_JWKS   JSON Web Key Set ({"keys":[...]}, public keys only); when set, the client
+//                      "mail-cert" (private_key_jwt, client_credentials, mailbox alice) is registered
+//   CERT_CLIENT_MAILBOX=alice@example.test  mailbox the "mail-cert" tokens are good for
+import http from 'node:http';
+import crypto from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const env = process.env;
+const HOST = env.OP_HOST || '127.0.0.1';
+const PORT = Number(env.OP_PORT || 18080);
+const ISSUER = env.OP_ISSUER || `http://${HOST.includes(':') ? `[${HOST}]` : HOST}:${PORT}`;
+let AT_TTL = Number(env.AT_TTL || 60);
+let RT_TTL = Number(env.RT_TTL || 86400);
+const CODE_TTL = Number(env.CODE_TTL || 60);
+const DEVICE_TTL = Number(env.DEVICE_TTL || 600);
+const RT_ROTATE = env.RT_ROTATE || 'always';
+const AUTO_CONSENT = env.AUTO_CONSENT === '1';
+const RT_REQUIRE_OFFLINE = env.RT_REQUIRE_OFFLINE === '1';
+const DEBUG = env.OP_DEBUG === '1';
+// POST /__test/fail n=N: the next N token-endpoint requests answer this HTTP status (outage tests)
+let FAIL_TOKEN = 0;
+let FAIL_STATUS = 500;
+
+// ---- accounts -------------------------------------------------------------
+// accountId (= OIDC "sub") is an opaque-ish id; "email" is what Dovecot matches.
+const ACCOUNTS = {
+  'u-alice': { email: 'alice@example.test', password: 'alice-pass', name: 'Alice Example' },
+  'u-bob': { email: 'bob@example.test', password: 'bob-pass', name: 'Bob Example' },
+  'u-carol': { email: 'carol@example.test', password: 'carol-pass', name: 'Carol Example' },
+};
+const byLogin = (login) => {
+  const l = String(login || '').trim().toLowerCase();
+  return Object.entries(ACCOUNTS).find(([id, a]) => id === l || a.email === l || a.email.split('@')[0] === l);
+};
+
+// ---- clients --------------------------------------------------------------
+const LOOPBACK_REDIRECTS = ['http://127.0.0.1/', 'http://[::1]/', 'http://localhost/'];
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const clients = [
+  { // public native app (RFC 8252): PKCE mandatory, any loopback port accepted
+    client_id: 'mail-public',
+    client_name: 'Mail proxy (public)',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK_REDIRECTS,
+  },
+  { // confidential "desktop" app (like a Google "Desktop app" client with a secret)
+    client_id: 'mail-confidential',
+    client_secret: 'mail-confidential-secret',
+    client_name: 'Mail proxy (confidential)',
+    application_type: 'native',
+    token_endpoint_auth_method: 'client_secret_basic', // client_secret_post is accepted too
+    grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK_REDIRECTS,
+  },
+  { // daemon / app-only access (client_credentials); "mailbox" says which mailbox it may open
+    client_id: 'mail-daemon',
+    client_secret: 'mail-daemon-secret',
+    client_name: 'Mail daemon (client_credentials)',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'mail',
+    mailbox: 'alice@example.test',
+  },
+  { // the resource server (Dovecot): may only introspect
+    client_id: 'dovecot',
+    client_secret: 'dovecot-secret',
+    client_name: 'Dovecot introspection',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_post',
+  },
+];
+if (env.CERT_CLIENT_JWKS) {
+  clients.push({ // app-only access authenticated with a signed JWT (RFC 7523 private_key_jwt)
+    client_id: 'mail-cert',
+    client_name: 'Mail daemon (private_key_jwt)',
+    token_endpoint_auth_method: 'private_key_jwt',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'mail',
+    mailbox: env.CERT_CLIENT_MAILBOX || 'alice@example.test',
+    jwks: JSON.parse(env.CERT_CLIENT_JWKS),
+  });
+}
+
+function rotatePolicy(ctx) {
+  if (RT_ROTATE === 'always') return true;
+  if (RT_ROTATE === 'never') return false;
+  // default policy of oidc-provider: public clients always, others after 70% of the TTL
+  const { RefreshToken: rt, Client: client } = ctx.oidc.entities;
+  if (client.clientAuthMethod === 'none') return true;
+  return rt.ttlPercentagePassed() >= 70;
+}
+
+const configuration = {
+  clients,
+  responseTypes: ['code'],
+  extraClientMetadata: { properties: ['mailbox'] },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'mail'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+  },
+  async findAccount(ctx, sub) {
+    const a = ACCOUNTS[sub];
+    if (!a) return undefined;
+    return {
+      accountId: sub,
+      async claims() {
+        return { sub, email: a.email, email_verified: true, name: a.name };
+      },
+    };
+  },
+  // Put the mailbox address into every access token -> visible in introspection
+  // (Dovecot: username_attribute = email).
+  async extraTokenClaims(ctx, token) {
+    if (token.kind === 'AccessToken' && ACCOUNTS[token.accountId]) {
+      return { email: ACCOUNTS[token.accountId].email, username: ACCOUNTS[token.accountId].email };
+    }
+    if (token.kind === 'ClientCredentials') {
+      const client = await ctx.oidc.provider.Client.find(token.clientId);
+      if (client?.mailbox) return { email: client.mailbox, username: client.mailbox };
+    }
+    return undefined;
+  },
+  pkce: { required: () => true }, // S256 only (plain is not supported by oidc-provider 9)
+  features: {
+    devInteractions: { enabled: false }, // we render our own login/consent pages below
+    deviceFlow: {
+      enabled: true,
+      charset: 'base-20',
+      mask: '****-****',
+      // plain pages (the defaults pull a Google font); the forms are generated by oidc-provider
+      async userCodeInputSource(ctx, form, out, err) {
+        ctx.body = page('Device sign-in', `${err ? `<p id="error">${esc(err.message || err.name)}</p>` : ''}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`);
+      },
+      async userCodeConfirmSource(ctx, form, client, deviceInfo, userCode) {
+        ctx.body = page('Confirm device', `<p>${esc(client.clientName || client.clientId)} shows code <code id="user_code">${esc(userCode)}</code></p>${form}<button type="submit" form="op.deviceConfirmForm">Continue</button>`);
+      },
+      async successSource(ctx) {
+        ctx.body = page('Sign-in Success', '<p id="success">Device sign-in complete. You can close this page.</p>');
+      },
+    },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // only the resource server (and a client asking about its own tokens) may introspect
+      allowedPolicy(ctx, caller, token) {
+        return caller.clientId === 'dovecot' || caller.clientId === token.clientId;
+      },
+    },
+    revocation: { enabled: true },
+    userinfo: { enabled: true },
+    resourceIndicators: { enabled: false }, // opaque access tokens, validated via introspection
+    rpInitiatedLogout: { enabled: false },
+  },
+  // oidc-provider strips offline_access unless the request also has prompt=consent (OIDC Core 11).
+  // Default here: issue a refresh token to every client allowed the refresh_token grant
+  // (like Microsoft/Google do for mail clients); RT_REQUIRE_OFFLINE=1 restores strict OIDC.
+  issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
+    && (!RT_REQUIRE_OFFLINE || code.scopes.has('offline_access')),
+  expiresWithSession: async () => false, // tokens outlive the login-session cookie
+  rotateRefreshToken: rotatePolicy,
+  ttl: { // functions so that POST /__test/ttl can change them at run time
+    AccessToken: () => AT_TTL,
+    ClientCredentials: () => AT_TTL,
+    AuthorizationCode: CODE_TTL,
+    DeviceCode: DEVICE_TTL,
+    IdToken: 3600,
+    RefreshToken: () => RT_TTL,
+    Interaction: 3600,
+    Session: 86400,
+    Grant: () => Math.max(RT_TTL, 86400),
+  },
+  cookies: { keys: ['e2e-cookie-key-not-secret'] },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  renderError(ctx, out) {
+    ctx.type = 'html';
+    ctx.body = `<!DOCTYPE html><html><body><h1>error</h1><pre id="error">${esc(JSON.stringify(out))}</pre></body></html>`;
+  },
+};
+
+const provider = new Provider(ISSUER, configuration);
+provider.on('server_error', (ctx, err) => console.error('server_error', err));
+if (DEBUG) {
+  provider.on('grant.success', (ctx) => console.log('grant.success', ctx.oidc.params.grant_type));
+  provider.on('grant.error', (ctx, err) => console.log('grant.error', err.message, err.error_description));
+}
+
+// ---- interaction pages (login + consent), plain HTML, easy to script -------
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const page = (title, body) => `<!DOCTYPE html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><h1>${esc(title)}</h1>${body}</body></html>`;
+
+function loginPage(uid, params, error) {
+  return page('Sign-in', `${error ? `<p id="error">${esc(error)}</p>` : ''}
+<form id="login" method="post" action="/interaction/${uid}/login">
+  <input type="hidden" name="prompt" value="login"/>
+  <input type="text" name="login" value="${esc(params.login_hint || '')}"/>
+  <input type="password" name="password"/>
+  <button type="submit">Sign in</button>
+</form>
+<form id="abort" method="post" action="/interaction/${uid}/abort"><button type="submit">Cancel</button></form>`);
+}
+
+function consentPage(uid, client, details) {
+  const scopes = (details.missingOIDCScope || []).join(' ');
+  return page('Authorize', `<p>${esc(client.clientName || client.clientId)} asks for: <span id="scopes">${esc(scopes)}</span></p>
+<form id="consent" method="post" action="/interaction/${uid}/confirm">
+  <input type="hidden" name="prompt" value="consent"/>
+  <button type="submit">Allow</button>
+</form>
+<form id="abort" method="post" action="/interaction/${uid}/abort"><button type="submit">Deny</button></form>`);
+}
+
+async function readForm(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+}
+
+async function grantConsent(details, params, session, grantId) {
+  const grant = grantId
+    ? await provider.Grant.find(grantId)
+    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+  if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+  if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+  if (details.missingResourceScopes) {
+    for (const [indicator, scope] of Object.entries(details.missingResourceScopes)) {
+      grant.addResourceScope(indicator, scope.join(' '));
+    }
+  }
+  return grant.save();
+}
+
+async function handleInteraction(req, res, url) {
+  const [, , uid, action] = url.pathname.split('/');
+  const details = await provider.interactionDetails(req, res);
+  if (details.uid !== uid) throw new Error('interaction uid mismatch');
+  const { prompt, params, session, grantId } = details;
+  res.setHeader('Cache-Control', 'no-store');
+
+  if (req.method === 'GET' && !action) {
+    if (prompt.name === 'login') {
+      res.setHeader('Content-Type', 'text/html; charset=utf-8');
+      return res.end(loginPage(uid, params));
+    }
+    if (prompt.name === 'consent') {
+      if (AUTO_CONSENT) {
+        const id = await grantConsent(prompt.details, params, session, grantId);
+        return provider.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
+      }
+      const client = await provider.Client.find(params.client_id);
+      res.setHeader('Content-Type', 'text/html; charset=utf-8');
+      return res.end(consentPage(uid, client, prompt.details));
+    }
+    res.statusCode = 501;
+    return res.end(`unsupported prompt ${prompt.name}`);
+  }
+
+  if (req.method === 'POST' && action === 'login') {
+    const form = await readForm(req);
+    const found = byLogin(form.login);
+    if (!found || !crypto.timingSafeEqual(
+      Buffer.from(crypto.createHash('sha256').update(found[1].password).digest()),
+      Buffer.from(crypto.createHash('sha256').update(String(form.password || '')).digest()),
+    )) {
+      res.statusCode = 401;
+      res.setHeader('Content-Type', 'text/html; charset=utf-8');
+      return res.end(loginPage(uid, { login_hint: form.login }, 'Invalid login or password'));
+    }
+    return provider.interactionFinished(req, res, { login: { accountId: found[0] } }, { mergeWithLastSubmission: false });
+  }
+
+  if (req.method === 'POST' && action === 'confirm') {
+    await readForm(req);
+    if (prompt.name !== 'consent') throw new Error(`expected consent prompt, got ${prompt.name}`);
+    const id = await grantConsent(prompt.details, params, session, grantId);
+    return provider.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
+  }
+
+  if (req.method === 'POST' && action === 'abort') {
+    await readForm(req);
+    return provider.interactionFinished(req, res, {
+      error: 'access_denied', error_description: 'End-User aborted interaction',
+    }, { mergeWithLastSubmission: false });
+  }
+
+  res.statusCode = 404;
+  return res.end('not found');
+}
+
+// ---- test-only control endpoints (loopback, no auth) ----------------------
+//   POST /__test/ttl            at=SECONDS rt=SECONDS   -> lifetimes for tokens issued from now on
+//   POST /__test/drop-token     token=ACCESS_OR_REFRESH_TOKEN -> delete just that token
+//        (the /token/revocation endpoint of oidc-provider also revokes every other token of
+//         the grant, refresh token included; this one simulates "access token no longer valid,
+//         refresh token still fine")
+//   POST /__test/fail           n=N [status=500] -> the next N requests to /token answer HTTP
+//        `status` with {"error":"server_error"}; n=0 ends the outage
+async function handleTest(req, res, url) {
+  const form = await readForm(req);
+  res.setHeader('Content-Type', 'application/json');
+  if (url.pathname === '/__test/ttl') {
+    if (form.at) AT_TTL = Number(form.at);
+    if (form.rt) RT_TTL = Number(form.rt);
+    return res.end(JSON.stringify({ at_ttl: AT_TTL, rt_ttl: RT_TTL }));
+  }
+  if (url.pathname === '/__test/fail') {
+    FAIL_TOKEN = Math.max(0, Number(form.n ?? 1) || 0);
+    FAIL_STATUS = Number(form.status || 500);
+    return res.end(JSON.stringify({ fail: FAIL_TOKEN, status: FAIL_STATUS }));
+  }
+  if (url.pathname === '/__test/drop-token') {
+    for (const model of [provider.AccessToken, provider.RefreshToken, provider.ClientCredentials]) {
+      const t = await model.find(String(form.token || ''), { ignoreExpiration: true });
+      if (t) {
+        await t.destroy();
+        return res.end(JSON.stringify({ dropped: t.kind }));
+      }
+    }
+    res.statusCode = 404;
+    return res.end(JSON.stringify({ dropped: null }));
+  }
+  res.statusCode = 404;
+  return res.end('{}');
+}
+
+// ---- HTTP server -----------------------------------------------------------
+const opCallback = provider.callback();
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, ISSUER);
+  if (DEBUG) console.log(req.method, url.pathname);
+  try {
+    if (url.pathname === '/healthz') {
+      res.setHeader('Content-Type', 'application/json');
+      return res.end(JSON.stringify({ ok: true, issuer: ISSUER, at_ttl: AT_TTL, rt_ttl: RT_TTL }));
+    }
+    if (url.pathname.startsWith('/interaction/')) return await handleInteraction(req, res, url);
+    if (url.pathname.startsWith('/__test/') && req.method === 'POST') return await handleTest(req, res, url);
+    if (url.pathname === '/token' && FAIL_TOKEN > 0) {
+      FAIL_TOKEN -= 1;
+      await readForm(req);
+      res.statusCode = FAIL_STATUS;
+      res.setHeader('Content-Type', 'application/json');
+      res.setHeader('Cache-Control', 'no-store');
+      return res.end(JSON.stringify({ error: 'server_error', error_description: 'injected failure (/__test/fail)' }));
+    }
+    return opCallback(req, res);
+  } catch (err) {
+    console.error('interaction error', err);
+    if (!res.headersSent) {
+      res.statusCode = err.statusCode || 500;
+      res.setHeader('Content-Type', 'text/html; charset=utf-8');
+      res.end(page('error', `<pre id="error">${esc(`${err.name}: ${err.message}`)}</pre>`));
+    } else {
+      res.end();
+    }
+    return undefined;
+  }
+});
+
+server.listen(PORT, HOST, () => {
+  console.log(`oidc-provider ${ISSUER} listening on ${HOST}:${PORT} (AT_TTL=${AT_TTL}s RT_TTL=${RT_TTL}s RT_ROTATE=${RT_ROTATE} AUTO_CONSENT=${AUTO_CONSENT})`);
+});
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => server.close(() => process.exit(0)));
