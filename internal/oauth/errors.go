@@ -339,3 +339,9 @@ func sanitize(err error, secrets []string) error {
 	}
 	return &redactedError{msg: clean, err: err}
 }
+
+// RetryAfterHint is the provider's Retry-After, for the token manager's backoff.
+func (e *Error) RetryAfterHint() time.Duration { return e.RetryAfter }
+
+// OAuthError returns the RFC 6749 error code and the (redacted) description.
+func (e *Error) OAuthError() (code, description string) { return e.Code, e.Description }

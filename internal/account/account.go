@@ -1,0 +1,196 @@
+// Package account turns a configured account into the things that act for
+// it: an OAuth client (internal/oauth), the token source the lifecycle
+// manager refreshes through (internal/tokens), and the TLS settings used to
+// reach its mail servers and its provider.
+package account
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// httpTimeout bounds one request to a provider.
+const httpTimeout = 30 * time.Second
+
+// CertPool returns the system roots plus the PEM certificates in caFile
+// (none when caFile is empty).
+func CertPool(caFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile == "" {
+		return pool, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("ca_file: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca_file %s: no PEM certificate in it", caFile)
+	}
+	return pool, nil
+}
+
+// TLSConfig is the verified client TLS configuration for a mail server of
+// this account: system roots plus the account's ca_file, at least TLS 1.2.
+func TLSConfig(r *config.Resolved, serverName string) (*tls.Config, error) {
+	pool, err := CertPool(r.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
+}
+
+// HTTPClient is the client used to talk to the account's provider. It
+// trusts the account's ca_file too (a corporate identity provider) and
+// never uses an environment proxy for loopback addresses.
+func HTTPClient(r *config.Resolved) (*http.Client, error) {
+	pool, err := CertPool(r.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: httpTimeout}, nil
+}
+
+// Resolve loads what an account needs from the network (discovery for a
+// generic provider) with a client that trusts the account's ca_file.
+func Resolve(ctx context.Context, a *config.Account) (*config.Resolved, *http.Client, error) {
+	pool, err := CertPool(a.CAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	hc := &http.Client{Transport: tr, Timeout: httpTimeout}
+	r, err := a.Resolve(ctx, hc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, hc, nil
+}
+
+// OAuthClient builds the OAuth client for a resolved account.
+func OAuthClient(ctx context.Context, r *config.Resolved, hc *http.Client) (*oauth.Client, error) {
+	secret, err := r.Secret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	style := oauth2.AuthStyleInHeader
+	if secret == "" {
+		style = oauth2.AuthStyleInParams
+	}
+	c := &oauth.Client{
+		Config: oauth2.Config{
+			ClientID:     r.ClientID,
+			ClientSecret: secret,
+			Endpoint: oauth2.Endpoint{
+				AuthURL:       r.AuthURL,
+				TokenURL:      r.TokenURL,
+				DeviceAuthURL: r.DeviceURL,
+				AuthStyle:     style,
+			},
+			Scopes: r.Scopes,
+		},
+		RevokeURL:          r.RevokeURL,
+		Issuer:             r.Issuer,
+		AuthParams:         r.AuthParams,
+		HTTPClient:         hc,
+		LoginHint:          r.Email,
+		RequireIssuerParam: r.IssParameter,
+	}
+	if r.Provider == "microsoft" || r.Provider == "outlook" {
+		switch strings.ToLower(r.Tenant) {
+		case "common", "organizations", "consumers":
+			c.MultiTenantIssuer = true
+		}
+	}
+	return c, nil
+}
+
+// Source mints and refreshes tokens for one account; it implements
+// tokens.Source.
+type Source struct {
+	R      *config.Resolved
+	Client *oauth.Client
+}
+
+// ErrNoRefreshToken: an interactive account whose record holds no refresh
+// token can only get a new token by a new login.
+var ErrNoRefreshToken = errors.New("no refresh token stored")
+
+// noRefreshError is permanent: only a login helps.
+type noRefreshError struct{}
+
+func (noRefreshError) Error() string   { return ErrNoRefreshToken.Error() }
+func (noRefreshError) Unwrap() error   { return ErrNoRefreshToken }
+func (noRefreshError) Permanent() bool { return true }
+
+// AppOnly reports whether the account mints tokens without a person
+// (client credentials or a service account): it needs no login.
+func AppOnly(r *config.Resolved) bool {
+	return r.Flow == config.FlowClientCredentials || r.Flow == config.FlowServiceAccount
+}
+
+// Refresh implements tokens.Source.
+func (s *Source) Refresh(ctx context.Context, rec *store.Record) (*tokens.Fresh, error) {
+	var (
+		t   *oauth.Token
+		err error
+	)
+	switch s.R.Flow {
+	case config.FlowClientCredentials:
+		if s.R.CertificateFile != "" {
+			cert, key, lerr := oauth.LoadCertificate(s.R.CertificateFile, s.R.PrivateKeyFile)
+			if lerr != nil {
+				return nil, lerr
+			}
+			t, err = s.Client.ClientAssertion(ctx, cert, key)
+		} else {
+			t, err = s.Client.ClientCredentials(ctx)
+		}
+	case config.FlowServiceAccount:
+		keyJSON, rerr := os.ReadFile(s.R.ServiceAccountFile)
+		if rerr != nil {
+			return nil, fmt.Errorf("service_account_file: %w", rerr)
+		}
+		t, err = s.Client.ServiceAccount(ctx, keyJSON, s.R.Email)
+	default:
+		if rec.RefreshToken == "" {
+			return nil, noRefreshError{}
+		}
+		t, err = s.Client.Refresh(ctx, rec.RefreshToken)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Fresh(t), nil
+}
+
+// Fresh converts a token from a flow into what the manager stores.
+func Fresh(t *oauth.Token) *tokens.Fresh {
+	return &tokens.Fresh{
+		AccessToken:   t.AccessToken,
+		TokenType:     t.TokenType,
+		RefreshToken:  t.RefreshToken,
+		Expiry:        t.Expiry,
+		RefreshExpiry: t.RefreshExpiry,
+		Scopes:        t.Scopes,
+	}
+}

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/mailkey/mailkey/internal/config"
+)
+
+type addCmd struct {
+	Account string `arg:"" help:"Name of the account (letters, digits, '.', '_', '-', '@')."`
+
+	Provider     string   `help:"google, microsoft, outlook, yahoo, aol, fastmail or generic." placeholder:"P"`
+	Email        string   `help:"The mailbox address." placeholder:"ADDR"`
+	ClientID     string   `name:"client-id" help:"OAuth client ID of your app registration." placeholder:"ID"`
+	ClientSecret string   `name:"client-secret" help:"OAuth client secret, if the app has one ('-' reads it from standard input)." placeholder:"SECRET"`
+	SecretCmd    string   `name:"client-secret-cmd" help:"Command printing the client secret (e.g. 'pass show mail/app')." placeholder:"CMD"`
+	Tenant       string   `help:"Microsoft tenant: common, organizations, consumers, a GUID or a domain." placeholder:"T"`
+	Issuer       string   `help:"Issuer URL for OpenID discovery (generic provider)." placeholder:"URL"`
+	AuthURL      string   `name:"auth-url" help:"Authorization endpoint (instead of --issuer)." placeholder:"URL"`
+	TokenURL     string   `name:"token-url" help:"Token endpoint (instead of --issuer)." placeholder:"URL"`
+	DeviceURL    string   `name:"device-url" help:"Device authorization endpoint." placeholder:"URL"`
+	RevokeURL    string   `name:"revoke-url" help:"Revocation endpoint (RFC 7009)." placeholder:"URL"`
+	Scope        []string `help:"Scope to request instead of the preset's (repeatable)." placeholder:"S"`
+	IMAP         string   `name:"imap" help:"IMAP server: imaps://HOST:993 or imap://HOST:143 (STARTTLS)." placeholder:"URL"`
+	POP3         string   `name:"pop3" help:"POP3 server: pop3s://HOST:995 or pop3://HOST:110 (STARTTLS)." placeholder:"URL"`
+	SMTP         string   `name:"smtp" help:"SMTP server: smtps://HOST:465 or smtp://HOST:587 (STARTTLS)." placeholder:"URL"`
+	Protocols    []string `help:"Protocols the account is used for (imap, pop3, smtp): scopes are asked for these only." placeholder:"P"`
+	CAFile       string   `name:"ca-file" help:"PEM file of a private CA to trust for this account." placeholder:"PEM" type:"path"`
+	Flow         string   `help:"client_credentials (app-only) or service_account (Google Workspace); default: a person logs in." placeholder:"F"`
+	Certificate  string   `name:"certificate-file" help:"Certificate for app-only client assertion (RFC 7523)." placeholder:"PEM" type:"path"`
+	PrivateKey   string   `name:"private-key-file" help:"Private key for --certificate-file, if not in it." placeholder:"PEM" type:"path"`
+	ServiceAcct  string   `name:"service-account-file" help:"Google service account JSON key." placeholder:"JSON" type:"path"`
+	SASL         string   `help:"Mechanism upstream: xoauth2 or oauthbearer (default: the provider's)." placeholder:"M"`
+}
+
+func (c *addCmd) Run(e *env) error {
+	path, err := config.Path()
+	if err != nil {
+		return errorf("set MAILKEY_CONFIG to the configuration file", "cannot find the configuration file: %v", err)
+	}
+	if c.ClientSecret == "-" {
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return errorf("pipe the secret in: printf %%s \"$SECRET\" | mailkey add ... --client-secret -", "cannot read the client secret from standard input")
+		}
+		c.ClientSecret = strings.TrimRight(line, "\r\n")
+		if c.ClientSecret == "" {
+			return errorf("pipe the secret in: printf %%s \"$SECRET\" | mailkey add ... --client-secret -", "standard input held no client secret")
+		}
+	}
+	var set []config.KV
+	str := func(key, v string) {
+		if v != "" {
+			set = append(set, config.KV{Key: key, Value: v})
+		}
+	}
+	list := func(key string, v []string) {
+		if len(v) > 0 {
+			set = append(set, config.KV{Key: key, Value: v})
+		}
+	}
+	str("provider", c.Provider)
+	str("email", c.Email)
+	str("client_id", c.ClientID)
+	str("client_secret", c.ClientSecret)
+	str("client_secret_cmd", c.SecretCmd)
+	str("tenant", c.Tenant)
+	str("issuer", c.Issuer)
+	str("auth_url", c.AuthURL)
+	str("token_url", c.TokenURL)
+	str("device_url", c.DeviceURL)
+	str("revoke_url", c.RevokeURL)
+	list("scopes", c.Scope)
+	str("imap", c.IMAP)
+	str("pop3", c.POP3)
+	str("smtp", c.SMTP)
+	list("protocols", c.Protocols)
+	str("ca_file", abs(c.CAFile))
+	str("flow", c.Flow)
+	str("certificate_file", abs(c.Certificate))
+	str("private_key_file", abs(c.PrivateKey))
+	str("service_account_file", abs(c.ServiceAcct))
+	str("sasl", c.SASL)
+	if len(set) == 0 {
+		return errorf("mailkey add "+c.Account+" --provider PROVIDER --email ADDRESS --client-id ID", "nothing to set for account %s", c.Account)
+	}
+	if err := config.AddAccount(path, c.Account, set); err != nil {
+		return configError(err)
+	}
+	e.notef("account %s saved in %s", c.Account, path)
+	if c.Flow != "" {
+		e.notef("next: mailkey token %s (app-only accounts need no login)", c.Account)
+	} else {
+		e.notef("next: mailkey login %s", c.Account)
+	}
+	return nil
+}
+
+func abs(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

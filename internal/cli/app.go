@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// loadConfig reads the configuration file, turning every problem into one
+// error line with a hint per problem.
+func (e *env) loadConfig() (*config.Config, error) {
+	path, err := config.Path()
+	if err != nil {
+		return nil, errorf("set MAILKEY_CONFIG to the configuration file", "cannot find the configuration file: %v", err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return cfg, nil
+}
+
+// configError words config.Errors: every problem on its own line, every
+// hint prefixed by the field it is about.
+func configError(err error) error {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		return err
+	}
+	var msgs, hints []string
+	for _, ce := range es {
+		msgs = append(msgs, ce.Error())
+		if ce.Hint != "" {
+			if ce.Field != "" && len(es) > 1 {
+				hints = append(hints, ce.Field+": "+ce.Hint)
+			} else {
+				hints = append(hints, ce.Hint)
+			}
+		}
+	}
+	out := &Error{Msg: strings.Join(msgs, "\n"), Hint: strings.Join(hints, "\n"), Err: err}
+	if len(es) == 1 && errors.Is(es[0], fs.ErrNotExist) {
+		out.Code = 1
+	}
+	return out
+}
+
+// openStore opens the token store in the state directory.
+func (e *env) openStore() (*store.FileStore, error) {
+	dir, err := store.DefaultDir()
+	if err != nil {
+		return nil, errorf("set MAILKEY_STATE_DIR to a folder for mailkey's state", "cannot find the state folder: %v", err)
+	}
+	st, err := store.OpenFile(dir, nil)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return st, nil
+}
+
+// storeError adds the next step to the store's typed errors.
+func storeError(err error) error {
+	var pe *store.PermissionError
+	var ce *store.CorruptError
+	switch {
+	case errors.As(err, &pe):
+		// The message already carries the chmod to run.
+		return &Error{Msg: err.Error(), Err: err}
+	case errors.As(err, &ce) && ce.Backup != "":
+		return &Error{Msg: err.Error(), Err: err,
+			Hint: fmt.Sprintf("restore the last good copy: cp %s %s\nor move the file aside and log in again: mailkey login %s", ce.Backup, ce.Path, ce.Account)}
+	case errors.As(err, &ce):
+		return &Error{Msg: err.Error(), Err: err,
+			Hint: fmt.Sprintf("move the file aside and log in again: mv %s %s.bad && mailkey login %s", ce.Path, ce.Path, ce.Account)}
+	case errors.Is(err, store.ErrLocked):
+		return &Error{Msg: err.Error(), Hint: "set MAILKEY_PASSPHRASE to the passphrase that protects the token store", Err: err}
+	}
+	return err
+}
+
+// acct is one account made ready to act: configuration, resolved
+// endpoints, OAuth client, store and lifecycle manager.
+type acct struct {
+	cfg    *config.Config
+	conf   *config.Account
+	r      *config.Resolved
+	hc     *http.Client
+	client *oauth.Client
+	st     *store.FileStore
+	mgr    *tokens.Manager
+}
+
+// openAccount loads the configuration and the store and prepares account
+// name. It does network I/O only for a generic provider's discovery.
+func (e *env) openAccount(name string) (*acct, error) {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	conf, err := cfg.Account(name)
+	if err != nil {
+		return nil, err
+	}
+	a := &acct{cfg: cfg, conf: conf}
+	a.r, a.hc, err = account.Resolve(e.ctx, conf)
+	if err != nil {
+		return nil, errorf("check the account's issuer and network, then: mailkey config check", "account %s: %v", name, err)
+	}
+	a.client, err = account.OAuthClient(e.ctx, a.r, a.hc)
+	if err != nil {
+		return nil, errorf("check client_secret_cmd in "+cfg.File, "account %s: %v", name, err)
+	}
+	a.st, err = e.openStore()
+	if err != nil {
+		return nil, err
+	}
+	a.mgr = newManager(cfg, a.st, func(string) (tokens.Source, error) {
+		return &account.Source{R: a.r, Client: a.client}, nil
+	}, e.logger())
+	return a, nil
+}
+
+func newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
+	return tokens.New(st, src, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
+}
+
+// logger writes warnings (never secrets) to stderr in mailkey's style.
+func (e *env) logger() *slog.Logger {
+	return slog.New(&lineHandler{e: e, level: slog.LevelWarn})
+}
+
+// token returns a valid token for the account, minting the first one for
+// app-only accounts, which need no login.
+func (a *acct) token(ctx context.Context) (*store.Record, error) {
+	if account.AppOnly(a.r) {
+		if _, err := a.st.Get(ctx, a.conf.Name); errors.Is(err, store.ErrNotFound) {
+			if err := a.mgr.Save(ctx, &store.Record{Account: a.conf.Name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant}); err != nil {
+				return nil, storeError(err)
+			}
+		}
+	}
+	rec, err := a.mgr.Get(ctx, a.conf.Name)
+	if err != nil {
+		return nil, tokenError(a.conf.Name, err)
+	}
+	return rec, nil
+}
+
+// tokenError words the manager's errors with the next step.
+func tokenError(name string, err error) error {
+	var nl *tokens.NeedsLoginError
+	var te *tokens.TransientError
+	switch {
+	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
+		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
+	case errors.As(err, &nl):
+		return &Error{Msg: err.Error(), Hint: nl.Hint(), Err: err}
+	case errors.As(err, &te):
+		hint := "the provider could not be reached or failed; the stored tokens are kept: try again in a moment"
+		if te.RetryAfter > 0 {
+			hint = fmt.Sprintf("the provider asked to wait %s; the stored tokens are kept", te.RetryAfter)
+		}
+		return &Error{Msg: err.Error(), Hint: hint, Err: err, Code: 75} // EX_TEMPFAIL
+	}
+	return storeError(err)
+}

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/store"
+)
+
+type configCmd struct {
+	Check configCheckCmd `cmd:"" help:"Validate the configuration and print what it defines."`
+	Path  configPathCmd  `cmd:"" help:"Print the configuration file and state folder in use."`
+}
+
+type configCheckCmd struct {
+	JSON bool `help:"Print the result as JSON."`
+}
+
+type checkedAccount struct {
+	Name      string            `json:"name"`
+	Provider  string            `json:"provider"`
+	Email     string            `json:"email"`
+	Flow      string            `json:"flow,omitempty"`
+	Tenant    string            `json:"tenant,omitempty"`
+	Protocols []string          `json:"protocols"`
+	Servers   map[string]string `json:"servers"`
+	Line      int               `json:"line"`
+}
+
+func (c *configCheckCmd) Run(e *env) error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	var out []checkedAccount
+	for _, a := range cfg.Accounts {
+		ca := checkedAccount{Name: a.Name, Provider: a.Provider, Email: a.Email, Flow: a.Flow, Tenant: a.Tenant, Line: a.Line, Servers: map[string]string{}}
+		for _, p := range a.Protocols {
+			ca.Protocols = append(ca.Protocols, string(p))
+		}
+		for p, s := range a.Servers {
+			ca.Servers[string(p)] = s.String()
+		}
+		out = append(out, ca)
+	}
+	if c.JSON {
+		return e.writeJSON(map[string]any{"file": cfg.File, "ok": true, "accounts": out})
+	}
+	fmt.Fprintf(e.stdout, "%s: ok, %d account(s)\n", cfg.File, len(out))
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	for _, a := range out {
+		var servers []string
+		for _, p := range a.Protocols {
+			servers = append(servers, a.Servers[p])
+		}
+		sort.Strings(servers)
+		flow := a.Flow
+		if flow == "" {
+			flow = "login"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Name, a.Provider, a.Email, flow, strings.Join(servers, " "))
+	}
+	return tw.Flush()
+}
+
+type configPathCmd struct {
+	JSON bool `help:"Print the paths as JSON."`
+}
+
+func (c *configPathCmd) Run(e *env) error {
+	cfgPath, err := config.Path()
+	if err != nil {
+		return errorf("set MAILKEY_CONFIG to the configuration file", "cannot find the configuration file: %v", err)
+	}
+	stateDir, err := store.DefaultDir()
+	if err != nil {
+		return errorf("set MAILKEY_STATE_DIR to a folder for mailkey's state", "cannot find the state folder: %v", err)
+	}
+	if c.JSON {
+		return e.writeJSON(map[string]string{"config": cfgPath, "state": stateDir})
+	}
+	fmt.Fprintf(e.stdout, "config\t%s\nstate\t%s\n", cfgPath, stateDir)
+	return nil
+}

@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// lineHandler prints slog records as "mailkey: warning: msg key=value" on
+// stderr, for commands that are not daemons. The packages that log never
+// put secrets in attributes.
+type lineHandler struct {
+	e     *env
+	level slog.Level
+	attrs []slog.Attr
+}
+
+func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	add := func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	if r.Level >= slog.LevelError {
+		fmt.Fprintf(h.e.stderr, "mailkey: error: %s\n", b.String())
+	} else {
+		fmt.Fprintf(h.e.stderr, "mailkey: warning: %s\n", b.String())
+	}
+	return nil
+}
+
+func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &lineHandler{e: h.e, level: h.level, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+
+func (h *lineHandler) WithGroup(string) slog.Handler { return h }

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/store"
+)
+
+type loginCmd struct {
+	Account string        `arg:"" help:"The account to authorize."`
+	Device  bool          `help:"Use the device code flow: approve on another device." xor:"mode"`
+	Paste   bool          `help:"No browser here: open the URL elsewhere and paste the redirect back." xor:"mode"`
+	Import  bool          `help:"Read a refresh token minted elsewhere from standard input." xor:"mode"`
+	NoQR    bool          `name:"no-qr" help:"With --device, do not draw a QR code."`
+	Timeout time.Duration `help:"How long to wait for the browser or device approval." default:"5m"`
+}
+
+func (c *loginCmd) Run(e *env) error {
+	a, err := e.openAccount(c.Account)
+	if err != nil {
+		return err
+	}
+	if account.AppOnly(a.r) {
+		if c.Device || c.Paste || c.Import {
+			return errorf("mailkey token "+c.Account, "account %s uses the %s flow: nobody logs in, so --device, --paste and --import do not apply", c.Account, a.r.Flow)
+		}
+		// Nothing to authorize: prove the credentials work by minting a token.
+		if _, err := a.st.Get(e.ctx, c.Account); err == nil {
+			if err := a.st.Delete(e.ctx, c.Account); err != nil {
+				return storeError(err)
+			}
+		}
+		rec, err := a.token(e.ctx)
+		if err != nil {
+			return err
+		}
+		e.notef("account %s uses the %s flow and needs no login; a token was fetched, valid until %s", c.Account, a.r.Flow, rec.Expiry.Local().Format(time.DateTime))
+		return nil
+	}
+	if a.r.ClientID == "" {
+		return errorf("mailkey add "+c.Account+" --client-id ID", "account %s has no client_id", c.Account)
+	}
+
+	var tok *oauth.Token
+	switch {
+	case c.Device:
+		if !a.r.DeviceAllowed {
+			return errorf("mailkey login "+c.Account+"   (browser on this machine)\nmailkey login "+c.Account+" --paste   (no browser here)",
+				"%s does not allow the device flow here: %s", a.r.Provider, a.r.DeviceRefusal)
+		}
+		ctx, cancel := contextWithTimeout(e, c.Timeout)
+		defer cancel()
+		tok, err = a.client.DeviceLogin(ctx, e.stderr, oauth.DeviceOptions{QR: !c.NoQR})
+	case c.Paste:
+		ctx, cancel := contextWithTimeout(e, c.Timeout)
+		defer cancel()
+		tok, err = a.client.PasteLogin(ctx, e.stdin, e.stderr)
+	case c.Import:
+		rt, rerr := readSecretLine(e.stdin)
+		if rerr != nil {
+			return errorf("pipe the refresh token in: mailkey login "+c.Account+" --import < file", "%v", rerr)
+		}
+		tok, err = a.client.Refresh(e.ctx, rt)
+		if err == nil && tok.RefreshToken == "" {
+			tok.RefreshToken = rt
+		}
+	default:
+		tok, err = a.client.LoopbackLogin(e.ctx, oauth.LoopbackOptions{OpenBrowser: openBrowser, Out: e.stderr, Timeout: c.Timeout})
+	}
+	if err != nil {
+		return loginError(c.Account, err)
+	}
+
+	rec := &store.Record{
+		Account:       c.Account,
+		AccessToken:   tok.AccessToken,
+		TokenType:     tok.TokenType,
+		Expiry:        tok.Expiry,
+		RefreshToken:  tok.RefreshToken,
+		RefreshExpiry: tok.RefreshExpiry,
+		Scopes:        tok.Scopes,
+		TokenURL:      a.r.TokenURL,
+		Tenant:        a.r.Tenant,
+		LastRefresh:   time.Now(),
+	}
+	if tok.IDToken != "" && a.r.Issuer != "" {
+		id, err := a.client.VerifyIDToken(e.ctx, tok.IDToken)
+		if err != nil {
+			return &Error{Msg: fmt.Sprintf("the provider's ID token did not verify: %v", err), Hint: "try again: mailkey login " + c.Account, Err: err}
+		}
+		signedIn := id.Email
+		if signedIn == "" {
+			signedIn = id.PreferredUsername
+		}
+		if signedIn != "" && !strings.EqualFold(signedIn, a.r.Email) {
+			return &Error{
+				Msg:  fmt.Sprintf("signed in as %s, but account %s is for %s", signedIn, c.Account, a.r.Email),
+				Hint: fmt.Sprintf("log in again and choose %s (sign out of %s in the browser first),\nor change the account's address: mailkey add %s --email %s", a.r.Email, signedIn, c.Account, signedIn),
+			}
+		}
+		rec.Identity = signedIn
+	}
+	if err := a.mgr.Save(e.ctx, rec); err != nil {
+		return storeError(err)
+	}
+	who := a.r.Email
+	if rec.Identity != "" {
+		who = rec.Identity
+	}
+	e.notef("logged in: account %s (%s); tokens saved, protected by %s", c.Account, who, a.st.Protection())
+	if rec.RefreshToken == "" {
+		e.warnf("the provider gave no refresh token: you will have to log in again when the access token expires")
+	}
+	if w := refreshWarning(rec); w != "" {
+		e.warnf("%s", w)
+	}
+	return nil
+}
+
+func readSecretLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 64<<10)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("cannot read standard input")
+	}
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return "", fmt.Errorf("standard input held no refresh token")
+	}
+	return line, nil
+}
+
+// loginError words a failed flow with the next step.
+func loginError(name string, err error) error {
+	hint := "try again: mailkey login " + name
+	switch {
+	case errors.Is(err, oauth.ErrTimeout):
+		hint = "open the printed URL and finish the sign-in in time, or use: mailkey login " + name + " --paste"
+	case errors.Is(err, oauth.ErrAccessDenied):
+		hint = "approve the request in the browser, or ask your administrator to consent to the app"
+	case errors.Is(err, oauth.ErrStateMismatch):
+		hint = "paste the redirect of this login (not an older one): mailkey login " + name + " --paste"
+	case errors.Is(err, oauth.ErrExpiredToken):
+		hint = "approve the code sooner: mailkey login " + name + " --device"
+	}
+	var oe *oauth.Error
+	if errors.As(err, &oe) && oe.Temporary() {
+		hint = "the provider could not be reached or failed; try again in a moment: mailkey login " + name
+	}
+	return &Error{Msg: fmt.Sprintf("login for account %s failed: %v", name, err), Hint: hint, Err: err}
+}

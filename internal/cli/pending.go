@@ -1,0 +1,5 @@
+package cli
+
+type testCmd struct{}
+type passwordCmd struct{}
+type serveCmd struct{}

@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/provider"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+type statusCmd struct {
+	Account string `arg:"" optional:"" help:"Show only this account."`
+	JSON    bool   `help:"Print the status as JSON."`
+}
+
+// accountStatus is what status shows for one account. It never holds a
+// token: only states, times and scopes.
+type accountStatus struct {
+	Name        string    `json:"name"`
+	Provider    string    `json:"provider"`
+	Email       string    `json:"email"`
+	Flow        string    `json:"flow,omitempty"`
+	State       string    `json:"state"` // none, valid, expired, needs_login, unreadable
+	Detail      string    `json:"detail,omitempty"`
+	Expiry      time.Time `json:"expiry,omitzero"`
+	ExpiresIn   string    `json:"expires_in,omitempty"`
+	LastRefresh time.Time `json:"last_refresh,omitzero"`
+	HasRefresh  bool      `json:"has_refresh_token"`
+	Scopes      []string  `json:"scopes,omitempty"`
+	Identity    string    `json:"identity,omitempty"`
+	Warnings    []string  `json:"warnings,omitempty"`
+}
+
+func (c *statusCmd) Run(e *env) error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	accounts := cfg.Accounts
+	if c.Account != "" {
+		a, err := cfg.Account(c.Account)
+		if err != nil {
+			return err
+		}
+		accounts = []*config.Account{a}
+	}
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var out []accountStatus
+	for _, a := range accounts {
+		out = append(out, statusOf(e, st, a, now))
+	}
+	if c.JSON {
+		return e.writeJSON(map[string]any{
+			"config":     cfg.File,
+			"state_dir":  st.Dir(),
+			"protection": st.Protection(),
+			"accounts":   out,
+		})
+	}
+	fmt.Fprintf(e.stdout, "config:  %s\nstate:   %s\ntokens protected by: %s\n", cfg.File, st.Dir(), st.Protection())
+	for _, s := range out {
+		fmt.Fprintf(e.stdout, "\n%s  (%s, %s)\n", s.Name, s.Provider, s.Email)
+		fmt.Fprintf(e.stdout, "  token:        %s\n", describeState(s))
+		if !s.LastRefresh.IsZero() {
+			fmt.Fprintf(e.stdout, "  last refresh: %s\n", s.LastRefresh.Local().Format(time.DateTime))
+		}
+		if len(s.Scopes) > 0 {
+			fmt.Fprintf(e.stdout, "  scopes:       %s\n", strings.Join(s.Scopes, " "))
+		}
+		if s.Identity != "" {
+			fmt.Fprintf(e.stdout, "  signed in as: %s\n", s.Identity)
+		}
+		for _, w := range s.Warnings {
+			fmt.Fprintf(e.stdout, "  warning:      %s\n", w)
+		}
+	}
+	return nil
+}
+
+func describeState(s accountStatus) string {
+	switch s.State {
+	case "none":
+		if s.Flow != "" {
+			return "none yet (app-only: fetched on first use)"
+		}
+		return "none yet: run mailkey login " + s.Name
+	case "valid":
+		return fmt.Sprintf("valid until %s (in %s)", s.Expiry.Local().Format(time.DateTime), s.ExpiresIn)
+	case "expired":
+		if s.HasRefresh || s.Flow != "" {
+			return "expired (renewed on next use)"
+		}
+		return "expired, and no refresh token: run mailkey login " + s.Name
+	case "needs_login":
+		return "needs login: " + s.Detail + " (run mailkey login " + s.Name + ")"
+	}
+	return s.State + ": " + s.Detail
+}
+
+func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) accountStatus {
+	s := accountStatus{Name: a.Name, Provider: a.Provider, Email: a.Email, Flow: a.Flow}
+	rec, err := st.Get(e.ctx, a.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.State = "none"
+		return s
+	case err != nil:
+		s.State = "unreadable"
+		s.Detail = err.Error()
+		return s
+	}
+	s.LastRefresh = rec.LastRefresh
+	s.HasRefresh = rec.RefreshToken != ""
+	s.Scopes = rec.Scopes
+	s.Identity = rec.Identity
+	switch {
+	case rec.NeedsLogin:
+		s.State = "needs_login"
+		s.Detail = rec.Reason
+	case rec.AccessToken == "":
+		s.State = "expired"
+	case rec.Expiry.IsZero() || rec.Expiry.After(now):
+		s.State = "valid"
+		s.Expiry = rec.Expiry
+		if !rec.Expiry.IsZero() {
+			s.ExpiresIn = rec.Expiry.Sub(now).Round(time.Second).String()
+		}
+	default:
+		s.State = "expired"
+		s.Expiry = rec.Expiry
+	}
+	s.Warnings = warnings(a, rec, now)
+	return s
+}
+
+// warnings lists what will go wrong later: a refresh token with a deadline,
+// no refresh token where one is expected, scopes a protocol needs.
+func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
+	var ws []string
+	if w := tokens.RefreshExpiryWarning(rec, now); w != "" {
+		ws = append(ws, w)
+	}
+	if a.Flow == "" && rec.RefreshToken == "" && !rec.NeedsLogin {
+		w := "no refresh token was granted: you will have to log in again when the token expires"
+		if a.Provider == "microsoft" || a.Provider == "outlook" {
+			w += " (the offline_access scope is missing)"
+		}
+		ws = append(ws, w)
+	}
+	if len(a.Scopes) > 0 || len(rec.Scopes) == 0 || a.Provider == provider.Generic {
+		return ws
+	}
+	p, err := provider.Lookup(a.Provider)
+	if err != nil {
+		return ws
+	}
+	if a.Flow == config.FlowClientCredentials {
+		return ws // app-only tokens carry roles, not these scopes
+	}
+	for _, proto := range a.Protocols {
+		for _, need := range p.Scopes[proto] {
+			if !slices.Contains(rec.Scopes, need) {
+				ws = append(ws, fmt.Sprintf("the token lacks scope %s, which %s needs: log in again with mailkey login %s", need, strings.ToUpper(string(proto)), a.Name))
+			}
+		}
+	}
+	return ws
+}

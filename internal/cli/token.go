@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/sasl"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+type tokenCmd struct {
+	Account string `arg:"" help:"The account whose token to print."`
+	SASL    string `help:"Print the base64 SASL initial response instead: xoauth2 or oauthbearer." enum:"xoauth2,oauthbearer," default:""`
+	JSON    bool   `help:"Print JSON with the token, its expiry and the account."`
+}
+
+// tokenJSON is the --json output: the one place besides the bare token
+// where a secret is printed, on purpose, to stdout only.
+type tokenJSON struct {
+	Account     string    `json:"account"`
+	Email       string    `json:"email"`
+	AccessToken string    `json:"access_token,omitempty"`
+	SASL        string    `json:"sasl,omitempty"`
+	Mechanism   string    `json:"mechanism,omitempty"`
+	TokenType   string    `json:"token_type"`
+	Expiry      time.Time `json:"expiry,omitzero"`
+	ExpiresIn   int64     `json:"expires_in,omitempty"`
+}
+
+func (c *tokenCmd) Run(e *env) error {
+	a, err := e.openAccount(c.Account)
+	if err != nil {
+		return err
+	}
+	rec, err := a.token(e.ctx)
+	if err != nil {
+		return err
+	}
+	out := tokenJSON{Account: c.Account, Email: a.r.Email, TokenType: "Bearer", Expiry: rec.Expiry}
+	if !rec.Expiry.IsZero() {
+		out.ExpiresIn = int64(time.Until(rec.Expiry).Seconds())
+	}
+	var text string
+	if c.SASL != "" {
+		ir, err := sasl.InitialResponseBase64(c.SASL, a.r.Email, rec.AccessToken, "", 0)
+		if err != nil {
+			return errorf("use --sasl xoauth2 or --sasl oauthbearer", "%v", err)
+		}
+		out.SASL, out.Mechanism, text = ir, c.SASL, ir
+	} else {
+		out.AccessToken, text = rec.AccessToken, rec.AccessToken
+	}
+	if c.JSON {
+		return e.writeJSON(out)
+	}
+	_, err = fmt.Fprintln(e.stdout, text)
+	return err
+}
+
+func contextWithTimeout(e *env, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(e.ctx)
+	}
+	return context.WithTimeout(e.ctx, d)
+}
+
+func refreshWarning(rec *store.Record) string {
+	return tokens.RefreshExpiryWarning(rec, time.Now())
+}
