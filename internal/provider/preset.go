@@ -1,0 +1,369 @@
+package provider
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Protocol is a mail access protocol mailkey obtains tokens for.
+type Protocol string
+
+// The protocols, in the order mailkey lists them.
+const (
+	IMAP Protocol = "imap"
+	POP3 Protocol = "pop3"
+	SMTP Protocol = "smtp"
+)
+
+// Protocols lists every Protocol in canonical order.
+var Protocols = []Protocol{IMAP, POP3, SMTP}
+
+// ParseProtocol returns the Protocol named s ("imap", "pop3" or "smtp").
+func ParseProtocol(s string) (Protocol, error) {
+	for _, p := range Protocols {
+		if string(p) == s {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("unknown protocol %q (valid: imap, pop3, smtp)", s)
+}
+
+// SASL mechanism names as they appear in configuration.
+const (
+	SASLXOAuth2     = "xoauth2"
+	SASLOAuthBearer = "oauthbearer"
+)
+
+// tenantPlaceholder is replaced by Resolve in the URLs of tenanted presets.
+const tenantPlaceholder = "{tenant}"
+
+// Preset describes one provider. It is plain data: Lookup returns a copy
+// that the caller may change freely.
+type Preset struct {
+	// Name is the value of the config key provider; Title is for people.
+	Name, Title string
+
+	// Issuer is the authorization server's issuer identifier (RFC 8414,
+	// RFC 9207), when the provider has a stable one.
+	Issuer string
+	// Endpoints. Empty means the provider has no such endpoint. Tenanted
+	// presets contain "{tenant}" until Resolve substitutes it.
+	AuthURL, TokenURL, DeviceURL, RevokeURL string
+
+	// Tenanted presets (Microsoft) take a tenant in their URLs;
+	// DefaultTenant is used when the account does not name one.
+	Tenanted      bool
+	DefaultTenant string
+
+	// Scopes holds the least-privilege scopes per protocol. BaseScopes are
+	// requested in every interactive flow (offline_access for Microsoft).
+	// AppOnlyScopes are requested by the client credentials grant.
+	Scopes        map[Protocol][]string
+	BaseScopes    []string
+	AppOnlyScopes []string
+
+	// Servers holds a mail server URL per protocol, as ParseServer reads it.
+	Servers map[Protocol]string
+
+	// PreferSASL is the mechanism mailkey uses by default (SASLXOAuth2 or
+	// SASLOAuthBearer); OAuthBearer says whether the servers offer
+	// OAUTHBEARER (RFC 7628) at all. XOAUTH2 is offered by every preset.
+	PreferSASL  string
+	OAuthBearer bool
+
+	// DeviceFlow says whether the device authorization grant (RFC 8628)
+	// works for mail scopes; when it does not, DeviceRefusal says why and
+	// what to use instead.
+	DeviceFlow    bool
+	DeviceRefusal string
+
+	// AuthParams are extra parameters for the authorization request.
+	AuthParams map[string]string
+	// RequirePKCE: the provider rejects requests without PKCE. mailkey
+	// always sends S256 anyway; this only documents the provider.
+	RequirePKCE bool
+	// RefreshRotates: every refresh returns a new refresh token and the
+	// old one stops working, so the new one must be stored before use.
+	RefreshRotates bool
+	// VerifyAfterAuth: the server may accept a token issued for another
+	// mailbox, so a login should be checked with a command afterwards.
+	VerifyAfterAuth bool
+
+	// Notes are facts a person setting the provider up should know.
+	Notes []string
+}
+
+const (
+	msAuthority = "https://login.microsoftonline.com/" + tenantPlaceholder
+	msScopeBase = "https://outlook.office.com/"
+)
+
+// microsoft returns the shared data of the microsoft and outlook presets.
+func microsoft(name, title, tenant, smtpHost string) Preset {
+	return Preset{
+		Name:          name,
+		Title:         title,
+		Issuer:        msAuthority + "/v2.0",
+		AuthURL:       msAuthority + "/oauth2/v2.0/authorize",
+		TokenURL:      msAuthority + "/oauth2/v2.0/token",
+		DeviceURL:     msAuthority + "/oauth2/v2.0/devicecode",
+		Tenanted:      true,
+		DefaultTenant: tenant,
+		Scopes: map[Protocol][]string{
+			IMAP: {msScopeBase + "IMAP.AccessAsUser.All"},
+			POP3: {msScopeBase + "POP.AccessAsUser.All"},
+			SMTP: {msScopeBase + "SMTP.Send"},
+		},
+		BaseScopes:    []string{"offline_access"},
+		AppOnlyScopes: []string{"https://outlook.office365.com/.default"},
+		Servers: map[Protocol]string{
+			IMAP: "imaps://outlook.office365.com:993",
+			POP3: "pop3s://outlook.office365.com:995",
+			SMTP: "smtp://" + smtpHost + ":587",
+		},
+		PreferSASL:      SASLXOAuth2,
+		OAuthBearer:     false,
+		DeviceFlow:      true,
+		RefreshRotates:  true,
+		VerifyAfterAuth: true,
+		Notes: []string{
+			"Exchange Online offers XOAUTH2 only, never OAUTHBEARER",
+			"refresh against the tenant you authorised with; refresh tokens rotate on every use",
+			"SMTP submission is STARTTLS on port 587; there is no port 465",
+			"SMTP AUTH must be enabled for the tenant and the mailbox, else the server answers 535 5.7.139",
+			"for tokens without a user (flow = \"client_credentials\") name a tenant GUID or domain and grant the app IMAP/POP/SMTP access in Exchange",
+		},
+	}
+}
+
+// yahooFamily returns the shared data of the yahoo and aol presets.
+func yahooFamily(name, title, domain, mailDomain string) Preset {
+	return Preset{
+		Name:     name,
+		Title:    title,
+		AuthURL:  "https://api.login." + domain + "/oauth2/request_auth",
+		TokenURL: "https://api.login." + domain + "/oauth2/get_token",
+		Scopes: map[Protocol][]string{
+			IMAP: {"mail-w"},
+			POP3: {"mail-w"},
+			SMTP: {"mail-w"},
+		},
+		Servers: map[Protocol]string{
+			IMAP: "imaps://imap." + mailDomain + ":993",
+			POP3: "pop3s://pop." + mailDomain + ":995",
+			SMTP: "smtps://smtp." + mailDomain + ":465",
+		},
+		PreferSASL:    SASLXOAuth2,
+		OAuthBearer:   true,
+		DeviceRefusal: title + " has no device authorization endpoint; use the browser (loopback) or --paste flow",
+		Notes: []string{
+			"the mail-w scope must be granted to the app in the " + title + " developer console",
+		},
+	}
+}
+
+// presets holds every preset in the order Names lists them.
+var presets = []Preset{
+	{
+		Name:      "google",
+		Title:     "Google (Gmail, Google Workspace)",
+		Issuer:    "https://accounts.google.com",
+		AuthURL:   "https://accounts.google.com/o/oauth2/v2/auth",
+		TokenURL:  "https://oauth2.googleapis.com/token",
+		RevokeURL: "https://oauth2.googleapis.com/revoke",
+		Scopes: map[Protocol][]string{
+			IMAP: {"https://mail.google.com/"},
+			POP3: {"https://mail.google.com/"},
+			SMTP: {"https://mail.google.com/"},
+		},
+		Servers: map[Protocol]string{
+			IMAP: "imaps://imap.gmail.com:993",
+			POP3: "pop3s://pop.gmail.com:995",
+			SMTP: "smtps://smtp.gmail.com:465",
+		},
+		PreferSASL:    SASLXOAuth2,
+		OAuthBearer:   true,
+		DeviceFlow:    false,
+		DeviceRefusal: "Google's device flow rejects the Gmail scope (invalid_scope); use the browser (loopback) flow or --paste",
+		AuthParams: map[string]string{
+			"access_type": "offline",
+			"prompt":      "consent",
+		},
+		Notes: []string{
+			"create an OAuth client of type \"Desktop app\"; the out-of-band (oob) redirect is blocked since 2022",
+			"apps whose publishing status is \"Testing\" get refresh tokens that expire after 7 days",
+			"Workspace service accounts need domain-wide delegation for https://mail.google.com/",
+			"smtp://smtp.gmail.com:587 (STARTTLS) works as well as smtps://smtp.gmail.com:465",
+		},
+	},
+	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com"),
+	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com"),
+	yahooFamily("yahoo", "Yahoo Mail", "yahoo.com", "mail.yahoo.com"),
+	yahooFamily("aol", "AOL Mail", "aol.com", "aol.com"),
+	{
+		Name:     "fastmail",
+		Title:    "Fastmail",
+		Issuer:   "https://api.fastmail.com",
+		AuthURL:  "https://api.fastmail.com/oauth/authorize",
+		TokenURL: "https://api.fastmail.com/oauth/refresh",
+		Scopes: map[Protocol][]string{
+			IMAP: {"https://www.fastmail.com/dev/protocol-imap"},
+			POP3: {"https://www.fastmail.com/dev/protocol-pop"},
+			SMTP: {"https://www.fastmail.com/dev/protocol-smtp"},
+		},
+		Servers: map[Protocol]string{
+			IMAP: "imaps://imap.fastmail.com:993",
+			POP3: "pop3s://pop.fastmail.com:995",
+			SMTP: "smtps://smtp.fastmail.com:465",
+		},
+		PreferSASL:    SASLXOAuth2,
+		OAuthBearer:   true,
+		DeviceRefusal: "Fastmail has no device authorization endpoint; use the browser (loopback) or --paste flow",
+		RequirePKCE:   true,
+		Notes: []string{
+			"OAuth clients are registered by Fastmail on request",
+		},
+	},
+	{
+		Name:       "generic",
+		Title:      "any OAuth 2.0 provider (endpoints from issuer discovery or set by hand)",
+		PreferSASL: SASLXOAuth2,
+		// Whether a generic server offers OAUTHBEARER is unknown; the
+		// account's sasl setting decides.
+		OAuthBearer: true,
+		DeviceFlow:  true,
+		Notes: []string{
+			"set issuer for discovery, or auth_url and token_url (device_url, revoke_url optional)",
+			"set scopes and the imap, pop3 and smtp server URLs",
+		},
+	},
+}
+
+// Generic is the name of the preset without built-in endpoints.
+const Generic = "generic"
+
+// UnknownProviderError is returned by Lookup for a name without a preset.
+type UnknownProviderError struct {
+	Name string
+}
+
+func (e *UnknownProviderError) Error() string {
+	return fmt.Sprintf("unknown provider %q (valid: %s)", e.Name, strings.Join(Names(), ", "))
+}
+
+// Names lists the preset names: google, microsoft, outlook, yahoo, aol,
+// fastmail, generic.
+func Names() []string {
+	names := make([]string, len(presets))
+	for i, p := range presets {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// Lookup returns a copy of the preset called name, or an
+// *UnknownProviderError.
+func Lookup(name string) (Preset, error) {
+	for _, p := range presets {
+		if p.Name == name {
+			return p.clone(), nil
+		}
+	}
+	return Preset{}, &UnknownProviderError{Name: name}
+}
+
+// clone returns a deep copy, so that callers cannot change the registry.
+func (p Preset) clone() Preset {
+	if p.Scopes != nil {
+		s := make(map[Protocol][]string, len(p.Scopes))
+		for k, v := range p.Scopes {
+			s[k] = slices.Clone(v)
+		}
+		p.Scopes = s
+	}
+	p.BaseScopes = slices.Clone(p.BaseScopes)
+	p.AppOnlyScopes = slices.Clone(p.AppOnlyScopes)
+	p.Notes = slices.Clone(p.Notes)
+	if p.Servers != nil {
+		s := make(map[Protocol]string, len(p.Servers))
+		for k, v := range p.Servers {
+			s[k] = v
+		}
+		p.Servers = s
+	}
+	if p.AuthParams != nil {
+		a := make(map[string]string, len(p.AuthParams))
+		for k, v := range p.AuthParams {
+			a[k] = v
+		}
+		p.AuthParams = a
+	}
+	return p
+}
+
+// InvalidTenantError is returned by Resolve for a tenant ValidTenant refuses,
+// or for any tenant on a preset that takes none.
+type InvalidTenantError struct {
+	Tenant   string
+	Provider string
+	// NotTenanted is set when the provider takes no tenant at all.
+	NotTenanted bool
+}
+
+func (e *InvalidTenantError) Error() string {
+	if e.NotTenanted {
+		return fmt.Sprintf("provider %s takes no tenant", e.Provider)
+	}
+	return fmt.Sprintf("invalid tenant %q (valid: common, organizations, consumers, a directory GUID or a domain such as contoso.onmicrosoft.com)", e.Tenant)
+}
+
+// Resolve returns a copy of p with "{tenant}" replaced in every URL. An
+// empty tenant means p.DefaultTenant. Presets that are not Tenanted accept
+// only the empty tenant.
+func (p Preset) Resolve(tenant string) (Preset, error) {
+	if !p.Tenanted {
+		if tenant != "" {
+			return Preset{}, &InvalidTenantError{Tenant: tenant, Provider: p.Name, NotTenanted: true}
+		}
+		return p.clone(), nil
+	}
+	if tenant == "" {
+		tenant = p.DefaultTenant
+	}
+	if !ValidTenant(tenant) {
+		return Preset{}, &InvalidTenantError{Tenant: tenant, Provider: p.Name}
+	}
+	r := p.clone()
+	sub := func(s string) string { return strings.ReplaceAll(s, tenantPlaceholder, tenant) }
+	r.Issuer = sub(r.Issuer)
+	r.AuthURL = sub(r.AuthURL)
+	r.TokenURL = sub(r.TokenURL)
+	r.DeviceURL = sub(r.DeviceURL)
+	r.RevokeURL = sub(r.RevokeURL)
+	r.DefaultTenant = tenant
+	return r, nil
+}
+
+// ScopesFor returns the scopes an interactive flow asks for to use the given
+// protocols: BaseScopes first, then each protocol's scopes in the order the
+// protocols are given, without duplicates. With no protocols it covers every
+// protocol the preset has scopes for, in canonical order.
+func (p Preset) ScopesFor(protos ...Protocol) []string {
+	if len(protos) == 0 {
+		protos = Protocols
+	}
+	var out []string
+	add := func(ss []string) {
+		for _, s := range ss {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	add(p.BaseScopes)
+	for _, proto := range protos {
+		add(p.Scopes[proto])
+	}
+	return out
+}
