@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/config"
@@ -91,18 +93,36 @@ func storeError(err error) error {
 // acct is one account made ready to act: configuration, resolved
 // endpoints, OAuth client, store and lifecycle manager.
 type acct struct {
-	cfg    *config.Config
-	conf   *config.Account
+	cfg  *config.Config
+	conf *config.Account
+	st   *store.FileStore
+	mgr  *tokens.Manager
+
+	mu     sync.Mutex // guards the fields resolve sets
 	r      *config.Resolved
 	hc     *http.Client
 	client *oauth.Client
-	st     *store.FileStore
-	mgr    *tokens.Manager
 }
 
 // openAccount loads the configuration and the store and prepares account
 // name. It does network I/O only for a generic provider's discovery.
 func (e *env) openAccount(name string) (*acct, error) {
+	a, err := e.openAccountDeferred(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.resolve(e.ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// openAccountDeferred is openAccount without the network: the provider's
+// discovery runs when the manager first needs to fetch a token (or on
+// resolve). A credential helper then hands out a valid stored token even
+// while the provider is unreachable, and costs no request per call. Until
+// resolve succeeds, a.r and a.client are nil.
+func (e *env) openAccountDeferred(name string) (*acct, error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return nil, err
@@ -112,22 +132,48 @@ func (e *env) openAccount(name string) (*acct, error) {
 		return nil, err
 	}
 	a := &acct{cfg: cfg, conf: conf}
-	a.r, a.hc, err = account.Resolve(e.ctx, conf)
-	if err != nil {
-		return nil, errorf("check the account's issuer and network, then: mailkey config check", "account %s: %v", name, err)
-	}
-	a.client, err = account.OAuthClient(e.ctx, a.r, a.hc)
-	if err != nil {
-		return nil, errorf("check client_secret_cmd in "+cfg.File, "account %s: %v", name, err)
-	}
 	a.st, err = e.openStore()
 	if err != nil {
 		return nil, err
 	}
 	a.mgr = newManager(cfg, a.st, func(string) (tokens.Source, error) {
+		if err := a.resolve(e.ctx); err != nil {
+			return nil, err
+		}
 		return &account.Source{R: a.r, Client: a.client}, nil
 	}, e.logger())
 	return a, nil
+}
+
+// resolve runs the account's discovery and builds its OAuth client, once.
+func (a *acct) resolve(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.r != nil {
+		return nil
+	}
+	name := a.conf.Name
+	r, hc, err := account.Resolve(ctx, a.conf)
+	if err != nil {
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "account "+name+":") {
+			msg = "account " + name + ": " + msg
+		}
+		var ne net.Error
+		if errors.As(err, &ne) {
+			// The provider is down or unreachable: nothing is wrong with the
+			// account, and nothing stored was touched.
+			return &Error{Msg: msg, Err: err, Code: 75, // EX_TEMPFAIL
+				Hint: "the provider could not be reached; the stored tokens are kept: try again in a moment"}
+		}
+		return &Error{Msg: msg, Err: err, Hint: "check the account's issuer and network, then: mailkey config check"}
+	}
+	client, err := account.OAuthClient(ctx, r, hc)
+	if err != nil {
+		return errorf("check client_secret_cmd in "+a.cfg.File, "account %s: %v", name, err)
+	}
+	a.r, a.hc, a.client = r, hc, client
+	return nil
 }
 
 func newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
@@ -142,8 +188,11 @@ func (e *env) logger() *slog.Logger {
 // token returns a valid token for the account, minting the first one for
 // app-only accounts, which need no login.
 func (a *acct) token(ctx context.Context) (*store.Record, error) {
-	if account.AppOnly(a.r) {
+	if a.conf.Flow == config.FlowClientCredentials || a.conf.Flow == config.FlowServiceAccount {
 		if _, err := a.st.Get(ctx, a.conf.Name); errors.Is(err, store.ErrNotFound) {
+			if err := a.resolve(ctx); err != nil {
+				return nil, err
+			}
 			if err := a.mgr.Save(ctx, &store.Record{Account: a.conf.Name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant}); err != nil {
 				return nil, storeError(err)
 			}
@@ -160,7 +209,10 @@ func (a *acct) token(ctx context.Context) (*store.Record, error) {
 func tokenError(name string, err error) error {
 	var nl *tokens.NeedsLoginError
 	var te *tokens.TransientError
+	var ee *Error
 	switch {
+	case errors.As(err, &ee):
+		return ee // worded already (the provider's discovery failed)
 	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
 		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
 	case errors.As(err, &nl):

@@ -91,9 +91,9 @@ func (c *loginCmd) Run(e *env) error {
 		LastRefresh:   time.Now(),
 	}
 	if tok.IDToken != "" && a.r.Issuer != "" {
-		id, err := a.client.VerifyIDToken(e.ctx, tok.IDToken)
+		id, err := a.client.Identify(e.ctx, tok)
 		if err != nil {
-			return &Error{Msg: fmt.Sprintf("the provider's ID token did not verify: %v", err), Hint: "try again: mailkey login " + c.Account, Err: err}
+			return &Error{Msg: fmt.Sprintf("cannot tell who signed in: %v", err), Hint: "try again: mailkey login " + c.Account, Err: err}
 		}
 		signedIn := id.Email
 		if signedIn == "" {

@@ -30,7 +30,9 @@ type tokenJSON struct {
 }
 
 func (c *tokenCmd) Run(e *env) error {
-	a, err := e.openAccount(c.Account)
+	// No discovery unless a token must be fetched: mail clients call this
+	// for every connection, and a valid stored token needs no provider.
+	a, err := e.openAccountDeferred(c.Account)
 	if err != nil {
 		return err
 	}
@@ -38,13 +40,13 @@ func (c *tokenCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	out := tokenJSON{Account: c.Account, Email: a.r.Email, TokenType: "Bearer", Expiry: rec.Expiry}
+	out := tokenJSON{Account: c.Account, Email: a.conf.Email, TokenType: "Bearer", Expiry: rec.Expiry}
 	if !rec.Expiry.IsZero() {
 		out.ExpiresIn = int64(time.Until(rec.Expiry).Seconds())
 	}
 	var text string
 	if c.SASL != "" {
-		ir, err := sasl.InitialResponseBase64(c.SASL, a.r.Email, rec.AccessToken, "", 0)
+		ir, err := sasl.InitialResponseBase64(c.SASL, a.conf.Email, rec.AccessToken, "", 0)
 		if err != nil {
 			return errorf("use --sasl xoauth2 or --sasl oauthbearer", "%v", err)
 		}

@@ -10,7 +10,8 @@
 //   - Refresh (RFC 6749 §6), ClientCredentials (§4.4), ClientAssertion
 //     (certificate, RFC 7523 §2.2 private_key_jwt), ServiceAccount (JWT bearer
 //     grant, RFC 7523 §2.1, Google Workspace domain-wide delegation);
-//   - Revoke (RFC 7009) and VerifyIDToken (OpenID Connect Core §3.1.3.7).
+//   - Revoke (RFC 7009), VerifyIDToken (OpenID Connect Core §3.1.3.7) and
+//     Identify (the ID token, completed from UserInfo, Core §5.3).
 //
 // Security follows RFC 9700: every endpoint must be https unless it is on a
 // loopback host, every auth-code flow uses state and PKCE S256, the loopback

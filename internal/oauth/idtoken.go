@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 )
 
 // Identity is who an ID token names.
@@ -90,6 +91,51 @@ func (c *Client) VerifyIDToken(ctx context.Context, raw string) (*Identity, erro
 		PreferredUsername: claims.PreferredUsername,
 		TenantID:          claims.TenantID,
 	}, nil
+}
+
+// Identify returns who signed in to get tok: the identity its ID token names
+// (VerifyIDToken), completed from the UserInfo endpoint (OpenID Connect Core
+// §5.3) with the access token when the ID token names no address. Providers
+// that follow Core §5.4 strictly put the email claim only there when an
+// access token is issued. The UserInfo subject must be the ID token's
+// (Core §5.3.2). Without a UserInfo endpoint the identity stays without an
+// address.
+func (c *Client) Identify(ctx context.Context, tok *Token) (*Identity, error) {
+	const op = "userinfo"
+	id, err := c.VerifyIDToken(ctx, tok.IDToken)
+	if err != nil || id.Email != "" || id.PreferredUsername != "" || tok.AccessToken == "" {
+		return id, err
+	}
+	secrets := []string{tok.AccessToken, tok.RefreshToken, tok.IDToken}
+	hctx := c.ctx(ctx)
+	if c.MultiTenantIssuer {
+		hctx = oidc.InsecureIssuerURLContext(hctx, c.Issuer)
+	}
+	p, err := oidc.NewProvider(hctx, c.Issuer)
+	if err != nil {
+		return nil, classify(op, err, secrets)
+	}
+	var meta struct {
+		UserInfo string `json:"userinfo_endpoint"`
+	}
+	if err := p.Claims(&meta); err != nil || meta.UserInfo == "" {
+		return id, nil
+	}
+	if err := CheckEndpoint(meta.UserInfo); err != nil {
+		return nil, classify(op, err, nil)
+	}
+	ui, err := p.UserInfo(hctx, oauth2.StaticTokenSource(&tok.Token))
+	if err != nil {
+		if isNetwork(err) {
+			return nil, classify(op, err, secrets)
+		}
+		return nil, &Error{Op: op, Err: errors.New("the provider did not say who signed in")} // the error text holds the response body
+	}
+	if ui.Subject != id.Subject {
+		return nil, &Error{Op: op, Err: errors.New("userinfo names another subject than the id token")}
+	}
+	id.Email, id.EmailVerified = ui.Email, ui.EmailVerified
+	return id, nil
 }
 
 // checkTenantIssuer checks a multi-tenant issuer: template is the discovered

@@ -38,7 +38,15 @@ func newOIDCServer(t *testing.T, path, issuer string) *oidcServer {
 			"issuer": issuer, "jwks_uri": o.srv.URL + "/jwks",
 			"authorization_endpoint": o.srv.URL + "/authorize", "token_endpoint": o.srv.URL + "/token",
 			"id_token_signing_alg_values_supported": []string{"RS256"},
+			"userinfo_endpoint":                     o.srv.URL + "/userinfo",
 		})
+	})
+	mux.HandleFunc("/userinfo", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer at-for-"+r.URL.Query().Get("sub") && r.Header.Get("Authorization") != "Bearer good-access-token" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"sub": "user-1", "email": "who@example.com", "email_verified": true})
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
@@ -144,5 +152,34 @@ func TestIssuerParamMultiTenant(t *testing.T) {
 	c.MultiTenantIssuer = false
 	if c.issuerMatches("https://login.microsoftonline.com/72f988bf/v2.0") {
 		t.Error("inexact issuer accepted without MultiTenantIssuer")
+	}
+}
+
+// A provider that follows OpenID Connect Core §5.4 strictly puts email only in
+// UserInfo: Identify must find it there, or the wrong-account check is skipped.
+func TestIdentifyUserInfo(t *testing.T) {
+	o := newOIDCServer(t, "", "")
+	c := &Client{Issuer: o.srv.URL}
+	c.Config.ClientID = "cid"
+	now := time.Now()
+	idToken := func(sub string) string {
+		return o.sign(t, o.key, map[string]any{"iss": o.srv.URL, "aud": "cid", "sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+	}
+	tok := &Token{IDToken: idToken("user-1")}
+	tok.AccessToken = "good-access-token"
+	id, err := c.Identify(context.Background(), tok)
+	if err != nil || id.Email != "who@example.com" || !id.EmailVerified {
+		t.Fatalf("Identify = %+v, %v; want the email from userinfo", id, err)
+	}
+
+	tok.IDToken = idToken("user-2")
+	if _, err := c.Identify(context.Background(), tok); err == nil || !strings.Contains(err.Error(), "another subject") {
+		t.Fatalf("userinfo for another subject: %v", err)
+	}
+
+	tok.IDToken, tok.AccessToken = idToken("user-1"), "rejected-access-token"
+	_, err = c.Identify(context.Background(), tok)
+	if err == nil || strings.Contains(err.Error(), "rejected-access-token") {
+		t.Fatalf("refused userinfo: %v", err)
 	}
 }

@@ -1,9 +1,16 @@
-// Package store keeps OAuth token records for mailkey accounts.
+// Package store keeps OAuth 2.0 (RFC 6749) token records for mailkey
+// accounts.
 //
-// The Store interface is implemented by an encrypted file backend (the
-// default: one age-encrypted file per account under the state folder).
-// Records hold secrets: never print a Record, only the fields that are safe
-// (see Record.Redacted).
+// The Store interface is implemented by an encrypted file backend, FileStore
+// (the default: one file per account under the state folder, in the age v1
+// format of https://age-encryption.org/v1, encrypted to one X25519 key that
+// the OS keyring, an scrypt passphrase or a 0600 key file protects).
+// Folders are 0700 and files 0600; like ssh, the store refuses secrets that
+// group or others can read. Writes are atomic (temp file, fsync, rename) and
+// keep the last good copy; locks are flock(2) advisory locks.
+//
+// Records hold secrets: never print a Record's tokens (Record.String and
+// Record.Redacted leave them out), and no error of this package quotes one.
 package store
 
 import (

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/cli"
 	"github.com/mailkey/mailkey/test/e2e"
 )
 
@@ -62,14 +63,40 @@ func run() error {
 	}
 	defer s.Close()
 
+	cfgPath := filepath.Join(s.Dir, "mailkey", "config.toml")
+	stateDir := filepath.Join(s.Dir, "mailkey", "state")
+	if err := addAccount(s, cfgPath, stateDir); err != nil {
+		return err
+	}
 	envPath := filepath.Join(s.Dir, "env")
-	if err := os.WriteFile(envPath, []byte(exports(s)), 0o644); err != nil {
+	env := exports(s) + fmt.Sprintf("export MAILKEY_CONFIG='%s'\nexport MAILKEY_STATE_DIR='%s'\n", cfgPath, stateDir)
+	if bin, err := filepath.Abs("bin"); err == nil {
+		if _, err := os.Stat(filepath.Join(bin, "mailkey")); err == nil {
+			env += fmt.Sprintf("export PATH='%s':\"$PATH\"\n", bin)
+		}
+	}
+	if err := os.WriteFile(envPath, []byte(env), 0o644); err != nil {
 		return err
 	}
 	describe(os.Stdout, s, envPath)
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "sandbox: stopping")
 	return s.Close()
+}
+
+// addAccount writes the sandbox's mailkey configuration with mailkey's own
+// add command, so the sandbox shows exactly what a user would type.
+func addAccount(s *e2e.Stack, cfgPath, stateDir string) error {
+	os.Setenv("MAILKEY_CONFIG", cfgPath)
+	os.Setenv("MAILKEY_STATE_DIR", stateDir)
+	args := []string{"add", "sandbox", "--provider", "generic", "--issuer", s.Issuer,
+		"--client-id", e2e.ClientPublic, "--email", e2e.Alice,
+		"--scope", "openid", "--scope", "email", "--scope", "mail",
+		"--imap", s.IMAP, "--pop3", s.POP3, "--smtp", s.Submission, "--ca-file", s.CAFile}
+	if code := cli.Main(args, os.Stdin, os.Stdout, os.Stderr); code != 0 {
+		return fmt.Errorf("mailkey add sandbox failed (exit %d)", code)
+	}
+	return nil
 }
 
 func exports(s *e2e.Stack) string {
@@ -102,5 +129,18 @@ func describe(w io.Writer, s *e2e.Stack, envPath string) {
 	fmt.Fprintf(w, "clients      %s (public), %s / %s, %s / %s (client_credentials)\n",
 		e2e.ClientPublic, e2e.ClientConfidential, e2e.ClientConfidentialSecret, e2e.ClientDaemon, e2e.ClientDaemonSecret)
 	fmt.Fprintf(w, "files        %s (shell exports: . %s)\n", s.Dir, envPath)
-	fmt.Fprintln(w, "press Ctrl-C to stop")
+	fmt.Fprintf(w, `
+A mailkey account "sandbox" (alice@example.test) is configured against this stack.
+In another terminal:
+
+  . %s                # MAILKEY_CONFIG, MAILKEY_STATE_DIR, PATH
+  mailkey login sandbox           # opens the provider's login page: alice@example.test / alice-pass
+  mailkey status
+  mailkey token sandbox
+  mailkey test sandbox            # logs in over IMAP, POP3 and SMTP and explains any failure
+  mailkey password add sandbox    # an app password for a password-only client, then:
+  mailkey serve                   # IMAP 127.0.0.1:1143, POP3 :1110, SMTP :1587
+
+press Ctrl-C to stop
+`, envPath)
 }

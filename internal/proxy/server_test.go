@@ -1,0 +1,197 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/proxy"
+	"github.com/mailkey/mailkey/internal/proxy/imapproxy"
+	"github.com/mailkey/mailkey/internal/proxy/proxytest"
+)
+
+const pass = "app-password"
+
+func newServer(d *proxytest.Dialer) *proxy.Server {
+	return &proxy.Server{
+		Protocol: imapproxy.Protocol{},
+		Auth:     &proxytest.Auth{Users: map[string]proxytest.User{"alice": {Password: pass, Account: "work"}}},
+		Dialer:   d,
+		Limits:   proxy.Limits{FailureDelay: -1},
+	}
+}
+
+func login(t *testing.T, addr string) *proxytest.Client {
+	t.Helper()
+	c := proxytest.Dial(t, addr)
+	c.Expect("* OK ")
+	c.Send("a LOGIN alice " + pass + "\r\n")
+	c.Expect("a OK ")
+	return c
+}
+
+// waitFor polls cond; it only guards against hanging, nothing is timed.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 3000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not reached")
+}
+
+func TestConnectionCapPerSource(t *testing.T) {
+	srv := newServer(&proxytest.Dialer{})
+	srv.Limits.MaxConnsPerIP = 2
+	addr := proxytest.Start(t, srv)
+	c1 := proxytest.Dial(t, addr)
+	c1.Expect("* OK ")
+	c2 := login(t, addr)
+	c3 := proxytest.Dial(t, addr)
+	c3.Expect("* BYE [UNAVAILABLE] ")
+	c3.ExpectClosed()
+	if n := srv.Stats().RejectedBusy.Load(); n != 1 {
+		t.Errorf("rejected %d, want 1", n)
+	}
+	c1.Conn.Close()
+	waitFor(t, func() bool { return srv.Stats().Active.Load() == 1 })
+	c4 := proxytest.Dial(t, addr)
+	c4.Expect("* OK ")
+	c2.Send("still here\r\n")
+	c2.Expect("still here")
+}
+
+func TestShutdown(t *testing.T) {
+	srv := newServer(&proxytest.Dialer{})
+	addr := proxytest.Start(t, srv)
+
+	t.Run("waits for sessions", func(t *testing.T) {
+		c := proxytest.Dial(t, addr)
+		c.Expect("* OK ")
+		waitFor(t, func() bool { return srv.Stats().Active.Load() == 1 })
+		done := make(chan error, 1)
+		go func() { done <- srv.Shutdown(context.Background()) }()
+		waitFor(t, func() bool {
+			nc, err := net.Dial("tcp", addr)
+			if err == nil {
+				nc.Close()
+			}
+			return err != nil
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v with a session running", err)
+		default:
+		}
+		c.Send("a LOGOUT\r\n")
+		c.Expect("* BYE")
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	})
+}
+
+func TestShutdownClosesAfterDeadline(t *testing.T) {
+	srv := newServer(&proxytest.Dialer{})
+	addr := proxytest.Start(t, srv)
+	c := login(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	c.ExpectClosed()
+	if n := srv.Stats().Active.Load(); n != 0 {
+		t.Errorf("%d sessions still active", n)
+	}
+}
+
+func TestHalfClosePropagates(t *testing.T) {
+	srv := newServer(&proxytest.Dialer{})
+	addr := proxytest.Start(t, srv)
+	c := login(t, addr)
+	c.Send("last words\r\n")
+	if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	c.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	rest, err := io.ReadAll(c.R)
+	if err != nil {
+		t.Fatalf("reading after half-close: %v", err)
+	}
+	if string(rest) != "last words\r\n" {
+		t.Fatalf("got %q after half-close", rest)
+	}
+}
+
+func TestMissingDependencies(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := (&proxy.Server{Protocol: imapproxy.Protocol{}}).Serve(ln); err == nil {
+		t.Fatal("Serve without Authenticator and Dialer succeeded")
+	}
+}
+
+// TestIdleSessionMemory holds many logged-in, idle sessions and measures
+// the memory each costs, the fake upstream's side and the test's client
+// included: 10,000 idle sessions must fit in 300 MiB.
+func TestIdleSessionMemory(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("opens many sockets; the race detector distorts memory")
+	}
+	const n = 500
+	const budget = 300 << 20 / 10000
+	d := &proxytest.Dialer{Handler: func(up net.Conn) {
+		b := make([]byte, 1)
+		up.Read(b)
+	}}
+	srv := newServer(d)
+	srv.Limits.MaxConnsPerIP = n + 1
+	addr := proxytest.Start(t, srv)
+
+	var heapIn, stackIn uint64
+	measure := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		heapIn, stackIn = m.HeapInuse, m.StackInuse
+		return m.HeapInuse + m.StackInuse
+	}
+	before := measure()
+	h0, s0 := heapIn, stackIn
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	buf := make([]byte, 256)
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c.Read(buf) // greeting
+		io.WriteString(c, "a LOGIN alice "+pass+"\r\n")
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return srv.Stats().Spliced.Load() == n })
+	per := (measure() - before) / n
+	t.Logf("%d bytes per idle session (heap %d, stacks %d)", per, (heapIn-h0)/n, (stackIn-s0)/n)
+	if per > budget {
+		t.Errorf("an idle session costs %d bytes, want at most %d", per, budget)
+	}
+}

@@ -1,0 +1,519 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+)
+
+// Layout of a state folder:
+//
+//	DIR/protection            which key protection the store uses (plain text)
+//	DIR/key.txt               the age identity, when protected by a key file
+//	DIR/key.age               the age identity encrypted with the passphrase
+//	DIR/tokens/NAME.age       the record of account NAME
+//	DIR/tokens/NAME.age.bak   the record NAME had before the last Put
+//	DIR/tokens/NAME.age.corrupt-TIMESTAMP   an unreadable record, moved aside
+//	DIR/tokens/NAME.lock      the account's cross-process lock
+//
+// Records live in their own folder so that no account name can collide
+// with the store's own files.
+const (
+	tokensDir     = "tokens"
+	recordExt     = ".age"
+	backupExt     = ".bak"
+	lockExt       = ".lock"
+	corruptMarker = ".corrupt-"
+	corruptTime   = "20060102T150405Z"
+)
+
+var corruptSuffix = regexp.MustCompile(`^\.age\.corrupt-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$`)
+
+// FileOptions tunes OpenFile. A nil *FileOptions means defaults.
+type FileOptions struct {
+	// NoKeyring keeps the store away from the OS keyring (tests must set
+	// it). MAILKEY_NO_KEYRING=1 in the environment does the same.
+	NoKeyring bool
+	// Passphrase protects the key of a new store when no keyring answers,
+	// and unlocks a passphrase-protected store. Empty means
+	// $MAILKEY_PASSPHRASE.
+	Passphrase string
+	// ScryptWorkFactor is log2 of scrypt's N for a new passphrase-protected
+	// key; 0 means 18, age's default (about a second). Tests use ~10.
+	ScryptWorkFactor int
+	// KeyringTimeout bounds each OS keyring call. 0 means 3s for the
+	// probe that decides whether a new store uses the keyring, and 60s
+	// to read the key of a store kept in the keyring (an unlock prompt
+	// may be showing).
+	KeyringTimeout time.Duration
+}
+
+// PutOptions tunes FileStore.PutWithOptions.
+type PutOptions struct {
+	// Replace lets Put write over a record that cannot be read. The
+	// unreadable file is kept, moved aside to NAME.age.corrupt-TIMESTAMP.
+	Replace bool
+}
+
+// FileStore is the default Store: one age-encrypted file per account in a
+// private state folder, encrypted to one X25519 key that the OS keyring, a
+// passphrase or a key file protects.
+//
+// Put and Delete do not take the account lock (callers doing a
+// read-modify-write hold Lock around it), but each write is atomic on its
+// own.
+type FileStore struct {
+	dir        string
+	tokens     string
+	protection string
+	identity   *age.X25519Identity
+	recipient  *age.X25519Recipient
+	locks      localLocks
+	writeMu    sync.Mutex // orders the backup and rename steps of one process's writes
+}
+
+var _ Store = (*FileStore)(nil)
+
+// DefaultDir returns the state folder: $MAILKEY_STATE_DIR, else
+// $XDG_STATE_HOME/mailkey, else ~/.local/state/mailkey. It does no I/O
+// beyond looking up the home folder.
+func DefaultDir() (string, error) {
+	if d := os.Getenv(EnvStateDir); d != "" {
+		return d, nil
+	}
+	// The XDG spec ignores relative paths.
+	if d := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "mailkey"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find the state folder: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "mailkey"), nil
+}
+
+// OpenFile opens the store in dir, creating the folder (0700) and the key
+// on first use. The key is protected, in this order of preference, by the
+// OS keyring, by a passphrase, or by the key file DIR/key.txt; which one a
+// store uses is fixed when it is created (DIR/protection records it), and
+// opening it without that protection yields a *LockedError rather than a
+// second key. A folder that group or others can access yields a
+// *PermissionError.
+func OpenFile(dir string, opts *FileOptions) (*FileStore, error) {
+	if opts == nil {
+		opts = &FileOptions{}
+	}
+	if dir == "" {
+		return nil, errors.New("open token store: no state folder given")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureDir(abs); err != nil {
+		return nil, err
+	}
+	// The keyring entry is named after the folder: resolve links so that
+	// two spellings of one folder find one key.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	s := &FileStore{dir: abs, tokens: filepath.Join(abs, tokensDir)}
+	if err := ensureDir(s.tokens); err != nil {
+		return nil, err
+	}
+	o := &opener{
+		dir:        abs,
+		keyring:    !opts.NoKeyring && !envBool(EnvNoKeyring),
+		passphrase: opts.Passphrase,
+		workFactor: opts.ScryptWorkFactor,
+		timeout:    opts.KeyringTimeout,
+	}
+	if o.passphrase == "" {
+		o.passphrase = os.Getenv(EnvPassphrase)
+	}
+	if o.workFactor == 0 {
+		o.workFactor = defaultScryptWorkFactor
+	}
+	if o.workFactor < 1 || o.workFactor > 30 {
+		return nil, fmt.Errorf("open token store: scrypt work factor %d is outside 1..30", o.workFactor)
+	}
+	id, m, err := o.open(s.tokens, s.hasRecords)
+	if err != nil {
+		return nil, err
+	}
+	s.identity, s.recipient, s.protection = id, id.Recipient(), o.describe(m)
+	return s, nil
+}
+
+// Dir returns the state folder, as an absolute path.
+func (s *FileStore) Dir() string { return s.dir }
+
+// Protection says what protects the key: "OS keyring", "passphrase
+// (MAILKEY_PASSPHRASE)" or "key file /path/key.txt".
+func (s *FileStore) Protection() string { return s.protection }
+
+func (s *FileStore) recordPath(account string) string {
+	return filepath.Join(s.tokens, account+recordExt)
+}
+
+// Get returns the account's record. A missing record wraps ErrNotFound; a
+// record file that cannot be decrypted or decoded is a *CorruptError, whose
+// Backup names the last good copy when there is one.
+func (s *FileStore) Get(ctx context.Context, account string) (*Record, error) {
+	if err := ValidateAccount(account); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rec, err := s.read(account, s.recordPath(account))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("account %q: %w", account, ErrNotFound)
+	}
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		ce.Backup = s.goodBackup(account)
+	}
+	return rec, err
+}
+
+// read decrypts and decodes one record file of account. A file that exists
+// but cannot be read as a record is a *CorruptError (without Backup).
+func (s *FileStore) read(account, path string) (*Record, error) {
+	b, err := readPrivate(path, maxRecordSize)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, &CorruptError{Account: account, Path: path, Err: errTooLarge}
+		}
+		return nil, err
+	}
+	corrupt := func(err error) error { return &CorruptError{Account: account, Path: path, Err: err} }
+	r, err := age.Decrypt(bytes.NewReader(b), s.identity)
+	if err != nil {
+		if errors.Is(err, age.ErrIncorrectIdentity) {
+			return nil, corrupt(ErrWrongKey)
+		}
+		return nil, corrupt(errMalformed)
+	}
+	plain, err := io.ReadAll(io.LimitReader(r, maxRecordSize+1))
+	if err != nil {
+		return nil, corrupt(errMalformed)
+	}
+	rec, err := decodeRecord(plain)
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	if rec.Account != account {
+		return nil, corrupt(errors.New("the record inside belongs to another account"))
+	}
+	return rec, nil
+}
+
+// goodBackup returns the path of account's backup when it can be read.
+func (s *FileStore) goodBackup(account string) string {
+	p := s.recordPath(account) + backupExt
+	if _, err := s.read(account, p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// Put writes rec atomically. A record that cannot be read is not written
+// over (a *CorruptError); see PutWithOptions.
+func (s *FileStore) Put(ctx context.Context, rec *Record) error {
+	return s.PutWithOptions(ctx, rec, nil)
+}
+
+// PutWithOptions writes rec atomically: the record is encrypted to a temp
+// file in the same folder, synced, and renamed over the old one, which is
+// kept first as NAME.age.bak. Readers see the old record or the new one.
+// Over a record that cannot be read it fails with a *CorruptError unless
+// opts.Replace is set, in which case the unreadable file is moved aside.
+func (s *FileStore) PutWithOptions(ctx context.Context, rec *Record, opts *PutOptions) error {
+	if rec == nil {
+		return errors.New("put: nil record")
+	}
+	if err := ValidateAccount(rec.Account); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	replace := opts != nil && opts.Replace
+	plain, err := encodeRecord(rec)
+	if err != nil {
+		return fmt.Errorf("put %q: encode record: %w", rec.Account, err)
+	}
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, s.recipient)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(plain); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return s.install(rec.Account, buf.Bytes(), replace)
+}
+
+// install puts ciphertext in place as account's record, keeping the
+// current record as the backup when it is good.
+func (s *FileStore) install(account string, ciphertext []byte, replace bool) error {
+	path := s.recordPath(account)
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+
+	_, err := s.read(account, path)
+	current := err == nil
+	var ce *CorruptError
+	switch {
+	case err == nil, errors.Is(err, fs.ErrNotExist):
+	case errors.As(err, &ce) && replace:
+	case errors.As(err, &ce):
+		ce.Backup = s.goodBackup(account)
+		return err
+	default:
+		return err
+	}
+
+	tmp, err := writeTemp(s.tokens, account+recordExt, ciphertext)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // a no-op once renamed
+	if beforeRename != nil {
+		if err := beforeRename(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case current:
+		if err := s.keepBackup(path); err != nil {
+			return err
+		}
+	case ce != nil:
+		if _, err := s.moveAside(path); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(s.tokens)
+}
+
+// keepBackup makes NAME.age.bak a second name of the current NAME.age: a
+// hard link under a temp name, renamed over the old backup, so the backup
+// is always a whole file.
+func (s *FileStore) keepBackup(path string) error {
+	tmp := filepath.Join(s.tokens, "."+filepath.Base(path)+backupExt+".tmp-"+randomSuffix())
+	if err := os.Link(path, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path+backupExt); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// moveAside renames path to PATH.corrupt-TIMESTAMP without replacing an
+// earlier one, and returns the new name.
+func (s *FileStore) moveAside(path string) (string, error) {
+	base := path + corruptMarker + time.Now().UTC().Format(corruptTime)
+	for i := 1; ; i++ {
+		dst := base
+		if i > 1 {
+			dst = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := os.Link(path, dst)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := os.Remove(path); err != nil {
+			return "", err
+		}
+		return dst, syncDir(s.tokens)
+	}
+}
+
+// Quarantine moves the account's current record file aside to
+// NAME.age.corrupt-TIMESTAMP (never deleting it) and returns its new path.
+// Afterwards the account has no record; its backup, if any, stays.
+func (s *FileStore) Quarantine(ctx context.Context, account string) (string, error) {
+	if err := ValidateAccount(account); err != nil {
+		return "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	path := s.recordPath(account)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("account %q: %w", account, ErrNotFound)
+	}
+	return s.moveAside(path)
+}
+
+// Recover restores the account's record from its last good copy when the
+// current file is unreadable or missing; the unreadable file is moved aside
+// to NAME.age.corrupt-TIMESTAMP. When the current record reads fine it is
+// returned untouched: rolling back would lose a rotated refresh token.
+// Without a good copy the *CorruptError (or ErrNotFound) stands.
+func (s *FileStore) Recover(ctx context.Context, account string) (*Record, error) {
+	if err := ValidateAccount(account); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	path := s.recordPath(account)
+	rec, err := s.read(account, path)
+	if err == nil {
+		return rec, nil
+	}
+	var ce *CorruptError
+	if !errors.As(err, &ce) && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	bak := path + backupExt
+	good, berr := s.read(account, bak)
+	if berr != nil {
+		if ce != nil {
+			return nil, ce
+		}
+		return nil, fmt.Errorf("account %q: %w", account, ErrNotFound)
+	}
+	// Copy rather than link: the backup stays a file of its own.
+	ciphertext, err := readPrivate(bak, maxRecordSize)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := writeTemp(s.tokens, account+recordExt, ciphertext)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	if ce != nil {
+		if _, err := s.moveAside(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	return good, syncDir(s.tokens)
+}
+
+// Delete forgets the account: its record, its backup and any unreadable
+// copies moved aside. The lock file stays (see lockPath). Deleting a missing
+// record is not an error.
+func (s *FileStore) Delete(ctx context.Context, account string) error {
+	if err := ValidateAccount(account); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	path := s.recordPath(account)
+	victims := []string{path, path + backupExt}
+	entries, err := os.ReadDir(s.tokens)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Name(), account); ok && corruptSuffix.MatchString(rest) {
+			victims = append(victims, filepath.Join(s.tokens, e.Name()))
+		}
+	}
+	// The record first: once it is gone the account is forgotten even if
+	// a later removal fails.
+	for _, v := range victims {
+		if err := os.Remove(v); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return syncDir(s.tokens)
+}
+
+// List returns the accounts that have a record file (readable or not),
+// sorted.
+func (s *FileStore) List(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(s.tokens)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), recordExt)
+		if ok && e.Type().IsRegular() && ValidateAccount(name) == nil {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// hasRecords reports whether any record or backup file exists.
+func (s *FileStore) hasRecords() (bool, error) {
+	entries, err := os.ReadDir(s.tokens)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, ".") && (strings.HasSuffix(n, recordExt) || strings.HasSuffix(n, recordExt+backupExt)) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Lock takes the account's lock: first among this store's goroutines, then
+// across processes with an advisory lock on NAME.lock. It waits until ctx is
+// done and returns the function that releases the lock (safe to call more
+// than once).
+func (s *FileStore) Lock(ctx context.Context, account string) (func(), error) {
+	if err := ValidateAccount(account); err != nil {
+		return nil, err
+	}
+	release, err := s.locks.acquire(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	unlockFile, err := lockPath(ctx, filepath.Join(s.tokens, account+lockExt))
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return sync.OnceFunc(func() {
+		unlockFile()
+		release()
+	}), nil
+}

@@ -1,0 +1,209 @@
+package clitest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailkey/mailkey/test/e2e"
+)
+
+// needProgram returns the path of a mail client, or skips the test when it is missing.
+func needProgram(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, name, pkg)
+	}
+	return p
+}
+
+// missing skips the test for lack of what, or fails it in CI, where MAILKEY_E2E=1 and
+// test/e2e/install-deps.sh installed the Debian package pkg.
+func missing(t *testing.T, what, pkg string) {
+	t.Helper()
+	if os.Getenv("MAILKEY_E2E") == "1" {
+		t.Fatalf("MAILKEY_E2E=1 but %s is missing: install %s (test/e2e/install-deps.sh)", what, pkg)
+	}
+	t.Skipf("%s is missing: install %s", what, pkg)
+}
+
+// runClient runs a mail client as m's user (its HOME, and mailkey on PATH) and hands its
+// output to the leak check: mailkey's stderr reaches the client's.
+func runClient(t *testing.T, ctx context.Context, m *mk, stdin []byte, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env, cmd.Dir = m.env, m.home
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	m.leaks.output(filepath.Base(name)+" "+strings.Join(args, " "), string(out))
+	return string(out), err
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMailClients runs msmtp, mbsync and mutt with mailkey token as their OAuth token
+// source, configured as docs/clients/{msmtp,mbsync,mutt}.md describe.
+func TestMailClients(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t)
+	ctx := testContext(t)
+	leaks := newLeakCheck(t)
+	const acct = "work"
+	m := newMailkey(t, leaks, "1s")
+	m.addAccount(ctx, s, acct, e2e.ClientPublic)
+	importLogin(t, ctx, s, m, acct)
+
+	for _, mech := range []string{"xoauth2", "oauthbearer"} {
+		t.Run("msmtp "+mech, func(t *testing.T) {
+			msmtp := needProgram(t, "msmtp", "msmtp")
+			rc := filepath.Join(m.home, ".msmtprc-"+mech)
+			writeFile(t, rc, fmt.Sprintf(`defaults
+tls on
+tls_trust_file %s
+
+account mailkey
+host localhost
+port %d
+tls_starttls on
+from %s
+user %s
+auth %s
+passwordeval "mailkey token %s"
+
+account default : mailkey
+`, s.CAFile, s.SubmissionPort, e2e.Alice, e2e.Alice, mech, acct))
+			before, err := s.MessageCount(e2e.Alice, "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := e2e.NewMessage(e2e.Alice, e2e.Alice, "msmtp "+mech, "sent by msmtp with a token from mailkey")
+			if out, err := runClient(t, ctx, m, msg, msmtp, "-C", rc, e2e.Alice); err != nil {
+				t.Fatalf("msmtp: %v\n%s", err, out)
+			}
+			if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", before+1); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	t.Run("mbsync", func(t *testing.T) {
+		mbsync := needProgram(t, "mbsync", "isync")
+		// the Cyrus SASL XOAUTH2 plugin mbsync needs
+		if plugins, _ := filepath.Glob("/usr/lib/*/sasl2/libkdexoauth2.so*"); len(plugins) == 0 {
+			missing(t, "the SASL plugin libkdexoauth2", "libsasl2-modules-kdexoauth2")
+		}
+		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.Plain, nil, e2e.Alice,
+			m.token(ctx, acct), e2e.XOAUTH2, e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "for mbsync", "hello")); err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := filepath.Join(m.home, "Mail")
+		if err := os.MkdirAll(local, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		rc := filepath.Join(m.home, ".mbsyncrc")
+		writeFile(t, rc, fmt.Sprintf(`IMAPAccount mailkey
+Host localhost
+Port %d
+User %s
+PassCmd "mailkey token %s"
+AuthMechs XOAUTH2
+SSLType STARTTLS
+CertificateFile %s
+
+IMAPStore mailkey-remote
+Account mailkey
+
+MaildirStore mailkey-local
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel mailkey
+Far :mailkey-remote:
+Near :mailkey-local:
+Patterns INBOX
+Create Near
+SyncState *
+`, s.IMAPPort, e2e.Alice, acct, s.CAFile, local, local))
+		if out, err := runClient(t, ctx, m, nil, mbsync, "-c", rc, "mailkey"); err != nil {
+			t.Fatalf("mbsync: %v\n%s", err, out)
+		}
+		var got int
+		for _, sub := range []string{"cur", "new"} {
+			entries, err := os.ReadDir(filepath.Join(local, "INBOX", sub))
+			if err != nil {
+				t.Fatalf("mbsync made no local INBOX: %v", err)
+			}
+			got += len(entries)
+		}
+		if got < want {
+			t.Errorf("mbsync copied %d messages, the server holds at least %d", got, want)
+		}
+	})
+
+	t.Run("mutt", func(t *testing.T) {
+		mutt := needProgram(t, "mutt", "mutt")
+		script := needProgram(t, "script", "bsdutils") // mutt needs a terminal
+		cert, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// mutt trusts the server certificates listed in certificate_file.
+		certs := filepath.Join(m.home, ".mutt_certificates")
+		writeFile(t, certs, string(cert))
+		rc := filepath.Join(m.home, ".muttrc")
+		writeFile(t, rc, fmt.Sprintf(`set from      = "%[1]s"
+set imap_user = "%[1]s"
+set folder    = "imap://localhost:%[2]d/"
+set spoolfile = "+INBOX"
+set ssl_starttls = yes
+set ssl_force_tls = yes
+set certificate_file = "%[3]s"
+set imap_authenticators        = "oauthbearer:xoauth2"
+set imap_oauth_refresh_command = "mailkey token %[4]s"
+set imap_passive = no
+set quit = yes
+set header_cache = ""
+set message_cachedir = ""
+set mail_check = 0
+`, e2e.Alice, s.IMAPPort, certs, acct))
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Open INBOX, then quit; -d 2 writes the IMAP transcript (without the token) to
+		// ~/.muttdebug0.
+		cmdline := fmt.Sprintf("%s -n -d 2 -F %s -e 'push <quit>'", mutt, rc)
+		out, err := runClient(t, ctx, m, nil, script, "-qec", cmdline, "/dev/null")
+		if err != nil {
+			t.Fatalf("mutt: %v\n%q", err, out)
+		}
+		dbg, err := os.ReadFile(filepath.Join(m.home, ".muttdebug0"))
+		if err != nil {
+			t.Fatalf("mutt wrote no debug log: %v\n%q", err, out)
+		}
+		m.leaks.output("mutt debug log", string(dbg))
+		log := string(dbg)
+		if !strings.Contains(log, "Trying method oauthbearer") || !strings.Contains(log, "OK [") {
+			t.Errorf("mutt did not authenticate with OAUTHBEARER; debug log:\n%s", log)
+		}
+		if !strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) {
+			t.Errorf("mutt did not select INBOX (%d messages); debug log:\n%s", n, log)
+		}
+	})
+}

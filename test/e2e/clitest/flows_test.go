@@ -1,0 +1,347 @@
+package clitest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mailkey/mailkey/test/e2e"
+)
+
+// certClient is a key and self-signed certificate for the private_key_jwt client.
+type certClient struct {
+	certFile, keyFile string
+	jwks              []byte
+}
+
+func newCertClient(t *testing.T) certClient {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: e2e.ClientCert},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := certClient{certFile: filepath.Join(dir, "client.crt"), keyFile: filepath.Join(dir, "client.key")}
+	if err := os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.jwks, err = e2e.PublicJWKS(&key.PublicKey, "clitest"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// reDeviceCode is the user code oidc-provider shows (charset base-20, mask ****-****).
+var reDeviceCode = regexp.MustCompile(`^\s*([A-Z]{4}-[A-Z]{4})\s*$`)
+
+// TestLoginFlows proves that every way of getting a token yields one that Dovecot accepts for
+// IMAP, POP3 and submission, and that mailkey token --sasl encodes it correctly. The flows
+// run in parallel, each with its own mailkey user and its own grant.
+func TestLoginFlows(t *testing.T) {
+	t.Parallel()
+	cc := newCertClient(t)
+	s := e2e.Start(t, e2e.WithCertClientJWKS(cc.jwks))
+	ctx := testContext(t)
+	leaks := newLeakCheck(t)
+	const acct = "work"
+
+	// finish checks the token an account got, as alice.
+	finish := func(t *testing.T, m *mk) {
+		t.Helper()
+		tok := m.token(ctx, acct)
+		checkMail(t, ctx, s, e2e.Alice, tok)
+		checkSASL(t, ctx, m, acct, e2e.Alice, tok)
+	}
+
+	t.Run("loopback", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		p := m.start(ctx, "login", acct)
+		authURL := p.authorizeURL(ctx, s)
+		u, err := url.Parse(authURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		if q.Get("code_challenge_method") != "S256" || q.Get("state") == "" || !strings.HasPrefix(q.Get("redirect_uri"), "http://127.0.0.1:") {
+			t.Errorf("authorization URL lacks PKCE S256, state or a 127.0.0.1 redirect: %s", authURL)
+		}
+		redirect, err := s.Deliver(ctx, authURL, e2e.Alice, e2e.AlicePassword)
+		if err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+		leaks.secret("authorization code", redirect.Query().Get("code"))
+		if r := p.wait(); r.code != 0 {
+			t.Fatalf("mailkey login: %s", r)
+		}
+		if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh || st.Identity != e2e.Alice {
+			t.Errorf("status after login: %+v", st)
+		}
+		finish(t, m)
+	})
+
+	t.Run("paste", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		p := m.start(ctx, "login", acct, "--paste")
+		redirect, err := s.BrowserLogin(ctx, p.authorizeURL(ctx, s), e2e.Alice, e2e.AlicePassword)
+		if err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+		leaks.secret("authorization code", redirect.Query().Get("code"))
+		if _, err := p.stdin.Write([]byte(redirect.String() + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		if r := p.wait(); r.code != 0 {
+			t.Fatalf("mailkey login --paste: %s", r)
+		}
+		finish(t, m)
+	})
+
+	t.Run("device", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		p := m.start(ctx, "login", acct, "--device", "--no-qr")
+		line, _ := p.waitLine(ctx, "the user code", reDeviceCode.MatchString)
+		code := reDeviceCode.FindStringSubmatch(line)[1]
+		if err := s.ApproveDevice(ctx, code, e2e.Alice, e2e.AlicePassword); err != nil {
+			t.Fatalf("approve: %v", err)
+		}
+		if r := p.wait(); r.code != 0 {
+			t.Fatalf("mailkey login --device: %s", r)
+		}
+		finish(t, m)
+	})
+
+	t.Run("client credentials with secret", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientDaemon, "--flow", "client_credentials",
+			"--client-secret", e2e.ClientDaemonSecret, "--scope", e2e.ScopeMail)
+		if st := m.status(ctx, acct); st.State != "none" {
+			t.Errorf("status before the first token: %+v", st)
+		}
+		// The configuration holds the client secret; what prints it must not.
+		m.must(ctx, "", "config", "check")
+		m.must(ctx, "", "config", "check", "--json")
+		m.must(ctx, "", "config", "path")
+		m.must(ctx, "", "status")
+		finish(t, m)
+	})
+
+	t.Run("client credentials with certificate", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientCert, "--flow", "client_credentials",
+			"--certificate-file", cc.certFile, "--private-key-file", cc.keyFile, "--scope", e2e.ScopeMail)
+		finish(t, m)
+	})
+
+	t.Run("import", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		tok, err := s.AuthCodeToken(ctx, e2e.Alice, e2e.AlicePassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks.secret("refresh token", tok.RefreshToken)
+		leaks.secret("access token", tok.AccessToken)
+		m.must(ctx, tok.RefreshToken+"\n", "login", acct, "--import")
+		finish(t, m)
+	})
+}
+
+// TestLoginRefusals proves that mailkey refuses a redirect of another login (state), a code
+// issued for another PKCE challenge, and a sign-in as the wrong person, with clear errors
+// and nothing stored.
+func TestLoginRefusals(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t)
+	ctx := testContext(t)
+	leaks := newLeakCheck(t)
+	const acct = "work"
+
+	noToken := func(t *testing.T, m *mk) {
+		t.Helper()
+		if st := m.status(ctx, acct); st.State != "none" || st.HasRefresh {
+			t.Errorf("a refused login stored something: %+v", st)
+		}
+	}
+
+	t.Run("state mismatch", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		p := m.start(ctx, "login", acct, "--paste")
+		redirect, err := s.BrowserLogin(ctx, p.authorizeURL(ctx, s), e2e.Alice, e2e.AlicePassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := redirect.Query()
+		leaks.secret("authorization code", q.Get("code"))
+		q.Set("state", "another-login-state-value")
+		redirect.RawQuery = q.Encode()
+		p.stdin.Write([]byte(redirect.String() + "\n"))
+		r := p.wait()
+		if r.code == 0 || !strings.Contains(r.stderr, "mailkey: error: login for account work failed") ||
+			!strings.Contains(r.stderr, "state") || !strings.Contains(r.stderr, "mailkey: hint: ") {
+			t.Fatalf("login with a foreign state: %s", r)
+		}
+		noToken(t, m)
+	})
+
+	t.Run("PKCE mismatch", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		p := m.start(ctx, "login", acct, "--paste")
+		// The same request (state, redirect URI) with the challenge of a verifier mailkey
+		// does not have: the redirect passes every check but the token exchange.
+		u, err := url.Parse(p.authorizeURL(ctx, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()))
+		u.RawQuery = q.Encode()
+		redirect, err := s.BrowserLogin(ctx, u.String(), e2e.Alice, e2e.AlicePassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks.secret("authorization code", redirect.Query().Get("code"))
+		p.stdin.Write([]byte(redirect.String() + "\n"))
+		r := p.wait()
+		if r.code == 0 || !strings.Contains(r.stderr, "invalid_grant") || !strings.Contains(r.stderr, "mailkey: hint: try again: mailkey login work") {
+			t.Fatalf("login with a code for another PKCE challenge: %s", r)
+		}
+		noToken(t, m)
+	})
+
+	t.Run("wrong identity", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		p := m.start(ctx, "login", acct)
+		redirect, err := s.Deliver(ctx, p.authorizeURL(ctx, s), e2e.Bob, e2e.BobPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks.secret("authorization code", redirect.Query().Get("code"))
+		r := p.wait()
+		if r.code == 0 || !strings.Contains(r.stderr, "mailkey: error: ") ||
+			!strings.Contains(r.stderr, e2e.Bob) || !strings.Contains(r.stderr, e2e.Alice) {
+			t.Fatalf("login as bob for alice's account: %s", r)
+		}
+		noToken(t, m)
+	})
+
+	t.Run("no login yet", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		r := m.run(ctx, "", "token", acct)
+		if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "mailkey: hint: mailkey login work") {
+			t.Fatalf("token before any login: %s", r)
+		}
+	})
+}
+
+// importLogin logs account name in by importing a fresh refresh token for alice.
+func importLogin(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, name string) {
+	t.Helper()
+	tok, err := s.AuthCodeToken(ctx, e2e.Alice, e2e.AlicePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.leaks.secret("refresh token", tok.RefreshToken)
+	m.leaks.secret("access token", tok.AccessToken)
+	m.must(ctx, tok.RefreshToken+"\n", "login", name, "--import")
+}
+
+// TestLogout proves that mailkey logout revokes the grant at the provider (Dovecot then
+// refuses the token) and forgets the tokens, and that a copy of the store whose grant was
+// revoked elsewhere says it needs a login.
+func TestLogout(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t)
+	ctx := testContext(t)
+	leaks := newLeakCheck(t)
+	const acct = "work"
+
+	t.Run("revokes and forgets", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		importLogin(t, ctx, s, m, acct)
+		tok := m.token(ctx, acct)
+		imapOK(t, ctx, s, tok)
+		r := m.must(ctx, "", "logout", acct)
+		if !strings.Contains(r.stderr, "revoked") {
+			t.Errorf("logout did not say it revoked: %s", r)
+		}
+		imapRefused(t, ctx, s, tok)
+		if st := m.status(ctx, acct); st.State != "none" || st.HasRefresh {
+			t.Errorf("status after logout: %+v", st)
+		}
+		r = m.run(ctx, "", "token", acct)
+		if r.code == 0 || !strings.Contains(r.stderr, "mailkey: hint: mailkey login work") {
+			t.Errorf("token after logout: %s", r)
+		}
+	})
+
+	t.Run("grant revoked elsewhere", func(t *testing.T) {
+		t.Parallel()
+		// A margin longer than the tokens live: every mailkey token refreshes.
+		m := newMailkey(t, leaks, "30m")
+		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		importLogin(t, ctx, s, m, acct)
+		imapOK(t, ctx, s, m.token(ctx, acct))
+		other := m.clone()
+		other.must(ctx, "", "logout", acct)
+		r := m.run(ctx, "", "token", acct)
+		if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "mailkey: error: ") ||
+			!strings.Contains(r.stderr, "needs a new login") || !strings.Contains(r.stderr, "mailkey: hint: mailkey login work") {
+			t.Fatalf("token after the grant was revoked: %s", r)
+		}
+		if st := m.status(ctx, acct); st.State != "needs_login" {
+			t.Errorf("status after the grant was revoked: %+v", st)
+		}
+	})
+}
