@@ -7,7 +7,7 @@ BIN := bin/mailkey
 .PHONY: build sandbox test deps fuzz bench clean
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/mailkey
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailkey
 
 sandbox: build
 	$(GO) run ./test/e2e/cmd/sandbox

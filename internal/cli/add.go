@@ -13,7 +13,7 @@ import (
 type addCmd struct {
 	Account string `arg:"" help:"Name of the account (letters, digits, '.', '_', '-', '@')."`
 
-	Provider     string   `help:"google, microsoft, outlook, yahoo, aol, fastmail or generic." placeholder:"P"`
+	Provider     string   `help:"Provider preset: google, microsoft, outlook, yahoo, aol, fastmail or generic." placeholder:"P"`
 	Email        string   `help:"The mailbox address." placeholder:"ADDR"`
 	ClientID     string   `name:"client-id" help:"OAuth client ID of your app registration." placeholder:"ID"`
 	ClientSecret string   `name:"client-secret" help:"OAuth client secret, if the app has one ('-' reads it from standard input)." placeholder:"SECRET"`
@@ -30,7 +30,7 @@ type addCmd struct {
 	SMTP         string   `name:"smtp" help:"SMTP server: smtps://HOST:465 or smtp://HOST:587 (STARTTLS)." placeholder:"URL"`
 	Protocols    []string `help:"Protocols the account is used for (imap, pop3, smtp): scopes are asked for these only." placeholder:"P"`
 	CAFile       string   `name:"ca-file" help:"PEM file of a private CA to trust for this account." placeholder:"PEM" type:"path"`
-	Flow         string   `help:"client_credentials (app-only) or service_account (Google Workspace); default: a person logs in." placeholder:"F"`
+	Flow         string   `help:"App-only flow: client_credentials or service_account (Google Workspace); default: a person logs in." placeholder:"F"`
 	Certificate  string   `name:"certificate-file" help:"Certificate for app-only client assertion (RFC 7523)." placeholder:"PEM" type:"path"`
 	PrivateKey   string   `name:"private-key-file" help:"Private key for --certificate-file, if not in it." placeholder:"PEM" type:"path"`
 	ServiceAcct  string   `name:"service-account-file" help:"Google service account JSON key." placeholder:"JSON" type:"path"`
