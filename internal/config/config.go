@@ -153,7 +153,35 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, Errors{e}
 	}
-	return parse(path, data)
+	cfg, err := parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretPerms(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// checkSecretPerms refuses, as ssh does, a file that holds a client secret
+// and that group or others can read.
+func checkSecretPerms(cfg *Config) error {
+	fi, err := os.Stat(cfg.File)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	var errs Errors
+	for _, a := range cfg.Accounts {
+		if a.ClientSecret != "" {
+			errs = append(errs, &Error{File: cfg.File, Line: a.Line, Field: fieldName("accounts", a.Name, "client_secret"),
+				Msg:  fmt.Sprintf("the file holds a client secret but its permissions %#o let group or others read it", fi.Mode().Perm()),
+				Hint: "chmod 600 " + cfg.File + "   (or move the secret to client_secret_cmd)"})
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 // parse validates data as the contents of the file at path.
