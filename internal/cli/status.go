@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
+	"github.com/mailkey/mailkey/internal/server"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -58,15 +59,23 @@ func (c *statusCmd) Run(e *env) error {
 	for _, a := range accounts {
 		out = append(out, statusOf(e, st, a, now))
 	}
+	certFile, fingerprint := proxyCertificate(cfg, st.Dir())
 	if c.JSON {
-		return e.writeJSON(map[string]any{
+		doc := map[string]any{
 			"config":     cfg.File,
 			"state_dir":  st.Dir(),
 			"protection": st.Protection(),
 			"accounts":   out,
-		})
+		}
+		if fingerprint != "" {
+			doc["proxy_certificate"] = map[string]string{"file": certFile, "sha256": fingerprint}
+		}
+		return e.writeJSON(doc)
 	}
 	fmt.Fprintf(e.stdout, "config:  %s\nstate:   %s\ntokens protected by: %s\n", cfg.File, st.Dir(), st.Protection())
+	if fingerprint != "" {
+		fmt.Fprintf(e.stdout, "proxy certificate: %s sha256 %s\n", certFile, fingerprint)
+	}
 	for _, s := range out {
 		fmt.Fprintf(e.stdout, "\n%s  (%s, %s)\n", s.Name, s.Provider, s.Email)
 		fmt.Fprintf(e.stdout, "  token:        %s\n", describeState(s))
@@ -84,6 +93,20 @@ func (c *statusCmd) Run(e *env) error {
 		}
 	}
 	return nil
+}
+
+// proxyCertificate returns the listener certificate of mailkey serve and
+// its fingerprint, or "" when there is none yet.
+func proxyCertificate(cfg *config.Config, stateDir string) (string, string) {
+	certFile := cfg.Proxy.CertFile
+	if certFile == "" {
+		certFile, _ = server.CertPaths(stateDir)
+	}
+	fp, err := server.FileFingerprint(certFile)
+	if err != nil {
+		return certFile, ""
+	}
+	return certFile, fp
 }
 
 func describeState(s accountStatus) string {

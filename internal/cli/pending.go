@@ -1,5 +1,0 @@
-package cli
-
-type testCmd struct{}
-type passwordCmd struct{}
-type serveCmd struct{}

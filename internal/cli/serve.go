@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/server"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+type serveCmd struct {
+	IMAP            *string       `name:"imap" placeholder:"ADDR" help:"IMAP listener, overriding [proxy] imap; \"off\" turns it off."`
+	POP3            *string       `name:"pop3" placeholder:"ADDR" help:"POP3 listener, overriding [proxy] pop3; \"off\" turns it off."`
+	SMTP            *string       `name:"smtp" placeholder:"ADDR" help:"SMTP submission listener, overriding [proxy] smtp; \"off\" turns it off."`
+	IMAPS           *string       `name:"imaps" placeholder:"ADDR" help:"Implicit-TLS IMAP listener, overriding [proxy] imaps."`
+	POP3S           *string       `name:"pop3s" placeholder:"ADDR" help:"Implicit-TLS POP3 listener, overriding [proxy] pop3s."`
+	SMTPS           *string       `name:"smtps" placeholder:"ADDR" help:"Implicit-TLS SMTP listener, overriding [proxy] smtps."`
+	Status          *string       `name:"status" placeholder:"ADDR" help:"Status page and /metrics listener, overriding [proxy] status."`
+	LogFormat       string        `name:"log-format" enum:"text,json," default:"" help:"Log as text or json, overriding [proxy] log_format."`
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"10s" help:"How long running sessions may finish after SIGINT or SIGTERM."`
+}
+
+// override sets *dst from a flag: "off" (or "") turns the listener off.
+func override(dst *string, flag *string) {
+	if flag == nil {
+		return
+	}
+	if *flag == "off" {
+		*dst = ""
+		return
+	}
+	*dst = *flag
+}
+
+func (c *serveCmd) Run(e *env) error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	p := cfg.Proxy
+	for _, o := range []struct{ dst, flag *string }{
+		{&p.IMAP, c.IMAP}, {&p.POP3, c.POP3}, {&p.SMTP, c.SMTP},
+		{&p.IMAPS, c.IMAPS}, {&p.POP3S, c.POP3S}, {&p.SMTPS, c.SMTPS}, {&p.Status, c.Status},
+	} {
+		override(o.dst, o.flag)
+	}
+	if c.LogFormat != "" {
+		p.LogFormat = c.LogFormat
+	}
+	var h slog.Handler
+	if p.LogFormat == "json" {
+		h = slog.NewJSONHandler(e.stderr, nil)
+	} else {
+		h = slog.NewTextHandler(e.stderr, nil)
+	}
+	log := slog.New(h)
+
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	tok := newServeTokens(e, cfg, st, log)
+	srv, err := server.New(server.Config{
+		Proxy:           p,
+		Accounts:        cfg.Accounts,
+		Tokens:          tok,
+		Store:           st,
+		Passwords:       apppass.Open(st.Dir()),
+		StateDir:        st.Dir(),
+		RefreshMargin:   cfg.RefreshMargin,
+		ShutdownTimeout: c.ShutdownTimeout,
+		Logger:          log,
+		Version:         Version,
+	})
+	if err != nil {
+		var le *server.ListenError
+		if errors.As(err, &le) {
+			return &Error{Msg: err.Error(), Hint: le.Hint, Err: err}
+		}
+		return &Error{Msg: err.Error(), Hint: "check [proxy] in " + cfg.File + ": mailkey config check", Err: err}
+	}
+	if len(cfg.Accounts) == 0 {
+		log.Warn("no accounts configured: every login will fail", "hint", "mailkey add ACCOUNT")
+	}
+	if err := srv.Listen(); err != nil {
+		return &Error{Msg: err.Error(), Hint: "stop what uses the port, or choose another address in [proxy] or with --imap/--pop3/--smtp", Err: err}
+	}
+	return srv.Run(e.ctx)
+}
+
+// serveTokens is the lifecycle manager for every configured account, each
+// resolved (discovery, OAuth client) once, on first need. App-only
+// accounts get their first token minted, as mailkey token does.
+type serveTokens struct {
+	mgr   *tokens.Manager
+	st    store.Store
+	accts map[string]*acct
+	mu    sync.Mutex
+}
+
+func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.Logger) *serveTokens {
+	t := &serveTokens{st: st, accts: map[string]*acct{}}
+	for _, a := range cfg.Accounts {
+		t.accts[a.Name] = &acct{cfg: cfg, conf: a, st: st}
+	}
+	t.mgr = newManager(cfg, st, func(name string) (tokens.Source, error) {
+		a, ok := t.accts[name]
+		if !ok {
+			return nil, errors.New("unknown account " + name)
+		}
+		if err := a.resolve(e.ctx); err != nil {
+			return nil, err
+		}
+		return &account.Source{R: a.r, Client: a.client}, nil
+	}, log)
+	for _, a := range t.accts {
+		a.mgr = t.mgr
+	}
+	return t
+}
+
+// ensure saves the empty record an app-only account starts from.
+func (t *serveTokens) ensure(ctx context.Context, name string) error {
+	a, ok := t.accts[name]
+	if !ok || (a.conf.Flow != config.FlowClientCredentials && a.conf.Flow != config.FlowServiceAccount) {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, err := t.st.Get(ctx, name); !errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err := a.resolve(ctx); err != nil {
+		return err
+	}
+	return t.mgr.Save(ctx, &store.Record{Account: name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant})
+}
+
+func (t *serveTokens) Get(ctx context.Context, name string) (*store.Record, error) {
+	if err := t.ensure(ctx, name); err != nil {
+		return nil, err
+	}
+	return t.mgr.Get(ctx, name)
+}
+
+func (t *serveTokens) ForceRefresh(ctx context.Context, name, stale string) (*store.Record, error) {
+	return t.mgr.ForceRefresh(ctx, name, stale)
+}
+
+func (t *serveTokens) RefreshDue(ctx context.Context, name string, within time.Duration) (*store.Record, error) {
+	if err := t.ensure(ctx, name); err != nil {
+		return nil, err
+	}
+	return t.mgr.RefreshDue(ctx, name, within)
+}

@@ -1,0 +1,161 @@
+package server
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The generated certificate of the proxy's listeners, in the state folder.
+const (
+	CertFileName = "proxy-cert.pem"
+	KeyFileName  = "proxy-key.pem"
+	// certLifetime: long, since clients pin the certificate or its
+	// fingerprint; it is replaced only once expired.
+	certLifetime = 10 * 365 * 24 * time.Hour
+)
+
+// CertPaths returns where the generated certificate and key live in the
+// state folder dir.
+func CertPaths(dir string) (certFile, keyFile string) {
+	return filepath.Join(dir, CertFileName), filepath.Join(dir, KeyFileName)
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER bytes, as
+// colon-separated upper-case hex (the form openssl x509 -fingerprint
+// -sha256 prints).
+func Fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+// FileFingerprint returns the fingerprint of the first certificate in a
+// PEM file; the error wraps fs.ErrNotExist when there is no file.
+func FileFingerprint(certFile string) (string, error) {
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return "", err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", fmt.Errorf("%s: no PEM certificate", certFile)
+	}
+	return Fingerprint(blk.Bytes), nil
+}
+
+// loadCertificate loads certFile and keyFile when given (the user's own
+// certificate), else the generated one in stateDir, generating it first
+// when missing or expired. It reports whether it generated one.
+func loadCertificate(certFile, keyFile, stateDir string) (tls.Certificate, bool, error) {
+	if certFile != "" {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		return c, false, err
+	}
+	certFile, keyFile = CertPaths(stateDir)
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err == nil && c.Leaf != nil && time.Now().Before(c.Leaf.NotAfter) {
+		if fi, err := os.Stat(keyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return tls.Certificate{}, false, fmt.Errorf("%s is accessible by other users (mode %04o): run chmod 600 %s", keyFile, fi.Mode().Perm(), keyFile)
+		}
+		return c, false, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return tls.Certificate{}, false, err
+	}
+	if err := generateCertificate(certFile, keyFile); err != nil {
+		return tls.Certificate{}, false, err
+	}
+	c, err = tls.LoadX509KeyPair(certFile, keyFile)
+	return c, true, err
+}
+
+// generateCertificate writes a self-signed ECDSA P-256 certificate for
+// localhost, 127.0.0.1 and ::1. It is its own CA, so a client can trust
+// the file directly. The key is written 0600 before the certificate, so a
+// certificate never names a key that is missing.
+func generateCertificate(certFile, keyFile string) error {
+	if err := os.MkdirAll(filepath.Dir(certFile), 0o700); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "localhost", Organization: []string{"mailkey local proxy"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(certLifetime),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return writeAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(mode)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(name, path)
+	}
+	if err != nil {
+		os.Remove(name)
+	}
+	return err
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/provider"
+	"github.com/mailkey/mailkey/internal/proxy"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// Tokens hands out access tokens; *tokens.Manager implements it.
+type Tokens interface {
+	Get(ctx context.Context, account string) (*store.Record, error)
+	ForceRefresh(ctx context.Context, account, stale string) (*store.Record, error)
+	RefreshDue(ctx context.Context, account string, within time.Duration) (*store.Record, error)
+}
+
+// Dialer opens authenticated upstream sessions for the proxy: it
+// implements proxy.Dialer.
+type Dialer struct {
+	accounts map[string]*config.Account
+	tls      map[string]*tls.Config // per account: system roots + ca_file
+	tokens   Tokens
+	log      *slog.Logger
+	m        *metrics
+	// refreshed, when set, hears of every forced refresh.
+	refreshed func(account string)
+}
+
+var _ proxy.Dialer = (*Dialer)(nil)
+
+// NewDialer returns a Dialer for accounts. It reads each account's
+// ca_file now.
+func NewDialer(accounts []*config.Account, tok Tokens, log *slog.Logger) (*Dialer, error) {
+	return newDialer(accounts, tok, log, newMetrics())
+}
+
+func newDialer(accounts []*config.Account, tok Tokens, log *slog.Logger, m *metrics) (*Dialer, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Dialer{accounts: map[string]*config.Account{}, tls: map[string]*tls.Config{}, tokens: tok, log: log, m: m}
+	for _, a := range accounts {
+		pool, err := account.CertPool(a.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("account %s: %w", a.Name, err)
+		}
+		d.accounts[a.Name] = a
+		d.tls[a.Name] = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return d, nil
+}
+
+// protocolOf maps the proxy's protocol names to the provider's.
+func protocolOf(p string) provider.Protocol {
+	switch p {
+	case proxy.IMAP:
+		return provider.IMAP
+	case proxy.POP3:
+		return provider.POP3
+	}
+	return provider.SMTP
+}
+
+// Dial implements proxy.Dialer: a token from the lifecycle manager, a
+// verified TLS connection to the account's server, SASL XOAUTH2 or
+// OAUTHBEARER. When the server refuses the token, the manager replaces it
+// (ForceRefresh) and the login is tried once more on a new connection.
+func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Upstream, error) {
+	a, ok := d.accounts[req.Account]
+	if !ok {
+		return nil, &proxy.UpstreamError{Message: "mailkey has no account " + req.Account, Err: fmt.Errorf("%w: unknown account %q", proxy.ErrUpstreamAuth, req.Account)}
+	}
+	srv, ok := a.Servers[protocolOf(req.Protocol)]
+	if !ok {
+		return nil, &proxy.UpstreamError{
+			Message: fmt.Sprintf("account %s has no %s server configured", a.Name, req.Protocol),
+			Err:     fmt.Errorf("%w: account %s has no %s server", proxy.ErrUpstreamAuth, a.Name, req.Protocol),
+		}
+	}
+	rec, err := d.tokens.Get(ctx, a.Name)
+	if err != nil {
+		return nil, tokenFailure(a.Name, err)
+	}
+	up, err := d.login(ctx, a, srv, req, rec.AccessToken)
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		d.log.Warn("upstream refused the token, refreshing it", "conn", req.ConnID, "account", a.Name,
+			"protocol", req.Protocol, "server", srv.Host, "reply", refused.Error())
+		d.m.forced.WithLabelValues(req.Protocol).Inc()
+		rec, ferr := d.tokens.ForceRefresh(ctx, a.Name, rec.AccessToken)
+		if ferr != nil {
+			return nil, tokenFailure(a.Name, ferr)
+		}
+		if d.refreshed != nil {
+			d.refreshed(a.Name)
+		}
+		up, err = d.login(ctx, a, srv, req, rec.AccessToken)
+	}
+	if errors.As(err, &refused) {
+		d.m.logins.WithLabelValues(req.Protocol, "refused").Inc()
+		return nil, &proxy.UpstreamError{
+			Message: fmt.Sprintf("mailkey could not log in to %s for %s: the server refused the token (run mailkey test %s)", srv.Host, a.Name, a.Name),
+			Err:     fmt.Errorf("%w: %s: %w", proxy.ErrUpstreamAuth, srv.Host, err),
+		}
+	}
+	if err != nil {
+		d.m.logins.WithLabelValues(req.Protocol, "error").Inc()
+		var re *replyError
+		msg := fmt.Sprintf("mailkey could not reach %s for %s, try again later", srv.Host, a.Name)
+		if errors.As(err, &re) && !re.Temporary {
+			msg = fmt.Sprintf("mailkey could not log in to %s for %s: %s failed (run mailkey test %s)", srv.Host, a.Name, re.Step, a.Name)
+		}
+		return nil, &proxy.UpstreamError{Message: msg, Err: fmt.Errorf("%s: %w", srv.Host, err)}
+	}
+	d.m.logins.WithLabelValues(req.Protocol, "ok").Inc()
+	return up, nil
+}
+
+// login opens one connection and authenticates on it.
+func (d *Dialer) login(ctx context.Context, a *config.Account, srv provider.Server, req proxy.UpstreamRequest, token string) (*proxy.Upstream, error) {
+	tc := d.tls[a.Name].Clone()
+	tc.ServerName = srv.Host
+	d.m.dials.WithLabelValues(req.Protocol).Inc()
+	w, release, err := dialWire(ctx, srv, tc)
+	if err != nil {
+		return nil, err
+	}
+	var caps []string
+	switch req.Protocol {
+	case proxy.IMAP:
+		caps, err = imapLogin(ctx, w, srv, tc, a.Email, token, a.SASL)
+	case proxy.POP3:
+		err = pop3Login(ctx, w, srv, tc, a.Email, token, a.SASL)
+	default:
+		err = smtpLogin(ctx, w, srv, tc, req.EHLO, a.Email, token, a.SASL)
+	}
+	release()
+	if err != nil {
+		w.close()
+		return nil, err
+	}
+	return &proxy.Upstream{Conn: w.conn, Reader: w.r, Capabilities: caps}, nil
+}
+
+// tokenFailure words a lifecycle manager error for the mail client.
+func tokenFailure(name string, err error) error {
+	var nl *tokens.NeedsLoginError
+	if errors.As(err, &nl) {
+		return &proxy.UpstreamError{
+			Message: fmt.Sprintf("mailkey has no valid token for %s (run mailkey login %s)", name, name),
+			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
+		}
+	}
+	return &proxy.UpstreamError{
+		Message: fmt.Sprintf("mailkey could not get a token for %s, try again later", name),
+		Err:     err,
+	}
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// Background refresh timing.
+const (
+	// minRefreshWait keeps a broken clock or a token that is born expired
+	// from spinning the refresher.
+	minRefreshWait = 500 * time.Millisecond
+	// noExpiryWait: a token without an expiry is checked this often.
+	noExpiryWait = time.Hour
+	// needsLoginWait: an account that needs a login is looked at again
+	// this often (the user may have logged in meanwhile).
+	needsLoginWait = 5 * time.Minute
+	// maxCheckWait bounds every wait: another process (mailkey login,
+	// another instance) may have replaced the token meanwhile, and
+	// checking the store costs no request to the provider.
+	maxCheckWait = time.Minute
+	// transientWaitMin and transientWaitMax shape the backoff after
+	// transient failures.
+	transientWaitMin = 5 * time.Second
+	transientWaitMax = 5 * time.Minute
+)
+
+// refresher keeps one account's token fresh ahead of its expiry, so that a
+// login through the proxy never waits for the provider.
+type refresher struct {
+	account string
+	tokens  Tokens
+	window  time.Duration // refresh when the token expires within this
+	log     *slog.Logger
+	m       *metrics
+	// kick makes the refresher look at the token now: the proxy replaced
+	// it after an upstream refusal, so its expiry changed.
+	kick chan struct{}
+}
+
+func newRefresher(account string, tok Tokens, window time.Duration, log *slog.Logger, m *metrics) *refresher {
+	return &refresher{account: account, tokens: tok, window: window, log: log, m: m, kick: make(chan struct{}, 1)}
+}
+
+// poke asks for a check now, without blocking.
+func (r *refresher) poke() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run refreshes until ctx is done.
+func (r *refresher) run(ctx context.Context) {
+	// Spread the first round, so that many accounts do not all hit their
+	// providers in the same second.
+	wait := time.Duration(rand.Int64N(int64(time.Second)))
+	failures := 0
+	last := ""
+	for {
+		t := time.NewTimer(min(wait, maxCheckWait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.kick:
+			t.Stop()
+		case <-t.C:
+		}
+		rec, err := r.tokens.RefreshDue(ctx, r.account, r.window)
+		if ctx.Err() != nil {
+			return
+		}
+		var nl *tokens.NeedsLoginError
+		var te *tokens.TransientError
+		switch {
+		case err == nil:
+			failures = 0
+			result := "fresh"
+			if last != "" && rec.AccessToken != last {
+				result = "refreshed"
+				r.log.Info("token refreshed", "account", r.account, "expiry", rec.Expiry)
+			}
+			last = rec.AccessToken
+			r.m.refreshes.WithLabelValues(r.account, result).Inc()
+			wait = r.next(rec.Expiry)
+		case errors.As(err, &nl):
+			r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
+			r.log.Warn("token refresh failed", "account", r.account, "class", "permanent", "error", err.Error())
+			wait = needsLoginWait
+			failures = 0
+		default:
+			if !errors.As(err, &te) {
+				te = nil
+			}
+			failures++
+			r.m.refreshes.WithLabelValues(r.account, "transient").Inc()
+			wait = min(transientWaitMax, transientWaitMin<<min(failures-1, 10))
+			wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
+			if te != nil && te.RetryAfter > wait {
+				wait = te.RetryAfter
+			}
+			r.log.Warn("token refresh failed", "account", r.account, "class", "transient", "error", err.Error(), "retry_in", wait)
+		}
+	}
+}
+
+// next is the wait before the token that expires at expiry enters the
+// window, minus up to a tenth of the window of jitter; but at least half
+// the token's remaining life, so that a provider issuing tokens shorter
+// than the window is not asked again at once.
+func (r *refresher) next(expiry time.Time) time.Duration {
+	if expiry.IsZero() {
+		return noExpiryWait
+	}
+	left := time.Until(expiry)
+	jitter := time.Duration(rand.Int64N(int64(r.window/10) + 1))
+	return max(minRefreshWait, left-r.window-jitter, left/2)
+}

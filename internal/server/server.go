@@ -1,0 +1,442 @@
+// Package server is `mailkey serve`: it wires the client-facing proxy
+// (package proxy) to the local app passwords (package apppass), to the
+// token lifecycle manager (package tokens) and to the accounts' mail
+// servers, keeps every account's token fresh in the background, and serves
+// a status page, /healthz and Prometheus /metrics.
+//
+// Upstream, it dials the account's server with a timeout, requires TLS
+// (implicit, or STARTTLS per RFC 2595 and RFC 3207, with bytes buffered
+// before the handshake refused), verifies it against the system roots and
+// the account's ca_file, and authenticates with SASL XOAUTH2 or
+// OAUTHBEARER (RFC 7628) as the server advertises: IMAP AUTHENTICATE
+// (RFC 9051, RFC 4959 SASL-IR), POP3 AUTH (RFC 5034), SMTP AUTH (RFC 4954)
+// after replaying the client's EHLO. A token the server refuses is replaced
+// once (tokens.Manager.ForceRefresh) and the login retried on a new
+// connection. The protocol code before authentication is written here from
+// the RFCs, because the relay needs the raw connection positioned right
+// after the server's authentication reply.
+//
+// Listeners bind loopback unless the configuration explicitly allows
+// otherwise, and then only with implicit TLS; the certificate is the
+// user's, or one generated once into the state folder.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/provider"
+	"github.com/mailkey/mailkey/internal/proxy"
+	"github.com/mailkey/mailkey/internal/proxy/imapproxy"
+	"github.com/mailkey/mailkey/internal/proxy/pop3proxy"
+	"github.com/mailkey/mailkey/internal/proxy/smtpproxy"
+	"github.com/mailkey/mailkey/internal/store"
+)
+
+// Defaults.
+const (
+	DefaultShutdownTimeout = 10 * time.Second
+	// flushInterval: last-use times of app passwords are written at most
+	// this often.
+	flushInterval = time.Minute
+	// statusTimeout bounds each request to the status listener.
+	statusTimeout = 10 * time.Second
+)
+
+// RecordReader reads stored token records without refreshing them (for the
+// status page); *store.FileStore implements it.
+type RecordReader interface {
+	Get(ctx context.Context, account string) (*store.Record, error)
+}
+
+// Config is what a Server needs. Proxy holds the listeners after any
+// command-line overrides ("" disables one).
+type Config struct {
+	Proxy    config.Proxy
+	Accounts []*config.Account
+	// Tokens hands out and refreshes access tokens.
+	Tokens Tokens
+	// Store is read for the status page; nil leaves token states out.
+	Store RecordReader
+	// Passwords is the app password file.
+	Passwords *apppass.File
+	// StateDir holds the generated listener certificate.
+	StateDir string
+	// RefreshMargin is the token manager's margin; tokens are refreshed in
+	// the background when they expire within twice this.
+	RefreshMargin time.Duration
+	// ShutdownTimeout bounds how long running sessions may go on after
+	// Run's context ends. Default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Limits for every proxy listener; zero fields take proxy's defaults.
+	Limits  proxy.Limits
+	Version string
+}
+
+// Listener names, as used by Addr and in logs.
+const (
+	ListenIMAP   = "imap"
+	ListenIMAPS  = "imaps"
+	ListenPOP3   = "pop3"
+	ListenPOP3S  = "pop3s"
+	ListenSMTP   = "smtp"
+	ListenSMTPS  = "smtps"
+	ListenStatus = "status"
+)
+
+// Server is a configured `mailkey serve`.
+type Server struct {
+	cfg         Config
+	log         *slog.Logger
+	cert        tls.Certificate
+	certFile    string
+	fingerprint string
+	generated   bool
+	m           *metrics
+	dialer      *Dialer
+	verifier    *apppass.Verifier
+	byProto     map[string]*proxy.Metrics
+	listeners   []*listener
+	refreshers  map[string]*refresher
+	statusAddr  string
+	statusSrv   *http.Server
+	started     time.Time
+
+	mu       sync.Mutex
+	statusLn net.Listener
+}
+
+type listener struct {
+	name string
+	addr string
+	srv  *proxy.Server
+	ln   net.Listener
+}
+
+// ListenError reports a listener address the security rules refuse.
+type ListenError struct {
+	Name, Addr, Reason, Hint string
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("listener %s on %s: %s", e.Name, e.Addr, e.Reason)
+}
+
+// checkListen applies the rules: loopback by default; beyond it, only
+// implicit-TLS listeners (and the status page) with allow_non_loopback.
+func checkListen(name, addr string, implicitTLS, allow bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &ListenError{Name: name, Addr: addr, Reason: "not HOST:PORT", Hint: `write HOST:PORT, such as "127.0.0.1:1143", or "off"`}
+	}
+	if host != "" && provider.IsLoopbackHost(host) {
+		return nil
+	}
+	switch {
+	case name == ListenStatus && allow:
+		return nil
+	case name == ListenStatus:
+		return &ListenError{Name: name, Addr: addr, Reason: "the status page listens beyond loopback",
+			Hint: "bind it to 127.0.0.1, or set allow_non_loopback = true in [proxy]"}
+	case !implicitTLS:
+		return &ListenError{Name: name, Addr: addr, Reason: "a listener beyond loopback must use TLS",
+			Hint: fmt.Sprintf("bind %s to 127.0.0.1, or use %ss with allow_non_loopback = true in [proxy]", name, name)}
+	case !allow:
+		return &ListenError{Name: name, Addr: addr, Reason: "the listener is not on loopback",
+			Hint: "bind it to 127.0.0.1, or set allow_non_loopback = true in [proxy]"}
+	}
+	return nil
+}
+
+// New checks the listeners, loads (or generates) the certificate and
+// builds the proxy servers. It binds nothing; Listen does.
+func New(cfg Config) (*Server, error) {
+	if cfg.Tokens == nil || cfg.Passwords == nil {
+		return nil, errors.New("server: config needs tokens and passwords")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.RefreshMargin <= 0 {
+		cfg.RefreshMargin = config.DefaultRefreshMargin
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(), byProto: map[string]*proxy.Metrics{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	p := cfg.Proxy
+	specs := []struct {
+		name     string
+		addr     string
+		proto    proxy.Protocol
+		implicit bool
+	}{
+		{ListenIMAP, p.IMAP, imapproxy.Protocol{}, false},
+		{ListenIMAPS, p.IMAPS, imapproxy.Protocol{}, true},
+		{ListenPOP3, p.POP3, pop3proxy.Protocol{}, false},
+		{ListenPOP3S, p.POP3S, pop3proxy.Protocol{}, true},
+		{ListenSMTP, p.SMTP, smtpproxy.Protocol{}, false},
+		{ListenSMTPS, p.SMTPS, smtpproxy.Protocol{}, true},
+	}
+	for _, sp := range specs {
+		if sp.addr == "" {
+			continue
+		}
+		if err := checkListen(sp.name, sp.addr, sp.implicit, p.AllowNonLoopback); err != nil {
+			return nil, err
+		}
+	}
+	if p.Status != "" {
+		if err := checkListen(ListenStatus, p.Status, false, p.AllowNonLoopback); err != nil {
+			return nil, err
+		}
+	}
+
+	var err error
+	s.cert, s.generated, err = loadCertificate(p.CertFile, p.KeyFile, cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("proxy certificate: %w", err)
+	}
+	s.certFile = p.CertFile
+	if s.certFile == "" {
+		s.certFile, _ = CertPaths(cfg.StateDir)
+	}
+	s.fingerprint = Fingerprint(s.cert.Certificate[0])
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
+
+	s.dialer, err = newDialer(cfg.Accounts, cfg.Tokens, s.log, s.m)
+	if err != nil {
+		return nil, err
+	}
+	s.refreshers = map[string]*refresher{}
+	for _, a := range cfg.Accounts {
+		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, 2*cfg.RefreshMargin, s.log, s.m)
+	}
+	s.dialer.refreshed = func(account string) {
+		if r := s.refreshers[account]; r != nil {
+			r.poke()
+		}
+	}
+	s.verifier = cfg.Passwords.NewVerifier(LoginAccounts(cfg.Accounts))
+	auth := authenticator{s.verifier}
+	for _, sp := range specs {
+		if sp.addr == "" {
+			continue
+		}
+		pm := s.byProto[sp.proto.Name()]
+		if pm == nil {
+			pm = new(proxy.Metrics)
+			s.byProto[sp.proto.Name()] = pm
+		}
+		s.listeners = append(s.listeners, &listener{name: sp.name, addr: sp.addr, srv: &proxy.Server{
+			Protocol:    sp.proto,
+			Addr:        sp.addr,
+			ImplicitTLS: sp.implicit,
+			TLSConfig:   tlsConf,
+			Auth:        auth,
+			Dialer:      s.dialer,
+			Logger:      s.log,
+			Limits:      cfg.Limits,
+			Metrics:     pm,
+		}})
+	}
+	s.m.reg.MustRegister(&proxyCollector{byProto: s.byProto})
+	s.statusAddr = p.Status
+	return s, nil
+}
+
+// LoginAccounts maps a login name to the accounts it may mean: the
+// account of that name, and every account whose email address it is (in
+// any case).
+func LoginAccounts(accounts []*config.Account) func(login string) []string {
+	return func(login string) []string {
+		var out []string
+		for _, a := range accounts {
+			if a.Name == login || strings.EqualFold(a.Email, login) {
+				out = append(out, a.Name)
+			}
+		}
+		return out
+	}
+}
+
+// authenticator adapts the app password verifier to proxy.Authenticator.
+type authenticator struct{ v *apppass.Verifier }
+
+func (a authenticator) Authenticate(ctx context.Context, login, password string, _ net.Addr) (string, error) {
+	acct, err := a.v.Verify(ctx, login, password)
+	if errors.Is(err, apppass.ErrNoMatch) {
+		return "", proxy.ErrBadCredentials
+	}
+	return acct, err
+}
+
+// Fingerprint is the SHA-256 fingerprint of the listeners' certificate.
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// CertFile is the path of the listeners' certificate.
+func (s *Server) CertFile() string { return s.certFile }
+
+// GeneratedCert reports whether New generated the certificate.
+func (s *Server) GeneratedCert() bool { return s.generated }
+
+// Listen binds every listener, so that a taken port is reported before
+// anything is served. Run calls it if needed.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var bound []net.Listener
+	fail := func(name, addr string, err error) error {
+		for _, ln := range bound {
+			ln.Close()
+		}
+		for _, l := range s.listeners {
+			l.ln = nil
+		}
+		return fmt.Errorf("listener %s on %s: %w", name, addr, err)
+	}
+	for _, l := range s.listeners {
+		if l.ln != nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fail(l.name, l.addr, err)
+		}
+		l.ln = ln
+		bound = append(bound, ln)
+	}
+	if s.statusAddr != "" && s.statusLn == nil {
+		ln, err := net.Listen("tcp", s.statusAddr)
+		if err != nil {
+			return fail(ListenStatus, s.statusAddr, err)
+		}
+		s.statusLn = ln
+	}
+	return nil
+}
+
+// Addr returns the bound address of a listener (ListenIMAP, …,
+// ListenStatus), or "" when it is off or not bound yet: with port 0 in the
+// configuration, this is where the port chosen shows.
+func (s *Server) Addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if name == ListenStatus {
+		if s.statusLn == nil {
+			return ""
+		}
+		return s.statusLn.Addr().String()
+	}
+	for _, l := range s.listeners {
+		if l.name == name && l.ln != nil {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// Stats returns the proxy counters of a protocol (proxy.IMAP, …), nil
+// when no listener serves it.
+func (s *Server) Stats(protocol string) *proxy.Metrics { return s.byProto[protocol] }
+
+// Handler is the status page, /healthz and /metrics.
+func (s *Server) Handler() http.Handler { return s.statusHandler() }
+
+// Run serves until ctx is done, then stops accepting, lets running
+// sessions finish for up to ShutdownTimeout, closes the rest, and writes
+// the app passwords' last use. It returns nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.started = time.Now()
+	s.log.Info("mailkey serve starting", "version", s.cfg.Version, "accounts", len(s.cfg.Accounts))
+	s.log.Info("proxy certificate", "file", s.certFile, "sha256", s.fingerprint, "generated", s.generated)
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	var bgWG sync.WaitGroup
+	for _, a := range s.cfg.Accounts {
+		r := s.refreshers[a.Name]
+		bgWG.Go(func() { r.run(bg) })
+	}
+	bgWG.Go(func() {
+		t := time.NewTicker(flushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				if err := s.verifier.Flush(bg); err != nil && bg.Err() == nil {
+					s.log.Warn("could not record app password use", "error", err.Error())
+				}
+			}
+		}
+	})
+
+	errc := make(chan error, len(s.listeners)+1)
+	for _, l := range s.listeners {
+		s.log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String(), "implicit_tls", l.srv.ImplicitTLS)
+		go func() {
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				errc <- fmt.Errorf("listener %s: %w", l.name, err)
+			}
+		}()
+	}
+	s.mu.Lock()
+	statusLn := s.statusLn
+	s.mu.Unlock()
+	if statusLn != nil {
+		s.statusSrv = &http.Server{Handler: s.statusHandler(), ReadHeaderTimeout: statusTimeout, ReadTimeout: statusTimeout, WriteTimeout: statusTimeout}
+		s.log.Info("listening", "listener", ListenStatus, "addr", statusLn.Addr().String())
+		go func() {
+			if err := s.statusSrv.Serve(statusLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("listener status: %w", err)
+			}
+		}()
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	case runErr = <-errc:
+		s.log.Error("listener failed, shutting down", "error", runErr.Error())
+	}
+	stopBG()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range s.listeners {
+		wg.Go(func() {
+			if err := l.srv.Shutdown(sctx); err != nil {
+				s.log.Warn("sessions still running at the shutdown timeout were closed", "listener", l.name)
+			}
+		})
+	}
+	if s.statusSrv != nil {
+		wg.Go(func() { s.statusSrv.Shutdown(sctx) })
+	}
+	wg.Wait()
+	bgWG.Wait()
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer fcancel()
+	if err := s.verifier.Flush(fctx); err != nil {
+		s.log.Warn("could not record app password use", "error", err.Error())
+	}
+	s.log.Info("mailkey serve stopped")
+	return runErr
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mailkey/mailkey/internal/store"
+)
+
+// statusPage never shows a token: only states, times and counts.
+var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mailkey serve</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}code{font-size:90%}</style>
+</head><body>
+<h1>mailkey serve</h1>
+<p>Version {{.Version}}, up since {{.Started}}.</p>
+<h2>Accounts</h2>
+<table><tr><th>account</th><th>email</th><th>token</th></tr>
+{{range .Accounts}}<tr><td>{{.Name}}</td><td>{{.Email}}</td><td>{{.State}}</td></tr>
+{{else}}<tr><td colspan="3">no accounts configured</td></tr>{{end}}</table>
+<h2>Listeners</h2>
+<table><tr><th>listener</th><th>address</th></tr>
+{{range .Listeners}}<tr><td>{{.Name}}</td><td><code>{{.Addr}}</code></td></tr>
+{{end}}</table>
+<p>Certificate <code>{{.CertFile}}</code>, SHA-256 fingerprint <code>{{.Fingerprint}}</code></p>
+<h2>Sessions</h2>
+<table><tr><th>protocol</th><th>active</th><th>relaying</th><th>accepted</th><th>logins ok</th><th>logins failed</th><th>upstream failures</th></tr>
+{{range .Sessions}}<tr><td>{{.Protocol}}</td><td>{{.Active}}</td><td>{{.Relaying}}</td><td>{{.Accepted}}</td><td>{{.LoginsOK}}</td><td>{{.LoginsFailed}}</td><td>{{.UpstreamFailed}}</td></tr>
+{{end}}</table>
+<p><a href="/metrics">metrics</a> · <a href="/healthz">healthz</a></p>
+</body></html>
+`))
+
+type statusData struct {
+	Version, Started, CertFile, Fingerprint string
+	Accounts                                []accountRow
+	Listeners                               []listenerRow
+	Sessions                                []sessionRow
+}
+
+type accountRow struct{ Name, Email, State string }
+type listenerRow struct{ Name, Addr string }
+type sessionRow struct {
+	Protocol                                                           string
+	Active, Relaying, Accepted, LoginsOK, LoginsFailed, UpstreamFailed int64
+}
+
+func (s *Server) statusHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+		w.Header().Set("X-Frame-Options", "DENY")
+		statusPage.Execute(w, s.statusData(r.Context()))
+	})
+	return mux
+}
+
+func (s *Server) statusData(ctx context.Context) statusData {
+	d := statusData{Version: s.cfg.Version, CertFile: s.certFile, Fingerprint: s.fingerprint}
+	if !s.started.IsZero() {
+		d.Started = s.started.Format(time.RFC3339)
+	}
+	now := time.Now()
+	for _, a := range s.cfg.Accounts {
+		d.Accounts = append(d.Accounts, accountRow{Name: a.Name, Email: a.Email, State: s.tokenState(ctx, a.Name, a.Flow != "", now)})
+	}
+	for _, l := range s.listeners {
+		d.Listeners = append(d.Listeners, listenerRow{Name: l.name, Addr: s.Addr(l.name)})
+	}
+	if a := s.Addr(ListenStatus); a != "" {
+		d.Listeners = append(d.Listeners, listenerRow{Name: ListenStatus, Addr: a})
+	}
+	for _, p := range []string{"imap", "pop3", "smtp"} {
+		m := s.byProto[p]
+		if m == nil {
+			continue
+		}
+		d.Sessions = append(d.Sessions, sessionRow{Protocol: p, Active: m.Active.Load(), Relaying: m.Spliced.Load(),
+			Accepted: m.Accepted.Load(), LoginsOK: m.AuthSucceeded.Load(), LoginsFailed: m.AuthFailed.Load() + m.RateLimited.Load(),
+			UpstreamFailed: m.UpstreamFailed.Load()})
+	}
+	return d
+}
+
+// tokenState describes a stored record in words, never quoting a token.
+func (s *Server) tokenState(ctx context.Context, account string, appOnly bool, now time.Time) string {
+	if s.cfg.Store == nil {
+		return "unknown"
+	}
+	rec, err := s.cfg.Store.Get(ctx, account)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && appOnly:
+		return "none yet (app-only: fetched on first use)"
+	case errors.Is(err, store.ErrNotFound):
+		return "needs login (mailkey login " + account + ")"
+	case err != nil:
+		return "unreadable"
+	case rec.NeedsLogin:
+		return "needs login (mailkey login " + account + ")"
+	case rec.AccessToken == "":
+		return "expired (renewed on next use)"
+	case rec.Expiry.IsZero():
+		return "valid"
+	case rec.Expiry.After(now):
+		return "valid until " + rec.Expiry.Local().Format(time.DateTime)
+	}
+	return "expired (renewed on next use)"
+}

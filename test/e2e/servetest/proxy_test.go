@@ -1,0 +1,372 @@
+package servetest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailkey/mailkey/test/e2e"
+)
+
+// refreshCount counts the refresh_token grants the provider has answered (OP_DEBUG=1).
+func refreshCount(t *testing.T, s *e2e.Stack) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "log", "op.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == "grant.success refresh_token" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestProxy runs mailkey serve against Dovecot and talks to it with real clients: Python's
+// imaplib, poplib and smtplib, fetchmail and mutt, all with a local app password; mailkey
+// logs in upstream with XOAUTH2 over STARTTLS.
+func TestProxy(t *testing.T) {
+	t.Parallel()
+	// Tokens live ten minutes, so that no background refresh replaces one while a subtest
+	// relies on it; the last subtests shorten them.
+	s := e2e.Start(t, e2e.WithAccessTokenTTL(10*time.Minute), e2e.WithOPEnv("OP_DEBUG", "1"))
+	ctx := testContext(t)
+	m := newMailkey(t, "refresh_margin = \"1s\"\n")
+	const acct = "work"
+	m.addAccount(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	pw := m.addPassword(ctx, acct, "clients")
+	srv := m.serve(ctx)
+	leaksChecked := false
+	defer func() {
+		if !leaksChecked {
+			t.Logf("mailkey serve logs:\n%s", srv.logs())
+		}
+	}()
+
+	fp := srv.metricFingerprint(t)
+	if st := m.must(ctx, "", "status").stdout; !strings.Contains(st, "proxy certificate: ") || !strings.Contains(st, fp) {
+		t.Errorf("mailkey status does not show the proxy certificate's fingerprint %s:\n%s", fp, st)
+	}
+
+	dir := t.TempDir()
+	clients := filepath.Join(dir, "clients.py")
+	writeFile(t, clients, clientsPy, 0o600)
+	hostPort := func(listener string) (string, string) {
+		host, port, _ := strings.Cut(srv.addr[listener], ":")
+		return host, port
+	}
+	pyClient := func(t *testing.T, proto, mode, method, user string, extra ...string) string {
+		t.Helper()
+		listener := proto
+		if mode == "ssl" {
+			listener += "s"
+		}
+		host, port := hostPort(listener)
+		if mode != "plain" {
+			host = "localhost" // the certificate's name
+		}
+		args := append([]string{proto, mode, method, host, port, user, pw, srv.certFile}, extra...)
+		out, err := python(t, ctx, clients, args...)
+		if err != nil {
+			t.Fatalf("clients.py %s: %v\n%s", strings.Join(args[:5], " "), err, out)
+		}
+		return out
+	}
+
+	t.Run("imaplib", func(t *testing.T) {
+		for _, mode := range []string{"plain", "starttls", "ssl"} {
+			for _, method := range []string{"login", "plain"} {
+				user := acct
+				if method == "plain" {
+					user = e2e.Alice // the email address works as the login name too
+				}
+				if out := pyClient(t, "imap", mode, method, user); !strings.HasPrefix(out, "INBOX ") {
+					t.Errorf("imap %s %s: %q", mode, method, out)
+				}
+			}
+		}
+	})
+
+	t.Run("poplib", func(t *testing.T) {
+		for _, mode := range []string{"plain", "starttls", "ssl"} {
+			for _, method := range []string{"user", "plain"} {
+				if out := pyClient(t, "pop3", mode, method, acct); !strings.HasPrefix(out, "STAT ") {
+					t.Errorf("pop3 %s %s: %q", mode, method, out)
+				}
+			}
+		}
+	})
+
+	t.Run("smtplib", func(t *testing.T) {
+		before, err := s.MessageCount(e2e.Bob, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := 0
+		for _, mode := range []string{"plain", "starttls", "ssl"} {
+			for _, method := range []string{"plain", "login"} {
+				pyClient(t, "smtp", mode, method, acct, e2e.Alice, e2e.Bob)
+				sent++
+			}
+		}
+		if _, err := s.WaitMessageCount(ctx, e2e.Bob, "INBOX", before+sent); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("IDLE sees a new message", func(t *testing.T) {
+		c := dialRaw(t, srv.addr["imap"])
+		c.until("* OK")
+		c.send("a LOGIN " + acct + " " + pw + "\r\n")
+		c.until("a OK")
+		c.send("b SELECT INBOX\r\n")
+		c.until("b OK")
+		c.send("c IDLE\r\n")
+		c.until("+")
+		tok := m.token(ctx, acct)
+		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.Plain, nil, e2e.Alice, tok, e2e.XOAUTH2,
+			e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "while idling", "hello")); err != nil {
+			t.Fatal(err)
+		}
+		l := c.until("* ")
+		for !strings.HasSuffix(l, " EXISTS") {
+			l = c.until("* ")
+		}
+		c.send("DONE\r\n")
+		c.until("c OK")
+		c.send("d LOGOUT\r\n")
+		c.until("d OK")
+	})
+
+	t.Run("fetchmail", func(t *testing.T) {
+		fetchmail := needProgram(t, "fetchmail", "fetchmail")
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil || n == 0 {
+			t.Fatalf("alice's INBOX holds %d messages (%v), want some", n, err)
+		}
+		for _, proto := range []string{"pop3", "imap"} {
+			_, port := hostPort(proto)
+			// The proxy offers STARTTLS: fetchmail takes it and checks the certificate
+			// (by name: fetchmail ignores IP SANs, hence localhost).
+			rc := filepath.Join(m.home, ".fetchmailrc-"+proto)
+			writeFile(t, rc, fmt.Sprintf(`set no syslog
+poll localhost port %s protocol %s
+  user "%s" password "%s" is "nobody" here
+  sslproto tls1.2+ sslcertck sslcertfile "%s"
+  keep fetchall
+  mda "/bin/cat > /dev/null"
+`, port, strings.ToUpper(proto), acct, pw, srv.certFile), 0o600)
+			out, err := runProgram(ctx, m, fetchmail, "-f", rc, "-v", "--nosyslog")
+			if err != nil {
+				t.Errorf("fetchmail %s: %v\n%s", proto, err, out)
+				continue
+			}
+			if !strings.Contains(out, "message") || !strings.Contains(out, "reading message") {
+				t.Errorf("fetchmail %s read no message:\n%s", proto, out)
+			}
+		}
+	})
+
+	t.Run("mutt", func(t *testing.T) {
+		mutt := needProgram(t, "mutt", "mutt")
+		script := needProgram(t, "script", "bsdutils") // mutt needs a terminal
+		_, port := hostPort("imap")
+		certs := filepath.Join(m.home, ".mutt_certificates")
+		b, err := os.ReadFile(srv.certFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, certs, string(b), 0o600)
+		rc := filepath.Join(m.home, ".muttrc")
+		writeFile(t, rc, fmt.Sprintf(`set from      = "%[1]s"
+set imap_user = "%[2]s"
+set imap_pass = "%[3]s"
+set folder    = "imap://localhost:%[4]s/"
+set spoolfile = "+INBOX"
+set ssl_starttls = yes
+set ssl_force_tls = yes
+set certificate_file = "%[5]s"
+set imap_passive = no
+set quit = yes
+set header_cache = ""
+set message_cachedir = ""
+set mail_check = 0
+`, e2e.Alice, acct, pw, port, certs), 0o600)
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := runProgram(ctx, m, script, "-qec", fmt.Sprintf("%s -n -d 2 -F %s -e 'push <quit>'", mutt, rc), "/dev/null")
+		if err != nil {
+			t.Fatalf("mutt: %v\n%q", err, out)
+		}
+		dbg, err := os.ReadFile(filepath.Join(m.home, ".muttdebug0"))
+		if err != nil {
+			t.Fatalf("mutt wrote no debug log: %v\n%q", err, out)
+		}
+		if found := m.leaks("mutt debug log", string(dbg)); len(found) > 0 {
+			t.Log(strings.Join(found, "\n")) // mutt's own log may hold what it sent; only ours must not
+		}
+		if !strings.Contains(string(dbg), fmt.Sprintf("* %d EXISTS", n)) {
+			t.Errorf("mutt did not open INBOX (%d messages) through the proxy; debug log:\n%s", n, dbg)
+		}
+	})
+
+	// Nothing a client sends before proving an app password reaches Dovecot: the proxy's
+	// count of upstream connections does not move.
+	t.Run("refused without dialling", func(t *testing.T) {
+		dials := srv.metric(t, "mailkey_upstream_dials_total")
+		injections := srv.metric(t, "mailkey_proxy_starttls_injections_total")
+
+		c := dialRaw(t, srv.addr["imap"])
+		c.until("* OK")
+		c.send("a LOGIN " + acct + " wrong-password-0000\r\n")
+		if l := c.until("a "); !strings.HasPrefix(l, "a NO") {
+			t.Errorf("wrong password: %s", l)
+		}
+		c.send("b LOGIN nobody@example.test " + pw + "\r\n")
+		if l := c.until("b "); !strings.HasPrefix(l, "b NO") {
+			t.Errorf("unknown user: %s", l)
+		}
+
+		for _, tc := range []struct{ listener, greet, cmd string }{
+			{"imap", "* OK", "a STARTTLS\r\nb LOGIN " + acct + " " + pw + "\r\n"},
+			{"pop3", "+OK", "STLS\r\nUSER " + acct + "\r\n"},
+			{"smtp", "220", "EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AGZvbwBiYXI=\r\n"},
+		} {
+			c := dialRaw(t, srv.addr[tc.listener])
+			c.until(tc.greet)
+			c.send(tc.cmd) // one packet: the commands after STARTTLS are an injection
+			rest, closed := c.closed()
+			if !closed || strings.Contains(rest, "OK Begin") {
+				t.Errorf("%s: STARTTLS injection not refused: %q", tc.listener, rest)
+			}
+		}
+
+		c = dialRaw(t, srv.addr["imap"])
+		c.until("* OK")
+		c.send("a LOGIN " + strings.Repeat("x", 20000) + " y\r\n")
+		if rest, closed := c.closed(); !closed || !strings.Contains(rest, "BYE") {
+			t.Errorf("oversized line: %q", rest)
+		}
+
+		c = dialRaw(t, srv.addr["pop3"])
+		c.until("+OK")
+		c.send(strings.Repeat("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n", 8))
+		if _, closed := c.closed(); !closed {
+			t.Error("garbage before login: connection not closed")
+		}
+
+		if got := srv.metric(t, "mailkey_upstream_dials_total"); got != dials {
+			t.Errorf("refused clients made %v upstream connections", got-dials)
+		}
+		if got := srv.metric(t, "mailkey_proxy_starttls_injections_total"); got-injections != 3 {
+			t.Errorf("%v injections counted, want 3", got-injections)
+		}
+	})
+
+	t.Run("removed password stops working", func(t *testing.T) {
+		temp := m.addPassword(ctx, acct, "temporary")
+		login := func() string {
+			c := dialRaw(t, srv.addr["imap"])
+			c.until("* OK")
+			c.send("a LOGIN " + acct + " " + temp + "\r\n")
+			return c.until("a ")
+		}
+		if l := login(); !strings.HasPrefix(l, "a OK") {
+			t.Fatalf("new password refused: %s", l)
+		}
+		if l := login(); !strings.HasPrefix(l, "a OK") { // remembered this time
+			t.Fatalf("second login refused: %s", l)
+		}
+		m.must(ctx, "", "password", "remove", acct, "temporary")
+		if l := login(); !strings.HasPrefix(l, "a NO") {
+			t.Fatalf("removed password still accepted: %s", l)
+		}
+		if l := m.must(ctx, "", "password", "list", acct).stdout; strings.Contains(l, "temporary") || !strings.Contains(l, "clients") {
+			t.Errorf("password list after remove:\n%s", l)
+		}
+	})
+
+	// Dovecot refuses the stored token (dropped at the provider): mailkey refreshes it once
+	// and the retry logs in.
+	t.Run("refused token is refreshed", func(t *testing.T) {
+		if err := s.SetTTL(3*time.Second, 0); err != nil { // for the next subtest
+			t.Fatal(err)
+		}
+		forced := srv.metric(t, "mailkey_upstream_forced_refreshes_total")
+		if err := s.DropToken(m.token(ctx, acct)); err != nil {
+			t.Fatal(err)
+		}
+		c := dialRaw(t, srv.addr["imap"])
+		c.until("* OK")
+		c.send("a LOGIN " + acct + " " + pw + "\r\n")
+		if l := c.until("a "); !strings.HasPrefix(l, "a OK") {
+			t.Fatalf("login with a dropped token: %s", l)
+		}
+		if got := srv.metric(t, "mailkey_upstream_forced_refreshes_total"); got-forced != 1 {
+			t.Errorf("%v forced refreshes, want 1", got-forced)
+		}
+	})
+
+	// Tokens now live three seconds: the background refresher replaces them before they
+	// expire, with no client around, and a login afterwards succeeds.
+	t.Run("background refresh", func(t *testing.T) {
+		start := refreshCount(t, s)
+		for refreshCount(t, s) < start+3 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no background refresh; logs:\n%s", srv.logs())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if got := srv.metric(t, "mailkey_token_refreshes_total", `result="refreshed"`); got < 2 {
+			t.Errorf("mailkey_token_refreshes_total{result=refreshed} = %v", got)
+		}
+		out := pyClient(t, "imap", "plain", "login", acct)
+		if !strings.HasPrefix(out, "INBOX ") {
+			t.Errorf("login after background refreshes: %q", out)
+		}
+		if page := srv.get(t, "/"); !strings.Contains(page, "valid until") || !strings.Contains(page, fp) {
+			t.Errorf("status page:\n%s", page)
+		}
+	})
+
+	if code := srv.stop(); code != 0 {
+		t.Errorf("mailkey serve exited %d after SIGTERM", code)
+	}
+	m.token(ctx, acct) // the token serve refreshed last joins the secrets looked for
+	logs := srv.logs()
+	if len(m.secrets) < 6 {
+		t.Errorf("the leak check knows only %d secrets: too few to prove anything", len(m.secrets))
+	}
+	for _, f := range m.leaks("mailkey serve's logs", logs) {
+		t.Error(f)
+	}
+	if !strings.Contains(logs, "account="+acct) || !strings.Contains(logs, "outcome=ok") {
+		t.Errorf("session logs lack the account or the outcome")
+	}
+	leaksChecked = true
+}
+
+// metricFingerprint returns the certificate fingerprint serve printed at start.
+func (s *serving) metricFingerprint(t *testing.T) string {
+	t.Helper()
+	for _, l := range strings.Split(s.logs(), "\n") {
+		if strings.Contains(l, "proxy certificate") {
+			if _, fp, ok := strings.Cut(l, "sha256="); ok {
+				fp, _, _ = strings.Cut(fp, " ")
+				if len(fp) == 95 {
+					return fp
+				}
+			}
+		}
+	}
+	t.Fatalf("mailkey serve printed no certificate fingerprint:\n%s", s.logs())
+	return ""
+}
