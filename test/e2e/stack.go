@@ -116,6 +116,7 @@ type options struct {
 	autoConsent bool
 	noOAuth     bool
 	bulk        int
+	imapClients int
 	certJWKS    []byte
 	opEnv       []string
 }
@@ -137,6 +138,12 @@ func WithoutOAuth() Option { return func(o *options) { o.noOAuth = true } }
 // WithBulkMailbox fills Carol's INBOX with n generated messages (about 50 KiB on average,
 // some with large attachments) before Dovecot starts.
 func WithBulkMailbox(n int) Option { return func(o *options) { o.bulk = n } }
+
+// WithIMAPClientLimit lets each Dovecot imap process serve up to n sessions (service imap
+// service_count = 0, client_limit = n, process_limit = 100) instead of starting one process per
+// session, so that load tests can hold ten thousand idle sessions in a few GiB. Zero keeps the
+// default of one process per session.
+func WithIMAPClientLimit(n int) Option { return func(o *options) { o.imapClients = n } }
 
 // WithCertClientJWKS registers ClientCert with the given public JSON Web Key Set
 // ({"keys":[...]}); the client authenticates with private_key_jwt.
@@ -443,6 +450,7 @@ type confData struct {
 	LMTPPort, RelayPort                                                       int
 	OAuth                                                                     bool
 	DovecotClient, DovecotSecret                                              string
+	IMAPClientLimit                                                           int // 0: one imap process per session
 }
 
 // start picks ports, renders the configs and starts the three daemons.
@@ -500,6 +508,7 @@ func (s *Stack) render() error {
 		SubmissionPort: s.SubmissionPort, SubmissionsPort: s.SubmissionsPort,
 		LMTPPort: s.LMTPPort, RelayPort: s.RelayPort, OAuth: !s.opts.noOAuth,
 		DovecotClient: ClientDovecot, DovecotSecret: ClientDovecotSecret,
+		IMAPClientLimit: s.opts.imapClients,
 	}
 	files := []struct{ tmpl, path string }{
 		{"dovecot.conf.tmpl", "dovecot/dovecot.conf"},
