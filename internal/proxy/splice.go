@@ -18,13 +18,45 @@ import (
 const (
 	smallRelayBuf = 2 << 10
 	largeRelayBuf = 32 << 10
-	// keepLarge: reads at least this long keep the large buffer; a TLS
-	// record carries at most 16 KiB of data.
-	keepLarge = 16 << 10
 	// halfCloseLinger bounds how long the other direction may stay silent
 	// once one side has finished sending.
 	halfCloseLinger = 60 * time.Second
 )
+
+// aLongTimeAgo is a read deadline that has passed: a read with it returns
+// only what is already buffered, without waiting on the socket.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// drainBuffered appends to buf[:nr] what src can hand over without
+// waiting. A TLS connection returns one record per Read even when it has
+// read several from the socket, and servers such as Dovecot send 2 KiB
+// records: writing each on its own costs one system call per 2 KiB and
+// about a tenth of the throughput. Plain connections are left alone.
+func drainBuffered(src net.Conn, buf []byte, nr int) (int, error) {
+	tc, ok := src.(*tls.Conn)
+	if !ok || nr == len(buf) {
+		return nr, nil
+	}
+	tc.SetReadDeadline(aLongTimeAgo)
+	defer tc.SetReadDeadline(time.Time{})
+	for nr < len(buf) {
+		n, err := tc.Read(buf[nr:])
+		nr += n
+		if err != nil {
+			// A timeout only means nothing more is buffered; a TLS
+			// read timeout leaves the connection usable.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nr, nil
+			}
+			return nr, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return nr, nil
+}
 
 var largeBufs = sync.Pool{New: func() any { b := make([]byte, largeRelayBuf); return &b }}
 
@@ -162,6 +194,9 @@ func (r *relay) copy(dst, src net.Conn, pending []byte, n *int64, total *atomic.
 	}()
 	for {
 		nr, rerr := src.Read(buf)
+		if nr > 0 && rerr == nil {
+			nr, rerr = drainBuffered(src, buf, nr)
+		}
 		if nr > 0 {
 			r.touch()
 			if _, err := dst.Write(buf[:nr]); err != nil {
@@ -180,7 +215,7 @@ func (r *relay) copy(dst, src net.Conn, pending []byte, n *int64, total *atomic.
 		case large == nil && nr == len(buf):
 			large = largeBufs.Get().(*[]byte)
 			buf = *large
-		case large != nil && nr < keepLarge:
+		case large != nil && nr < smallRelayBuf:
 			largeBufs.Put(large)
 			large, buf = nil, small
 		}

@@ -1,0 +1,4 @@
+package proxy
+
+// DrainBuffered is drainBuffered, for the external tests.
+var DrainBuffered = drainBuffered
