@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/mailkey/mailkey/internal/flock"
 )
 
 // FileName is the app password file in the state folder.
@@ -373,7 +375,7 @@ func (f *File) updateStat(ctx context.Context, change func(*document) error) (os
 	if err := ensureDir(f.dir); err != nil {
 		return nil, err
 	}
-	unlock, err := lockPath(ctx, filepath.Join(f.dir, lockName))
+	unlock, err := flock.Lock(ctx, filepath.Join(f.dir, lockName))
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/mailkey/mailkey/internal/flock"
 )
 
 // Layout of a state folder:
@@ -427,7 +429,7 @@ func (s *FileStore) Recover(ctx context.Context, account string) (*Record, error
 }
 
 // Delete forgets the account: its record, its backup and any unreadable
-// copies moved aside. The lock file stays (see lockPath). Deleting a missing
+// copies moved aside. The lock file stays (see flock.Lock). Deleting a missing
 // record is not an error.
 func (s *FileStore) Delete(ctx context.Context, account string) error {
 	if err := ValidateAccount(account); err != nil {
@@ -507,7 +509,7 @@ func (s *FileStore) Lock(ctx context.Context, account string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	unlockFile, err := lockPath(ctx, filepath.Join(s.tokens, account+lockExt))
+	unlockFile, err := flock.Lock(ctx, filepath.Join(s.tokens, account+lockExt))
 	if err != nil {
 		release()
 		return nil, err

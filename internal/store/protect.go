@@ -18,6 +18,8 @@ import (
 
 	"filippo.io/age"
 	"github.com/zalando/go-keyring"
+
+	"github.com/mailkey/mailkey/internal/flock"
 )
 
 // Environment variables read by OpenFile.
@@ -326,7 +328,7 @@ func (o *opener) open(lockDir string, hasRecords func() (bool, error)) (*age.X25
 
 	// No key yet. Decide under the folder's lock so that two processes
 	// opening a new store agree on one key.
-	unlock, err := lockPath(context.Background(), filepath.Join(lockDir, ".open.lock"))
+	unlock, err := flock.Lock(context.Background(), filepath.Join(lockDir, ".open.lock"))
 	if err != nil {
 		return nil, "", err
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
 // TestCheck runs mailkey test against one stack: passing checklists on every transport, then
@@ -28,7 +29,7 @@ import (
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := testContext(t)
+	ctx := mailkeytest.Context(t, testTimeout)
 	l := newLeaks(t)
 	m := newMailkey(t, l)
 	v6 := func(port int) string { return "[::1]:" + strconv.Itoa(port) }
@@ -51,7 +52,7 @@ func TestCheck(t *testing.T) {
 			m.add(ctx, s, tp.name, e2e.Alice, "--imap", tp.imap, "--pop3", tp.pop3, "--smtp", tp.smtp, "--ca-file", s.CAFile)
 			m.login(ctx, s, tp.name, e2e.Alice, e2e.AlicePassword)
 			rep, r := m.test(ctx, tp.name)
-			if r.code != 0 || !rep.Passed || len(rep.Results) != 3 {
+			if r.Code != 0 || !rep.Passed || len(rep.Results) != 3 {
 				t.Fatalf("%s: %s", tp.name, r)
 			}
 			for _, res := range rep.Results {
@@ -69,16 +70,16 @@ func TestCheck(t *testing.T) {
 			}
 		}
 		// The human checklist: a line per step with a mark and a time, on stdout.
-		r := m.must(ctx, "", "test", "tls", "--imap")
+		r := m.Must(ctx, "", "test", "tls", "--imap")
 		for _, want := range []string{"IMAP  imaps://", "✓ connect", "✓ tls", "certificate for localhost, 127.0.0.1, ::1", "✓ capabilities", "XOAUTH2", "✓ token", "✓ authenticate", "✓ command", "LIST: ", "passed"} {
-			if !strings.Contains(r.stdout, want) {
-				t.Errorf("the checklist lacks %q:\n%s", want, r.stdout)
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("the checklist lacks %q:\n%s", want, r.Stdout)
 			}
 		}
-		if r.stderr != "" {
-			t.Errorf("a passing test wrote to stderr:\n%s", r.stderr)
+		if r.Stderr != "" {
+			t.Errorf("a passing test wrote to stderr:\n%s", r.Stderr)
 		}
-		t.Logf("mailkey test tls --imap:\n%s", r.stdout)
+		t.Logf("mailkey test tls --imap:\n%s", r.Stdout)
 	})
 
 	// --send-to sends a real message, and --verbose shows the transcript without the token.
@@ -88,9 +89,9 @@ func TestCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := m.must(ctx, "", "test", "starttls", "--smtp", "--imap", "--send-to", e2e.Bob, "--verbose")
-		if !strings.Contains(r.stdout, "✓ send") {
-			t.Errorf("no send step:\n%s", r.stdout)
+		r := m.Must(ctx, "", "test", "starttls", "--smtp", "--imap", "--send-to", e2e.Bob, "--verbose")
+		if !strings.Contains(r.Stdout, "✓ send") {
+			t.Errorf("no send step:\n%s", r.Stdout)
 		}
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -98,22 +99,22 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("the test message did not arrive: %v", err)
 		}
 		for _, want := range []string{"mailkey: smtp: C: AUTH XOAUTH2 <redacted>", "mailkey: smtp: S: 235 ", "mailkey: imap: C: T", "AUTHENTICATE XOAUTH2 <redacted>", "mailkey: imap: S: * LIST"} {
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("the transcript lacks %q:\n%s", want, r.stderr)
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("the transcript lacks %q:\n%s", want, r.Stderr)
 			}
 		}
 		// With OAUTHBEARER too the initial response is redacted.
-		m.must(ctx, "", "add", "starttls", "--sasl", "oauthbearer")
-		r = m.must(ctx, "", "test", "starttls", "--verbose")
+		m.Must(ctx, "", "add", "starttls", "--sasl", "oauthbearer")
+		r = m.Must(ctx, "", "test", "starttls", "--verbose")
 		for _, want := range []string{"AUTHENTICATE OAUTHBEARER <redacted>", "mailkey: smtp: C: AUTH OAUTHBEARER <redacted>",
 			// POP3 over STARTTLS: the plain-text part only.
 			"mailkey: pop3: C: STLS", "mailkey: pop3: -- the POP3 client keeps no transcript inside STARTTLS"} {
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("the transcript lacks %q:\n%s", want, r.stderr)
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("the transcript lacks %q:\n%s", want, r.Stderr)
 			}
 		}
-		if n := strings.Count(r.stdout, "using OAUTHBEARER"); n != 3 {
-			t.Errorf("OAUTHBEARER used for %d protocols, want 3:\n%s", n, r.stdout)
+		if n := strings.Count(r.Stdout, "using OAUTHBEARER"); n != 3 {
+			t.Errorf("OAUTHBEARER used for %d protocols, want 3:\n%s", n, r.Stdout)
 		}
 	})
 
@@ -127,17 +128,17 @@ func TestCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep, r := m.test(ctx, "exp")
-		if r.code != 0 || !rep.Passed {
+		if r.Code != 0 || !rep.Passed {
 			t.Fatalf("a stale token that refreshes should pass: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "imap", "authenticate", "token-inactive")
 		if steps := rep.Results[0].Steps; steps[5].Name != "authenticate again" || steps[5].Status != "ok" {
 			t.Errorf("no successful second attempt: %+v", steps)
 		}
-		if at2 := strings.TrimSpace(m.must(ctx, "", "token", "exp").stdout); at2 == at {
+		if at2 := strings.TrimSpace(m.Must(ctx, "", "token", "exp").Stdout); at2 == at {
 			t.Error("the stale token is still stored")
 		} else {
-			l.secret("access token", at2)
+			l.Secret("access token", at2)
 		}
 	})
 
@@ -147,15 +148,15 @@ func TestCheck(t *testing.T) {
 		m := m.on(t)
 		m.add(ctx, s, "rev", e2e.Alice, "--imap", s.IMAPS, "--ca-file", s.CAFile)
 		m.login(ctx, s, "rev", e2e.Alice, e2e.AlicePassword)
-		m.clone().must(ctx, "", "logout", "rev")
+		m.Clone().Must(ctx, "", "logout", "rev")
 		rep, r := m.test(ctx, "rev")
-		if r.code == 0 || rep.Passed {
+		if r.Code == 0 || rep.Passed {
 			t.Fatalf("a revoked grant passed: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "imap", "authenticate", "grant-revoked")
-		if !strings.Contains(r.stderr, "mailkey: error: account rev: IMAP failed at authenticate") ||
-			!strings.Contains(r.stderr, "mailkey: hint: mailkey login rev") {
-			t.Errorf("stderr:\n%s", r.stderr)
+		if !strings.Contains(r.Stderr, "mailkey: error: account rev: IMAP failed at authenticate") ||
+			!strings.Contains(r.Stderr, "mailkey: hint: mailkey login rev") {
+			t.Errorf("stderr:\n%s", r.Stderr)
 		}
 	})
 
@@ -166,9 +167,9 @@ func TestCheck(t *testing.T) {
 		// then change the account's address.
 		m.add(ctx, s, "bob", e2e.Alice, "--imap", s.IMAP, "--smtp", s.Submission, "--ca-file", s.CAFile)
 		m.login(ctx, s, "bob", e2e.Alice, e2e.AlicePassword)
-		m.must(ctx, "", "add", "bob", "--email", e2e.Bob)
+		m.Must(ctx, "", "add", "bob", "--email", e2e.Bob)
 		rep, r := m.test(ctx, "bob")
-		if r.code == 0 {
+		if r.Code == 0 {
 			t.Fatalf("a token for another user passed: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "imap", "authenticate", "token-wrong-user")
@@ -178,14 +179,14 @@ func TestCheck(t *testing.T) {
 		}
 		// The human checklist says the cause and the fix under the failed step; stderr ends
 		// with the error and the hint.
-		r = m.run(ctx, "", "test", "bob", "--smtp")
-		if r.code != 1 || !strings.Contains(r.stdout, "✗ authenticate") || !strings.Contains(r.stdout, "      cause: the token belongs to "+e2e.Alice) ||
-			!strings.Contains(r.stdout, "      fix:   log in again") || !strings.Contains(r.stdout, "- command") {
+		r = m.Run(ctx, "", "test", "bob", "--smtp")
+		if r.Code != 1 || !strings.Contains(r.Stdout, "✗ authenticate") || !strings.Contains(r.Stdout, "      cause: the token belongs to "+e2e.Alice) ||
+			!strings.Contains(r.Stdout, "      fix:   log in again") || !strings.Contains(r.Stdout, "- command") {
 			t.Errorf("human output:\n%s", r)
 		}
-		if !strings.HasPrefix(r.stderr, "mailkey: error: account bob: SMTP failed at authenticate: the token belongs to") ||
-			!strings.Contains(r.stderr, "mailkey: hint: log in again and sign in as "+e2e.Bob) {
-			t.Errorf("stderr:\n%s", r.stderr)
+		if !strings.HasPrefix(r.Stderr, "mailkey: error: account bob: SMTP failed at authenticate: the token belongs to") ||
+			!strings.Contains(r.Stderr, "mailkey: hint: log in again and sign in as "+e2e.Bob) {
+			t.Errorf("stderr:\n%s", r.Stderr)
 		}
 		t.Logf("mailkey test bob --smtp:\n%s", r)
 	})
@@ -196,7 +197,7 @@ func TestCheck(t *testing.T) {
 		m.add(ctx, s, "noscope", e2e.Alice, "--pop3", s.POP3S, "--ca-file", s.CAFile, "--scope", "openid", "--scope", "email")
 		m.login(ctx, s, "noscope", e2e.Alice, e2e.AlicePassword, "openid", "email")
 		rep, r := m.test(ctx, "noscope")
-		if r.code == 0 {
+		if r.Code == 0 {
 			t.Fatalf("a token without the mail scope passed: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "pop3", "authenticate", "token-missing-scope")
@@ -211,23 +212,23 @@ func TestCheck(t *testing.T) {
 		m := m.on(t)
 		m.add(ctx, s, "noca", e2e.Alice, "--imap", s.IMAPS, "--smtp", s.Submission)
 		rep, r := m.test(ctx, "noca")
-		if r.code == 0 {
+		if r.Code == 0 {
 			t.Fatalf("an untrusted certificate passed: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "imap", "tls", "tls-unknown-authority")
 		wantDiagnosis(t, rep, r, "smtp", "tls", "tls-unknown-authority")
-		if !strings.Contains(r.stderr, "ca_file") {
-			t.Errorf("the hint does not mention ca_file:\n%s", r.stderr)
+		if !strings.Contains(r.Stderr, "ca_file") {
+			t.Errorf("the hint does not mention ca_file:\n%s", r.Stderr)
 		}
 	})
 
 	// A server whose certificate (from a CA the account trusts) names another host.
 	t.Run("wrong host name", func(t *testing.T) {
 		m := m.on(t)
-		addr, caFile := otherNameServer(t, m.dir)
+		addr, caFile := otherNameServer(t, m.Dir)
 		m.add(ctx, s, "wrongname", e2e.Alice, "--imap", "imaps://"+addr, "--ca-file", caFile)
 		rep, r := m.test(ctx, "wrongname")
-		if r.code == 0 {
+		if r.Code == 0 {
 			t.Fatalf("a certificate for another name passed: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "imap", "tls", "tls-name-mismatch")
@@ -247,7 +248,7 @@ func TestCheck(t *testing.T) {
 		ln.Close()
 		m.add(ctx, s, "closed", e2e.Alice, "--pop3", "pop3s://"+addr, "--ca-file", s.CAFile)
 		rep, r := m.test(ctx, "closed")
-		if r.code == 0 {
+		if r.Code == 0 {
 			t.Fatalf("a closed port passed: %s", r)
 		}
 		wantDiagnosis(t, rep, r, "pop3", "connect", "connection-refused")
@@ -261,8 +262,8 @@ func TestCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep, r := m.test(ctx, "starttls")
-		if r.code != 75 {
-			t.Errorf("exit %d, want 75 (EX_TEMPFAIL)", r.code)
+		if r.Code != 75 {
+			t.Errorf("exit %d, want 75 (EX_TEMPFAIL)", r.Code)
 		}
 		for _, p := range []string{"imap", "pop3", "smtp"} {
 			wantDiagnosis(t, rep, r, p, "authenticate", "server-temporary")
@@ -274,12 +275,12 @@ func TestCheck(t *testing.T) {
 func TestNoOAuth(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithoutOAuth())
-	ctx := testContext(t)
+	ctx := mailkeytest.Context(t, testTimeout)
 	l := newLeaks(t)
 	m := newMailkey(t, l)
 	m.add(ctx, s, "plain", e2e.Alice, "--imap", s.IMAPS, "--pop3", s.POP3, "--smtp", s.Submissions, "--ca-file", s.CAFile)
 	rep, r := m.test(ctx, "plain")
-	if r.code == 0 {
+	if r.Code == 0 {
 		t.Fatalf("a server without OAuth passed: %s", r)
 	}
 	for _, p := range []string{"imap", "pop3", "smtp"} {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
 // needProgram returns the path of a mail client, or skips the test when it is missing.
@@ -38,10 +39,10 @@ func missing(t *testing.T, what, pkg string) {
 func runClient(t *testing.T, ctx context.Context, m *mk, stdin []byte, name string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env, cmd.Dir = m.env, m.home
+	cmd.Env, cmd.Dir = m.Vars, m.Home
 	cmd.Stdin = bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
-	m.leaks.output(filepath.Base(name)+" "+strings.Join(args, " "), string(out))
+	m.Leaks.Output(filepath.Base(name)+" "+strings.Join(args, " "), string(out))
 	return string(out), err
 }
 
@@ -57,17 +58,18 @@ func writeFile(t *testing.T, path, text string) {
 func TestMailClients(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := testContext(t)
-	leaks := newLeakCheck(t)
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
 	const acct = "work"
 	m := newMailkey(t, leaks, "1s")
-	m.addAccount(ctx, s, acct, e2e.ClientPublic)
-	importLogin(t, ctx, s, m, acct)
+	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 
 	for _, mech := range []string{"xoauth2", "oauthbearer"} {
 		t.Run("msmtp "+mech, func(t *testing.T) {
 			msmtp := needProgram(t, "msmtp", "msmtp")
-			rc := filepath.Join(m.home, ".msmtprc-"+mech)
+			rc := filepath.Join(m.Home, ".msmtprc-"+mech)
 			writeFile(t, rc, fmt.Sprintf(`defaults
 tls on
 tls_trust_file %s
@@ -104,18 +106,18 @@ account default : mailkey
 			missing(t, "the SASL plugin libkdexoauth2", "libsasl2-modules-kdexoauth2")
 		}
 		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.Plain, nil, e2e.Alice,
-			m.token(ctx, acct), e2e.XOAUTH2, e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "for mbsync", "hello")); err != nil {
+			m.Token(ctx, acct), e2e.XOAUTH2, e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "for mbsync", "hello")); err != nil {
 			t.Fatal(err)
 		}
 		want, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		local := filepath.Join(m.home, "Mail")
+		local := filepath.Join(m.Home, "Mail")
 		if err := os.MkdirAll(local, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		rc := filepath.Join(m.home, ".mbsyncrc")
+		rc := filepath.Join(m.Home, ".mbsyncrc")
 		writeFile(t, rc, fmt.Sprintf(`IMAPAccount mailkey
 Host localhost
 Port %d
@@ -164,9 +166,9 @@ SyncState *
 			t.Fatal(err)
 		}
 		// mutt trusts the server certificates listed in certificate_file.
-		certs := filepath.Join(m.home, ".mutt_certificates")
+		certs := filepath.Join(m.Home, ".mutt_certificates")
 		writeFile(t, certs, string(cert))
-		rc := filepath.Join(m.home, ".muttrc")
+		rc := filepath.Join(m.Home, ".muttrc")
 		writeFile(t, rc, fmt.Sprintf(`set from      = "%[1]s"
 set imap_user = "%[1]s"
 set folder    = "imap://localhost:%[2]d/"
@@ -193,11 +195,11 @@ set mail_check = 0
 		if err != nil {
 			t.Fatalf("mutt: %v\n%q", err, out)
 		}
-		dbg, err := os.ReadFile(filepath.Join(m.home, ".muttdebug0"))
+		dbg, err := os.ReadFile(filepath.Join(m.Home, ".muttdebug0"))
 		if err != nil {
 			t.Fatalf("mutt wrote no debug log: %v\n%q", err, out)
 		}
-		m.leaks.output("mutt debug log", string(dbg))
+		m.Leaks.Output("mutt debug log", string(dbg))
 		log := string(dbg)
 		if !strings.Contains(log, "Trying method oauthbearer") || !strings.Contains(log, "OK [") {
 			t.Errorf("mutt did not authenticate with OAUTHBEARER; debug log:\n%s", log)

@@ -1,7 +1,6 @@
 package clitest
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
 // certClient is a key and self-signed certificate for the private_key_jwt client.
@@ -74,14 +74,15 @@ func TestLoginFlows(t *testing.T) {
 	t.Parallel()
 	cc := newCertClient(t)
 	s := e2e.Start(t, e2e.WithCertClientJWKS(cc.jwks))
-	ctx := testContext(t)
-	leaks := newLeakCheck(t)
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
 	const acct = "work"
 
 	// finish checks the token an account got, as alice.
 	finish := func(t *testing.T, m *mk) {
 		t.Helper()
-		tok := m.token(ctx, acct)
+		tok := m.Token(ctx, acct)
 		checkMail(t, ctx, s, e2e.Alice, tok)
 		checkSASL(t, ctx, m, acct, e2e.Alice, tok)
 	}
@@ -89,7 +90,7 @@ func TestLoginFlows(t *testing.T) {
 	t.Run("loopback", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		p := m.start(ctx, "login", acct)
 		authURL := p.authorizeURL(ctx, s)
 		u, err := url.Parse(authURL)
@@ -104,8 +105,8 @@ func TestLoginFlows(t *testing.T) {
 		if err != nil {
 			t.Fatalf("browser: %v", err)
 		}
-		leaks.secret("authorization code", redirect.Query().Get("code"))
-		if r := p.wait(); r.code != 0 {
+		leaks.Secret("authorization code", redirect.Query().Get("code"))
+		if r := p.wait(); r.Code != 0 {
 			t.Fatalf("mailkey login: %s", r)
 		}
 		if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh || st.Identity != e2e.Alice {
@@ -117,17 +118,17 @@ func TestLoginFlows(t *testing.T) {
 	t.Run("paste", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		p := m.start(ctx, "login", acct, "--paste")
 		redirect, err := s.BrowserLogin(ctx, p.authorizeURL(ctx, s), e2e.Alice, e2e.AlicePassword)
 		if err != nil {
 			t.Fatalf("browser: %v", err)
 		}
-		leaks.secret("authorization code", redirect.Query().Get("code"))
+		leaks.Secret("authorization code", redirect.Query().Get("code"))
 		if _, err := p.stdin.Write([]byte(redirect.String() + "\n")); err != nil {
 			t.Fatal(err)
 		}
-		if r := p.wait(); r.code != 0 {
+		if r := p.wait(); r.Code != 0 {
 			t.Fatalf("mailkey login --paste: %s", r)
 		}
 		finish(t, m)
@@ -136,14 +137,14 @@ func TestLoginFlows(t *testing.T) {
 	t.Run("device", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		p := m.start(ctx, "login", acct, "--device", "--no-qr")
 		line, _ := p.waitLine(ctx, "the user code", reDeviceCode.MatchString)
 		code := reDeviceCode.FindStringSubmatch(line)[1]
 		if err := s.ApproveDevice(ctx, code, e2e.Alice, e2e.AlicePassword); err != nil {
 			t.Fatalf("approve: %v", err)
 		}
-		if r := p.wait(); r.code != 0 {
+		if r := p.wait(); r.Code != 0 {
 			t.Fatalf("mailkey login --device: %s", r)
 		}
 		finish(t, m)
@@ -152,23 +153,23 @@ func TestLoginFlows(t *testing.T) {
 	t.Run("client credentials with secret", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientDaemon, "--flow", "client_credentials",
+		m.AddAccount(ctx, s, acct, e2e.ClientDaemon, e2e.Alice, "--flow", "client_credentials",
 			"--client-secret", e2e.ClientDaemonSecret, "--scope", e2e.ScopeMail)
 		if st := m.status(ctx, acct); st.State != "none" {
 			t.Errorf("status before the first token: %+v", st)
 		}
 		// The configuration holds the client secret; what prints it must not.
-		m.must(ctx, "", "config", "check")
-		m.must(ctx, "", "config", "check", "--json")
-		m.must(ctx, "", "config", "path")
-		m.must(ctx, "", "status")
+		m.Must(ctx, "", "config", "check")
+		m.Must(ctx, "", "config", "check", "--json")
+		m.Must(ctx, "", "config", "path")
+		m.Must(ctx, "", "status")
 		finish(t, m)
 	})
 
 	t.Run("client credentials with certificate", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientCert, "--flow", "client_credentials",
+		m.AddAccount(ctx, s, acct, e2e.ClientCert, e2e.Alice, "--flow", "client_credentials",
 			"--certificate-file", cc.certFile, "--private-key-file", cc.keyFile, "--scope", e2e.ScopeMail)
 		finish(t, m)
 	})
@@ -176,14 +177,14 @@ func TestLoginFlows(t *testing.T) {
 	t.Run("import", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		tok, err := s.AuthCodeToken(ctx, e2e.Alice, e2e.AlicePassword)
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaks.secret("refresh token", tok.RefreshToken)
-		leaks.secret("access token", tok.AccessToken)
-		m.must(ctx, tok.RefreshToken+"\n", "login", acct, "--import")
+		leaks.Secret("refresh token", tok.RefreshToken)
+		leaks.Secret("access token", tok.AccessToken)
+		m.Must(ctx, tok.RefreshToken+"\n", "login", acct, "--import")
 		finish(t, m)
 	})
 }
@@ -194,8 +195,9 @@ func TestLoginFlows(t *testing.T) {
 func TestLoginRefusals(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := testContext(t)
-	leaks := newLeakCheck(t)
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
 	const acct = "work"
 
 	noToken := func(t *testing.T, m *mk) {
@@ -208,20 +210,20 @@ func TestLoginRefusals(t *testing.T) {
 	t.Run("state mismatch", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		p := m.start(ctx, "login", acct, "--paste")
 		redirect, err := s.BrowserLogin(ctx, p.authorizeURL(ctx, s), e2e.Alice, e2e.AlicePassword)
 		if err != nil {
 			t.Fatal(err)
 		}
 		q := redirect.Query()
-		leaks.secret("authorization code", q.Get("code"))
+		leaks.Secret("authorization code", q.Get("code"))
 		q.Set("state", "another-login-state-value")
 		redirect.RawQuery = q.Encode()
 		p.stdin.Write([]byte(redirect.String() + "\n"))
 		r := p.wait()
-		if r.code == 0 || !strings.Contains(r.stderr, "mailkey: error: login for account work failed") ||
-			!strings.Contains(r.stderr, "state") || !strings.Contains(r.stderr, "mailkey: hint: ") {
+		if r.Code == 0 || !strings.Contains(r.Stderr, "mailkey: error: login for account work failed") ||
+			!strings.Contains(r.Stderr, "state") || !strings.Contains(r.Stderr, "mailkey: hint: ") {
 			t.Fatalf("login with a foreign state: %s", r)
 		}
 		noToken(t, m)
@@ -230,7 +232,7 @@ func TestLoginRefusals(t *testing.T) {
 	t.Run("PKCE mismatch", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		p := m.start(ctx, "login", acct, "--paste")
 		// The same request (state, redirect URI) with the challenge of a verifier mailkey
 		// does not have: the redirect passes every check but the token exchange.
@@ -245,10 +247,10 @@ func TestLoginRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaks.secret("authorization code", redirect.Query().Get("code"))
+		leaks.Secret("authorization code", redirect.Query().Get("code"))
 		p.stdin.Write([]byte(redirect.String() + "\n"))
 		r := p.wait()
-		if r.code == 0 || !strings.Contains(r.stderr, "invalid_grant") || !strings.Contains(r.stderr, "mailkey: hint: try again: mailkey login work") {
+		if r.Code == 0 || !strings.Contains(r.Stderr, "invalid_grant") || !strings.Contains(r.Stderr, "mailkey: hint: try again: mailkey login work") {
 			t.Fatalf("login with a code for another PKCE challenge: %s", r)
 		}
 		noToken(t, m)
@@ -257,16 +259,16 @@ func TestLoginRefusals(t *testing.T) {
 	t.Run("wrong identity", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		p := m.start(ctx, "login", acct)
 		redirect, err := s.Deliver(ctx, p.authorizeURL(ctx, s), e2e.Bob, e2e.BobPassword)
 		if err != nil {
 			t.Fatal(err)
 		}
-		leaks.secret("authorization code", redirect.Query().Get("code"))
+		leaks.Secret("authorization code", redirect.Query().Get("code"))
 		r := p.wait()
-		if r.code == 0 || !strings.Contains(r.stderr, "mailkey: error: ") ||
-			!strings.Contains(r.stderr, e2e.Bob) || !strings.Contains(r.stderr, e2e.Alice) {
+		if r.Code == 0 || !strings.Contains(r.Stderr, "mailkey: error: ") ||
+			!strings.Contains(r.Stderr, e2e.Bob) || !strings.Contains(r.Stderr, e2e.Alice) {
 			t.Fatalf("login as bob for alice's account: %s", r)
 		}
 		noToken(t, m)
@@ -275,24 +277,12 @@ func TestLoginRefusals(t *testing.T) {
 	t.Run("no login yet", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
-		r := m.run(ctx, "", "token", acct)
-		if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "mailkey: hint: mailkey login work") {
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		r := m.Run(ctx, "", "token", acct)
+		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "mailkey: hint: mailkey login work") {
 			t.Fatalf("token before any login: %s", r)
 		}
 	})
-}
-
-// importLogin logs account name in by importing a fresh refresh token for alice.
-func importLogin(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, name string) {
-	t.Helper()
-	tok, err := s.AuthCodeToken(ctx, e2e.Alice, e2e.AlicePassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.leaks.secret("refresh token", tok.RefreshToken)
-	m.leaks.secret("access token", tok.AccessToken)
-	m.must(ctx, tok.RefreshToken+"\n", "login", name, "--import")
 }
 
 // TestLogout proves that mailkey logout revokes the grant at the provider (Dovecot then
@@ -301,27 +291,28 @@ func importLogin(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, name st
 func TestLogout(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := testContext(t)
-	leaks := newLeakCheck(t)
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
 	const acct = "work"
 
 	t.Run("revokes and forgets", func(t *testing.T) {
 		t.Parallel()
 		m := newMailkey(t, leaks, "1s")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
-		importLogin(t, ctx, s, m, acct)
-		tok := m.token(ctx, acct)
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+		tok := m.Token(ctx, acct)
 		imapOK(t, ctx, s, tok)
-		r := m.must(ctx, "", "logout", acct)
-		if !strings.Contains(r.stderr, "revoked") {
+		r := m.Must(ctx, "", "logout", acct)
+		if !strings.Contains(r.Stderr, "revoked") {
 			t.Errorf("logout did not say it revoked: %s", r)
 		}
 		imapRefused(t, ctx, s, tok)
 		if st := m.status(ctx, acct); st.State != "none" || st.HasRefresh {
 			t.Errorf("status after logout: %+v", st)
 		}
-		r = m.run(ctx, "", "token", acct)
-		if r.code == 0 || !strings.Contains(r.stderr, "mailkey: hint: mailkey login work") {
+		r = m.Run(ctx, "", "token", acct)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "mailkey: hint: mailkey login work") {
 			t.Errorf("token after logout: %s", r)
 		}
 	})
@@ -330,14 +321,14 @@ func TestLogout(t *testing.T) {
 		t.Parallel()
 		// A margin longer than the tokens live: every mailkey token refreshes.
 		m := newMailkey(t, leaks, "30m")
-		m.addAccount(ctx, s, acct, e2e.ClientPublic)
-		importLogin(t, ctx, s, m, acct)
-		imapOK(t, ctx, s, m.token(ctx, acct))
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+		imapOK(t, ctx, s, m.Token(ctx, acct))
 		other := m.clone()
-		other.must(ctx, "", "logout", acct)
-		r := m.run(ctx, "", "token", acct)
-		if r.code == 0 || r.stdout != "" || !strings.Contains(r.stderr, "mailkey: error: ") ||
-			!strings.Contains(r.stderr, "needs a new login") || !strings.Contains(r.stderr, "mailkey: hint: mailkey login work") {
+		other.Must(ctx, "", "logout", acct)
+		r := m.Run(ctx, "", "token", acct)
+		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "mailkey: error: ") ||
+			!strings.Contains(r.Stderr, "needs a new login") || !strings.Contains(r.Stderr, "mailkey: hint: mailkey login work") {
 			t.Fatalf("token after the grant was revoked: %s", r)
 		}
 		if st := m.status(ctx, acct); st.State != "needs_login" {

@@ -54,12 +54,12 @@ func checkSASL(t *testing.T, ctx context.Context, m *mk, name, user, tok string)
 	t.Helper()
 	decode := func(mech string) string {
 		t.Helper()
-		ir := m.token(ctx, name, "--sasl", mech)
+		ir := m.Token(ctx, name, "--sasl", mech)
 		raw, err := base64.StdEncoding.DecodeString(ir)
 		if err != nil {
 			t.Fatalf("mailkey token --sasl %s: output is not base64: %v", mech, err)
 		}
-		m.leaks.secret("SASL initial response", ir)
+		m.Leaks.Secret("SASL initial response", ir)
 		return string(raw)
 	}
 	if got, want := decode("xoauth2"), "user="+user+"\x01auth=Bearer "+tok+"\x01\x01"; got != want {

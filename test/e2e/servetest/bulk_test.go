@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
 // TestBulkFetch fetches Carol's whole INBOX directly from Dovecot and through the proxy and
@@ -20,8 +21,9 @@ func TestBulkFetch(t *testing.T) {
 		n = 10000
 	}
 	s := e2e.Start(t, e2e.WithBulkMailbox(n), e2e.WithAccessTokenTTL(10*time.Minute))
-	ctx := testContext(t)
-	m := newMailkey(t, "")
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	m := &mk{mailkeytest.New(t, leaks, "")}
 	const acct = "bulk"
 	m.addAccount(ctx, s, acct, e2e.Carol, e2e.CarolPassword)
 	pw := m.addPassword(ctx, acct, "bulk")
@@ -34,7 +36,7 @@ func TestBulkFetch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("through the proxy: %v\n%s", err, proxied)
 	}
-	direct, err := python(t, ctx, script, "127.0.0.1", strconv.Itoa(s.IMAPPort), "direct", e2e.Carol, m.token(ctx, acct))
+	direct, err := python(t, ctx, script, "127.0.0.1", strconv.Itoa(s.IMAPPort), "direct", e2e.Carol, m.Token(ctx, acct))
 	if err != nil {
 		t.Fatalf("direct: %v\n%s", err, direct)
 	}
@@ -47,7 +49,5 @@ func TestBulkFetch(t *testing.T) {
 	if code := srv.stop(); code != 0 {
 		t.Errorf("mailkey serve exited %d", code)
 	}
-	for _, f := range m.leaks("mailkey serve's logs", srv.logs()) {
-		t.Error(f)
-	}
+	leaks.Output("mailkey serve's logs", srv.logs())
 }

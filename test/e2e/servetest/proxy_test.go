@@ -9,23 +9,8 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
-
-// refreshCount counts the refresh_token grants the provider has answered (OP_DEBUG=1).
-func refreshCount(t *testing.T, s *e2e.Stack) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.Dir, "log", "op.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.TrimSpace(l) == "grant.success refresh_token" {
-			n++
-		}
-	}
-	return n
-}
 
 // TestProxy runs mailkey serve against Dovecot and talks to it with real clients: Python's
 // imaplib, poplib and smtplib, fetchmail and mutt, all with a local app password; mailkey
@@ -35,8 +20,10 @@ func TestProxy(t *testing.T) {
 	// Tokens live ten minutes, so that no background refresh replaces one while a subtest
 	// relies on it; the last subtests shorten them.
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(10*time.Minute), e2e.WithOPEnv("OP_DEBUG", "1"))
-	ctx := testContext(t)
-	m := newMailkey(t, "refresh_margin = \"1s\"\n")
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 3) // a refresh token, access tokens and the app password
+	m := &mk{mailkeytest.New(t, leaks, mailkeytest.RefreshMargin("1s"))}
 	const acct = "work"
 	m.addAccount(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 	pw := m.addPassword(ctx, acct, "clients")
@@ -49,7 +36,7 @@ func TestProxy(t *testing.T) {
 	}()
 
 	fp := srv.metricFingerprint(t)
-	if st := m.must(ctx, "", "status").stdout; !strings.Contains(st, "proxy certificate: ") || !strings.Contains(st, fp) {
+	if st := m.Must(ctx, "", "status").Stdout; !strings.Contains(st, "proxy certificate: ") || !strings.Contains(st, fp) {
 		t.Errorf("mailkey status does not show the proxy certificate's fingerprint %s:\n%s", fp, st)
 	}
 
@@ -128,7 +115,7 @@ func TestProxy(t *testing.T) {
 		c.until("b OK")
 		c.send("c IDLE\r\n")
 		c.until("+")
-		tok := m.token(ctx, acct)
+		tok := m.Token(ctx, acct)
 		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.Plain, nil, e2e.Alice, tok, e2e.XOAUTH2,
 			e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "while idling", "hello")); err != nil {
 			t.Fatal(err)
@@ -153,7 +140,7 @@ func TestProxy(t *testing.T) {
 			_, port := hostPort(proto)
 			// The proxy offers STARTTLS: fetchmail takes it and checks the certificate
 			// (by name: fetchmail ignores IP SANs, hence localhost).
-			rc := filepath.Join(m.home, ".fetchmailrc-"+proto)
+			rc := filepath.Join(m.Home, ".fetchmailrc-"+proto)
 			writeFile(t, rc, fmt.Sprintf(`set no syslog
 poll localhost port %s protocol %s
   user "%s" password "%s" is "nobody" here
@@ -176,13 +163,13 @@ poll localhost port %s protocol %s
 		mutt := needProgram(t, "mutt", "mutt")
 		script := needProgram(t, "script", "bsdutils") // mutt needs a terminal
 		_, port := hostPort("imap")
-		certs := filepath.Join(m.home, ".mutt_certificates")
+		certs := filepath.Join(m.Home, ".mutt_certificates")
 		b, err := os.ReadFile(srv.certFile)
 		if err != nil {
 			t.Fatal(err)
 		}
 		writeFile(t, certs, string(b), 0o600)
-		rc := filepath.Join(m.home, ".muttrc")
+		rc := filepath.Join(m.Home, ".muttrc")
 		writeFile(t, rc, fmt.Sprintf(`set from      = "%[1]s"
 set imap_user = "%[2]s"
 set imap_pass = "%[3]s"
@@ -205,11 +192,11 @@ set mail_check = 0
 		if err != nil {
 			t.Fatalf("mutt: %v\n%q", err, out)
 		}
-		dbg, err := os.ReadFile(filepath.Join(m.home, ".muttdebug0"))
+		dbg, err := os.ReadFile(filepath.Join(m.Home, ".muttdebug0"))
 		if err != nil {
 			t.Fatalf("mutt wrote no debug log: %v\n%q", err, out)
 		}
-		if found := m.leaks("mutt debug log", string(dbg)); len(found) > 0 {
+		if found := m.Leaks.Scan("mutt debug log", string(dbg)); len(found) > 0 {
 			t.Log(strings.Join(found, "\n")) // mutt's own log may hold what it sent; only ours must not
 		}
 		if !strings.Contains(string(dbg), fmt.Sprintf("* %d EXISTS", n)) {
@@ -284,11 +271,11 @@ set mail_check = 0
 		if l := login(); !strings.HasPrefix(l, "a OK") { // remembered this time
 			t.Fatalf("second login refused: %s", l)
 		}
-		m.must(ctx, "", "password", "remove", acct, "temporary")
+		m.Must(ctx, "", "password", "remove", acct, "temporary")
 		if l := login(); !strings.HasPrefix(l, "a NO") {
 			t.Fatalf("removed password still accepted: %s", l)
 		}
-		if l := m.must(ctx, "", "password", "list", acct).stdout; strings.Contains(l, "temporary") || !strings.Contains(l, "clients") {
+		if l := m.Must(ctx, "", "password", "list", acct).Stdout; strings.Contains(l, "temporary") || !strings.Contains(l, "clients") {
 			t.Errorf("password list after remove:\n%s", l)
 		}
 	})
@@ -300,7 +287,7 @@ set mail_check = 0
 			t.Fatal(err)
 		}
 		forced := srv.metric(t, "mailkey_upstream_forced_refreshes_total")
-		if err := s.DropToken(m.token(ctx, acct)); err != nil {
+		if err := s.DropToken(m.Token(ctx, acct)); err != nil {
 			t.Fatal(err)
 		}
 		c := dialRaw(t, srv.addr["imap"])
@@ -317,8 +304,8 @@ set mail_check = 0
 	// Tokens now live three seconds: the background refresher replaces them before they
 	// expire, with no client around, and a login afterwards succeeds.
 	t.Run("background refresh", func(t *testing.T) {
-		start := refreshCount(t, s)
-		for refreshCount(t, s) < start+3 {
+		start := mailkeytest.RefreshGrants(t, s)
+		for mailkeytest.RefreshGrants(t, s) < start+3 {
 			select {
 			case <-ctx.Done():
 				t.Fatalf("no background refresh; logs:\n%s", srv.logs())
@@ -340,14 +327,9 @@ set mail_check = 0
 	if code := srv.stop(); code != 0 {
 		t.Errorf("mailkey serve exited %d after SIGTERM", code)
 	}
-	m.token(ctx, acct) // the token serve refreshed last joins the secrets looked for
+	m.Token(ctx, acct) // the token serve refreshed last joins the secrets looked for
 	logs := srv.logs()
-	if len(m.secrets) < 6 {
-		t.Errorf("the leak check knows only %d secrets: too few to prove anything", len(m.secrets))
-	}
-	for _, f := range m.leaks("mailkey serve's logs", logs) {
-		t.Error(f)
-	}
+	leaks.Output("mailkey serve's logs", logs)
 	if !strings.Contains(logs, "account="+acct) || !strings.Contains(logs, "outcome=ok") {
 		t.Errorf("session logs lack the account or the outcome")
 	}
