@@ -30,14 +30,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/mailkey/mailkey/internal/atomicfile"
 	"github.com/mailkey/mailkey/internal/flock"
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // FileName is the app password file in the state folder.
@@ -111,15 +112,9 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("app password file %s is unreadable: %s", e.Path, e.Reason)
 }
 
-// PermissionError reports a file or folder that group or others can read.
-type PermissionError struct {
-	Path string
-	Mode fs.FileMode
-}
-
-func (e *PermissionError) Error() string {
-	return fmt.Sprintf("%s is accessible by other users (mode %04o): run chmod go-rwx %s", e.Path, e.Mode.Perm(), e.Path)
-}
+// PermissionError reports a file or folder that group or others can
+// access. Its message carries the chmod to run.
+type PermissionError = secperm.Error
 
 // Entry is one stored app password: its hash, never the password.
 type Entry struct {
@@ -341,7 +336,7 @@ func (f *File) read() (*document, os.FileInfo, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkPerm(f.path, fi); err != nil {
+	if err := secperm.Check(f.path, fi); err != nil {
 		return nil, nil, err
 	}
 	b, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
@@ -372,7 +367,7 @@ func (f *File) update(ctx context.Context, change func(*document) error) error {
 
 // updateStat is update that returns the written file's stat.
 func (f *File) updateStat(ctx context.Context, change func(*document) error) (os.FileInfo, error) {
-	if err := ensureDir(f.dir); err != nil {
+	if err := secperm.EnsureDir(f.dir); err != nil {
 		return nil, err
 	}
 	unlock, err := flock.Lock(ctx, filepath.Join(f.dir, lockName))
@@ -391,65 +386,8 @@ func (f *File) updateStat(ctx context.Context, change func(*document) error) (os
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(f.path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(f.path, append(b, '\n'), 0o600); err != nil {
 		return nil, err
 	}
 	return os.Stat(f.path)
-}
-
-func checkPerm(path string, fi fs.FileInfo) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return &PermissionError{Path: path, Mode: fi.Mode()}
-	}
-	return nil
-}
-
-// ensureDir creates dir 0700 if missing and refuses a folder others can
-// access.
-func ensureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	return checkPerm(dir, fi)
-}
-
-// writeFileAtomic replaces path with data: private temp file in the same
-// folder, fsync, rename, fsync of the folder.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // O_EXCL, 0600
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		os.Remove(name)
-		return err
-	}
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

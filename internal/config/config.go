@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/provider"
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // DefaultRefreshMargin is used when refresh_margin is not set.
@@ -167,7 +168,7 @@ func Load(path string) (*Config, error) {
 // and that group or others can read.
 func checkSecretPerms(cfg *Config) error {
 	fi, err := os.Stat(cfg.File)
-	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+	if err != nil || secperm.Check(cfg.File, fi) == nil {
 		return nil
 	}
 	var errs Errors

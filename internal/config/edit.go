@@ -10,6 +10,8 @@ import (
 	"slices"
 
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/mailkey/mailkey/internal/atomicfile"
 )
 
 // KV is one account setting for AddAccount. Value is a string, a []string
@@ -66,7 +68,7 @@ func AddAccount(path, name string, set []KV) error {
 	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 		return Errors{{File: path, Msg: "cannot create the directory: " + describeFileErr(err), err: err}}
 	}
-	if err := writeAtomic(target, out); err != nil {
+	if err := atomicfile.WriteFile(target, out, 0o600); err != nil {
 		return Errors{{File: path, Msg: "cannot write: " + describeFileErr(err), err: err}}
 	}
 	return nil
@@ -346,42 +348,4 @@ func lineEnd(data []byte, offset int) int {
 func indentOf(data []byte, offset int) string {
 	start := bytes.LastIndexByte(data[:offset], '\n') + 1
 	return string(data[start:offset])
-}
-
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, mode 0600, synced, then renamed over path; the directory is
-// synced so the rename survives a crash.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

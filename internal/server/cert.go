@@ -19,6 +19,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/atomicfile"
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // The generated certificate of the proxy's listeners, in the state folder.
@@ -77,8 +80,9 @@ func loadCertificate(certFile, keyFile, stateDir string) (tls.Certificate, bool,
 	certFile, keyFile = CertPaths(stateDir)
 	c, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err == nil && c.Leaf != nil && time.Now().Before(c.Leaf.NotAfter) {
-		if fi, err := os.Stat(keyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			return tls.Certificate{}, false, fmt.Errorf("%s is accessible by other users (mode %04o): run chmod 600 %s", keyFile, fi.Mode().Perm(), keyFile)
+		var pe *secperm.Error
+		if err := secperm.CheckPrivate(keyFile); errors.As(err, &pe) {
+			return tls.Certificate{}, false, err
 		}
 		return c, false, nil
 	}
@@ -129,33 +133,8 @@ func generateCertificate(certFile, keyFile string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		os.Remove(name)
-	}
-	return err
+	return atomicfile.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }

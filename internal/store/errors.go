@@ -3,8 +3,9 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
+
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // ErrLocked is matched (errors.Is) by every *LockedError: the store exists
@@ -23,20 +24,8 @@ var errMalformed = errors.New("not a valid age-encrypted file, or its contents w
 
 // PermissionError reports a state folder that group or others can enter, or
 // a key or record file that group or others can access. Like ssh, the store
-// refuses to use such secrets.
-type PermissionError struct {
-	Path string
-	Mode fs.FileMode
-}
-
-func (e *PermissionError) Error() string {
-	want := "600"
-	if e.Mode.IsDir() {
-		want = "700"
-	}
-	return fmt.Sprintf("permissions %#o on %s are too open (group or others can access it): run chmod %s %s",
-		e.Mode.Perm(), e.Path, want, shellQuote(e.Path))
-}
+// refuses to use such secrets. Its message carries the chmod to run.
+type PermissionError = secperm.Error
 
 // LockedError says why the store's key could not be had. It matches
 // ErrLocked.
@@ -94,12 +83,4 @@ type InvalidNameError struct {
 
 func (e *InvalidNameError) Error() string {
 	return fmt.Sprintf("invalid account name %q: %s", e.Name, e.Reason)
-}
-
-// shellQuote returns p as one word for a POSIX shell.
-func shellQuote(p string) string {
-	if p != "" && strings.Trim(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-@+=:,") == "" {
-		return p
-	}
-	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }

@@ -17,7 +17,9 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/mailkey/mailkey/internal/atomicfile"
 	"github.com/mailkey/mailkey/internal/flock"
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // Layout of a state folder:
@@ -124,7 +126,7 @@ func OpenFile(dir string, opts *FileOptions) (*FileStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureDir(abs); err != nil {
+	if err := secperm.EnsureDir(abs); err != nil {
 		return nil, err
 	}
 	// The keyring entry is named after the folder: resolve links so that
@@ -133,7 +135,7 @@ func OpenFile(dir string, opts *FileOptions) (*FileStore, error) {
 		abs = real
 	}
 	s := &FileStore{dir: abs, tokens: filepath.Join(abs, tokensDir)}
-	if err := ensureDir(s.tokens); err != nil {
+	if err := secperm.EnsureDir(s.tokens); err != nil {
 		return nil, err
 	}
 	o := &opener{
@@ -293,30 +295,23 @@ func (s *FileStore) install(account string, ciphertext []byte, replace bool) err
 		return err
 	}
 
-	tmp, err := writeTemp(s.tokens, account+recordExt, ciphertext)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp) // a no-op once renamed
-	if beforeRename != nil {
-		if err := beforeRename(); err != nil {
+	// The old record gets its second name (or is moved aside) only once
+	// the new one is safely on disk.
+	return atomicfile.WriteFileWith(path, ciphertext, 0o600, atomicfile.Options{BeforeRename: func() error {
+		if beforeRename != nil {
+			if err := beforeRename(); err != nil {
+				return err
+			}
+		}
+		switch {
+		case current:
+			return s.keepBackup(path)
+		case ce != nil:
+			_, err := s.moveAside(path)
 			return err
 		}
-	}
-	switch {
-	case current:
-		if err := s.keepBackup(path); err != nil {
-			return err
-		}
-	case ce != nil:
-		if _, err := s.moveAside(path); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(s.tokens)
+		return nil
+	}})
 }
 
 // keepBackup makes NAME.age.bak a second name of the current NAME.age: a
@@ -353,7 +348,7 @@ func (s *FileStore) moveAside(path string) (string, error) {
 		if err := os.Remove(path); err != nil {
 			return "", err
 		}
-		return dst, syncDir(s.tokens)
+		return dst, atomicfile.SyncDir(s.tokens)
 	}
 }
 
@@ -412,20 +407,17 @@ func (s *FileStore) Recover(ctx context.Context, account string) (*Record, error
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := writeTemp(s.tokens, account+recordExt, ciphertext)
+	err = atomicfile.WriteFileWith(path, ciphertext, 0o600, atomicfile.Options{BeforeRename: func() error {
+		if ce != nil {
+			_, err := s.moveAside(path)
+			return err
+		}
+		return nil
+	}})
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp)
-	if ce != nil {
-		if _, err := s.moveAside(path); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, err
-	}
-	return good, syncDir(s.tokens)
+	return good, nil
 }
 
 // Delete forgets the account: its record, its backup and any unreadable
@@ -458,7 +450,7 @@ func (s *FileStore) Delete(ctx context.Context, account string) error {
 			return err
 		}
 	}
-	return syncDir(s.tokens)
+	return atomicfile.SyncDir(s.tokens)
 }
 
 // List returns the accounts that have a record file (readable or not),

@@ -19,6 +19,7 @@ import (
 	"filippo.io/age"
 	"github.com/zalando/go-keyring"
 
+	"github.com/mailkey/mailkey/internal/atomicfile"
 	"github.com/mailkey/mailkey/internal/flock"
 )
 
@@ -174,7 +175,7 @@ func (o *opener) readMode() (mode, error) {
 }
 
 func (o *opener) writeMode(m mode) error {
-	return writeFileAtomic(filepath.Join(o.dir, protectionFile), []byte(string(m)+"\n"))
+	return atomicfile.WriteFile(filepath.Join(o.dir, protectionFile), []byte(string(m)+"\n"), 0o600)
 }
 
 // load gets the key of a store protected by m. It returns errNoKey when
@@ -283,11 +284,11 @@ func (o *opener) create(m mode) (*age.X25519Identity, error) {
 		if err := w.Close(); err != nil {
 			return nil, err
 		}
-		if err := createFileAtomic(filepath.Join(o.dir, wrappedKeyFile), buf.Bytes()); err != nil {
+		if err := atomicfile.CreateFile(filepath.Join(o.dir, wrappedKeyFile), buf.Bytes(), 0o600); err != nil {
 			return nil, err
 		}
 	default:
-		if err := createFileAtomic(filepath.Join(o.dir, keyFile), []byte(text)); err != nil {
+		if err := atomicfile.CreateFile(filepath.Join(o.dir, keyFile), []byte(text), 0o600); err != nil {
 			return nil, err
 		}
 	}

@@ -1,0 +1,163 @@
+package atomicfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// names lists dir, so a test can see that no temp file was left behind.
+func names(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestWriteFileReplaces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := WriteFile(path, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(path, []byte("two"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, path); got != "two" {
+		t.Errorf("contents %q, want %q", got, "two")
+	}
+	if got := names(t, dir); len(got) != 1 || got[0] != "f" {
+		t.Errorf("folder holds %q, want only f", got)
+	}
+}
+
+func TestWriteFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no POSIX mode bits")
+	}
+	dir := t.TempDir()
+	for _, perm := range []fs.FileMode{0o600, 0o644, 0o400} {
+		path := filepath.Join(dir, perm.String())
+		if err := WriteFile(path, []byte("x"), perm); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != perm {
+			t.Errorf("mode %v, want %v", fi.Mode().Perm(), perm)
+		}
+	}
+}
+
+// A failing BeforeRename is a write that never happened: the old contents
+// stay and the temp file goes.
+func TestBeforeRenameAborts(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	var seen []string
+	err := WriteFileWith(path, []byte("new"), 0o600, Options{BeforeRename: func() error {
+		seen = names(t, dir)
+		return boom
+	}})
+	if !errors.Is(err, boom) {
+		t.Fatalf("WriteFileWith: %v, want boom", err)
+	}
+	if len(seen) != 2 {
+		t.Errorf("before the rename the folder held %q, want f and its temp file", seen)
+	}
+	if got := read(t, path); got != "old" {
+		t.Errorf("contents %q after an aborted write, want %q", got, "old")
+	}
+	if got := names(t, dir); len(got) != 1 {
+		t.Errorf("folder holds %q after an aborted write, want only f", got)
+	}
+}
+
+func TestBeforeRenameRuns(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteFileWith(path, []byte("new"), 0o600, Options{BeforeRename: func() error {
+		return os.Link(path, path+".bak")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, path); got != "new" {
+		t.Errorf("contents %q, want new", got)
+	}
+	if got := read(t, path+".bak"); got != "old" {
+		t.Errorf("second name holds %q, want old", got)
+	}
+}
+
+func TestCreateFileDoesNotReplace(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	if err := CreateFile(path, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := CreateFile(path, []byte("second"), 0o600)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second CreateFile: %v, want fs.ErrExist", err)
+	}
+	if got := read(t, path); got != "first" {
+		t.Errorf("contents %q, want first", got)
+	}
+	if got := names(t, dir); len(got) != 1 {
+		t.Errorf("folder holds %q, want only key", got)
+	}
+}
+
+// The data written is often a secret: no error may quote it.
+func TestErrorsDoNotQuoteData(t *testing.T) {
+	const secret = "refresh-token-SECRET-1234"
+	missing := filepath.Join(t.TempDir(), "no", "such", "folder", "f")
+	for name, err := range map[string]error{
+		"WriteFile":  WriteFile(missing, []byte(secret), 0o600),
+		"CreateFile": CreateFile(missing, []byte(secret), 0o600),
+	} {
+		if err == nil {
+			t.Fatalf("%s into a missing folder succeeded", name)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s error quotes the data: %v", name, err)
+		}
+	}
+}
+
+func TestSyncDirMissing(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SyncDir does nothing on Windows")
+	}
+	if err := SyncDir(filepath.Join(t.TempDir(), "gone")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("SyncDir of a missing folder: %v, want fs.ErrNotExist", err)
+	}
+}
