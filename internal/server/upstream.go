@@ -101,7 +101,7 @@ func dialWire(ctx context.Context, srv provider.Server, tc *tls.Config) (*wire, 
 }
 
 func (w *wire) handshake(ctx context.Context, tc *tls.Config) error {
-	c := tls.Client(w.raw, tc)
+	c := tls.Client(withReadAhead(w.raw), tc)
 	if err := c.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
