@@ -9,7 +9,7 @@ BIN := bin/mailkey
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailkey
 
-sandbox: build
+sandbox: deps build
 	$(GO) run ./test/e2e/cmd/sandbox
 
 deps:
