@@ -59,8 +59,6 @@ func passwordError(err error, account string) error {
 		return &Error{Msg: err.Error(), Err: err}
 	case errors.As(err, &ce):
 		return &Error{Msg: err.Error(), Hint: fmt.Sprintf("move it aside and add the passwords again: mv %s %s.bad", ce.Path, ce.Path), Err: err}
-	case errors.Is(err, apppass.ErrLabelTaken):
-		return &Error{Msg: err.Error(), Hint: "choose another --label, or see them with: mailkey password list " + account, Err: err}
 	case errors.Is(err, apppass.ErrBadLabel):
 		return &Error{Msg: "invalid label: 1 to 64 characters, no control characters or surrounding spaces", Hint: "mailkey password add " + account + " --label NAME", Err: err}
 	case errors.Is(err, apppass.ErrNotFound):
@@ -75,6 +73,10 @@ func (c *passwordAddCmd) Run(e *env) error {
 		return err
 	}
 	pw, info, err := f.Add(e.ctx, c.Account, c.Label)
+	if errors.Is(err, apppass.ErrLabelTaken) {
+		return &Error{Msg: fmt.Sprintf("account %s already has an app password labelled %q", c.Account, c.Label),
+			Hint: "choose another --label, or see them with: mailkey password list " + c.Account, Err: err}
+	}
 	if err != nil {
 		return passwordError(err, c.Account)
 	}
