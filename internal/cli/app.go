@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,11 +49,7 @@ func configError(err error) error {
 			}
 		}
 	}
-	out := &Error{Msg: strings.Join(msgs, "\n"), Hint: strings.Join(hints, "\n"), Err: err}
-	if len(es) == 1 && errors.Is(es[0], fs.ErrNotExist) {
-		out.Code = 1
-	}
-	return out
+	return &Error{Msg: strings.Join(msgs, "\n"), Hint: strings.Join(hints, "\n"), Err: err}
 }
 
 // openStore opens the token store in the state directory.
