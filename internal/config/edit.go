@@ -2,17 +2,24 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/mailkey/mailkey/internal/atomicfile"
+	"github.com/mailkey/mailkey/internal/flock"
 )
+
+// editLockWait bounds how long AddAccount waits for another process that
+// is editing the same file.
+const editLockWait = 30 * time.Second
 
 // KV is one account setting for AddAccount. Value is a string, a []string
 // (scopes, protocols) or a bool.
@@ -33,7 +40,9 @@ type KV struct {
 // The result is validated as Load would before anything is written; if it
 // has problems the file is left untouched and the problems are returned
 // as Errors. The file is replaced atomically (temporary file, fsync,
-// rename) with mode 0600; a symbolic link at path is followed.
+// rename) with mode 0600; a symbolic link at path is followed. Concurrent
+// calls, from this process or others, are serialized by a lock file
+// (.NAME.lock) beside the configuration file.
 func AddAccount(path, name string, set []KV) error {
 	if err := CheckAccountName(name); err != nil {
 		return Errors{{File: path, Field: fieldName("accounts", name), Msg: err.Error(),
@@ -50,6 +59,22 @@ func AddAccount(path, name string, set []KV) error {
 	if resolved, err := filepath.EvalSymlinks(path); err == nil {
 		target = resolved
 	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+		return Errors{{File: path, Msg: "cannot create the directory: " + describeFileErr(err), err: err}}
+	}
+	// Two edits at once (two "mailkey add" runs) must not lose one
+	// another's change: read, edit and replace under a lock beside the file.
+	ctx, cancel := context.WithTimeout(context.Background(), editLockWait)
+	defer cancel()
+	unlock, err := flock.Lock(ctx, filepath.Join(filepath.Dir(target), "."+filepath.Base(target)+".lock"))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Errors{{File: path, Msg: fmt.Sprintf("another mailkey process has been editing this file for %s", editLockWait),
+				Hint: "wait for it to finish, then run the command again"}}
+		}
+		return Errors{{File: path, Msg: "cannot lock the file for editing: " + describeFileErr(err), err: err}}
+	}
+	defer unlock()
 	data, err := os.ReadFile(target)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Errors{{File: path, Msg: describeFileErr(err), err: err}}
@@ -64,9 +89,6 @@ func AddAccount(path, name string, set []KV) error {
 	}
 	if _, err := parse(path, out); err != nil {
 		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-		return Errors{{File: path, Msg: "cannot create the directory: " + describeFileErr(err), err: err}}
 	}
 	if err := atomicfile.WriteFile(target, out, 0o600); err != nil {
 		return Errors{{File: path, Msg: "cannot write: " + describeFileErr(err), err: err}}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -37,8 +38,41 @@ func TestAddAccountCreatesFile(t *testing.T) {
 		t.Errorf("dir mode %v, want 0700", dst.Mode().Perm())
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("temporary files left behind: %v", entries)
+	for _, e := range entries {
+		if e.Name() != "config.toml" && e.Name() != ".config.toml.lock" {
+			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+	}
+}
+
+// TestAddAccountConcurrent: edits that overlap (several "mailkey add" at
+// once) are serialized, so none is lost.
+func TestAddAccountConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("# mine\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- AddAccount(path, fmt.Sprintf("acct%d", i), googleKVs)
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Accounts) != n {
+		t.Errorf("%d accounts survived, want %d", len(cfg.Accounts), n)
+	}
+	if data, _ := os.ReadFile(path); !strings.HasPrefix(string(data), "# mine\n") {
+		t.Errorf("the comment was lost:\n%s", data)
 	}
 }
 
@@ -335,8 +369,11 @@ func TestAddAccountRefusesInvalidResult(t *testing.T) {
 			if data, _ := os.ReadFile(path); string(data) != before {
 				t.Errorf("file changed:\n%s", data)
 			}
-			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-				t.Errorf("stray files: %v", entries)
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if e.Name() != "config.toml" && e.Name() != ".config.toml.lock" {
+					t.Errorf("stray file: %s", e.Name())
+				}
 			}
 		})
 	}
