@@ -31,13 +31,9 @@ func openPOP3(ctx context.Context, raw net.Conn, srv provider.Server, cfg *tls.C
 		}
 		return &pop3Session{c: c}, nil
 	}
-	conn := tapConn(raw, tr)
-	if t, ok := conn.(*tap); ok {
-		t.onMute = func() {
-			t.t.note("the POP3 client keeps no transcript inside STARTTLS: the rest is not shown")
-		}
-	}
-	c, err := pop3.NewClient(conn)
+	// The tap on the raw connection falls silent at the handshake; a
+	// second one on the TLS connection carries the transcript on.
+	c, err := pop3.NewClient(tapConn(raw, tr))
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +42,7 @@ func openPOP3(ctx context.Context, raw net.Conn, srv provider.Server, cfg *tls.C
 		err = errNoSTARTTLS
 	}
 	if err == nil {
-		err = c.StartTLS(cfg)
+		err = c.StartTLSWrap(cfg, func(tc net.Conn) net.Conn { return tapConn(tc, tr) })
 	}
 	if err != nil {
 		c.Close()

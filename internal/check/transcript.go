@@ -210,11 +210,10 @@ func printable(r rune) rune {
 // read, it stops writing: what follows is TLS.
 type tap struct {
 	net.Conn
-	t      *transcript
-	mu     sync.Mutex
-	armed  bool
-	muted  bool
-	onMute func()
+	t     *transcript
+	mu    sync.Mutex
+	armed bool
+	muted bool
 }
 
 func tapConn(c net.Conn, t *transcript) net.Conn {
@@ -233,9 +232,6 @@ func (c *tap) Read(b []byte) (int, error) {
 		if c.armed && bytes.IndexByte(b[:n], '\n') >= 0 {
 			c.muted = true
 			c.t.note("TLS handshake")
-			if c.onMute != nil {
-				c.onMute()
-			}
 		}
 	}
 	return n, err

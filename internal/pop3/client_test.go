@@ -1,6 +1,7 @@
 package pop3
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -142,6 +143,52 @@ func TestStartTLS(t *testing.T) {
 	if err := c.StartTLS(&tls.Config{}); !errors.Is(err, ErrTLSActive) {
 		t.Errorf("second StartTLS: %v", err)
 	}
+}
+
+// StartTLSWrap hands over the TLS connection, and what follows goes
+// through the wrapper.
+func TestStartTLSWrap(t *testing.T) {
+	cert, pool := testCert(t)
+	c := mustPipeClient(t, func(s *fakeServer) {
+		s.expect("STLS")
+		s.send("+OK\r\n")
+		s.startTLS(cert)
+		s.expect("NOOP")
+		s.send("+OK\r\n")
+	})
+	var seen bytes.Buffer
+	err := c.StartTLSWrap(&tls.Config{RootCAs: pool, ServerName: "pop.example.test"}, func(tc net.Conn) net.Conn {
+		if _, ok := tc.(*tls.Conn); !ok {
+			t.Errorf("wrap got a %T, want the TLS connection", tc)
+		}
+		return &recordingConn{Conn: tc, w: &seen}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Noop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen.String(); got != "NOOP\r\n+OK\r\n" {
+		t.Errorf("the wrapper saw %q", got)
+	}
+}
+
+// recordingConn copies what is written and read to w.
+type recordingConn struct {
+	net.Conn
+	w *bytes.Buffer
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.w.Write(b[:n])
+	return n, err
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	c.w.Write(b)
+	return c.Conn.Write(b)
 }
 
 func TestStartTLSBadCertificate(t *testing.T) {

@@ -3,7 +3,16 @@ package pop3
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 )
+
+// StartTLSWrap is StartTLS, with the protected connection passed through
+// wrap once its handshake is done: a protocol transcript, for one, taps the
+// plain text there. wrap must return a connection that reads and writes
+// through the one it is given.
+func (c *Client) StartTLSWrap(cfg *tls.Config, wrap func(net.Conn) net.Conn) error {
+	return c.startTLS(cfg, wrap)
+}
 
 // StartTLS sends STLS (RFC 2595 §4) and runs the TLS handshake; an empty
 // ServerName in cfg is filled in from Dial's address. Capabilities learned
@@ -13,6 +22,10 @@ import (
 // connection and returns ErrSTLSInjection: those bytes were sent in the
 // clear and must not be taken for part of the TLS session.
 func (c *Client) StartTLS(cfg *tls.Config) error {
+	return c.startTLS(cfg, nil)
+}
+
+func (c *Client) startTLS(cfg *tls.Config, wrap func(net.Conn) net.Conn) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -33,9 +46,13 @@ func (c *Client) StartTLS(cfg *tls.Config) error {
 		c.Close()
 		return c.err
 	}
-	c.conn = tc
-	c.br.Reset(tc)
-	c.bw.Reset(tc)
+	var conn net.Conn = tc
+	if wrap != nil {
+		conn = wrap(tc)
+	}
+	c.conn = conn
+	c.br.Reset(conn)
+	c.bw.Reset(conn)
 	c.isTLS = true
 	c.capa = nil
 	return nil

@@ -107,8 +107,9 @@ func TestCheck(t *testing.T) {
 		m.Must(ctx, "", "add", "starttls", "--sasl", "oauthbearer")
 		r = m.Must(ctx, "", "test", "starttls", "--verbose")
 		for _, want := range []string{"AUTHENTICATE OAUTHBEARER <redacted>", "mailkey: smtp: C: AUTH OAUTHBEARER <redacted>",
-			// POP3 over STARTTLS: the plain-text part only.
-			"mailkey: pop3: C: STLS", "mailkey: pop3: -- the POP3 client keeps no transcript inside STARTTLS"} {
+			// POP3 over STARTTLS: before and inside TLS.
+			"mailkey: pop3: C: STLS", "mailkey: pop3: -- TLS handshake", "mailkey: pop3: C: AUTH OAUTHBEARER <redacted>",
+			"mailkey: pop3: S: +OK", "mailkey: pop3: C: STAT"} {
 			if !strings.Contains(r.Stderr, want) {
 				t.Errorf("the transcript lacks %q:\n%s", want, r.Stderr)
 			}
