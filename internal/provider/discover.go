@@ -107,7 +107,12 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*Metadata, b
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, false, fmt.Errorf("discovery: %w", err)
+		// *url.Error would say `Get "URL": …`; the URL is said once here.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, false, fmt.Errorf("discovery: cannot fetch %s: %w", u, err)
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {

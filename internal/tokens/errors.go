@@ -67,9 +67,9 @@ type NeedsLoginError struct {
 
 func (e *NeedsLoginError) Error() string {
 	if errors.Is(e.Err, ErrNoToken) {
-		return fmt.Sprintf("account %q has no token yet", e.Account)
+		return fmt.Sprintf("account %s has no token yet", e.Account)
 	}
-	s := fmt.Sprintf("account %q needs a new login", e.Account)
+	s := fmt.Sprintf("account %s needs a new login", e.Account)
 	if e.Code != "" {
 		s += ": " + e.Code
 	}
@@ -96,7 +96,7 @@ type TransientError struct {
 }
 
 func (e *TransientError) Error() string {
-	s := fmt.Sprintf("account %q: token refresh failed", e.Account)
+	s := fmt.Sprintf("account %s: token refresh failed", e.Account)
 	if e.RetryAfter > 0 {
 		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
 	}

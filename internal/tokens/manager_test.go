@@ -360,7 +360,7 @@ func TestPermanentFailureMarksNeedsLogin(t *testing.T) {
 	if !errors.As(err, &nl) {
 		t.Fatalf("err = %v, want *NeedsLoginError", err)
 	}
-	if want := `account "work" needs a new login: invalid_grant: Token has been expired or revoked.`; err.Error() != want {
+	if want := `account work needs a new login: invalid_grant: Token has been expired or revoked.`; err.Error() != want {
 		t.Errorf("message = %q, want %q", err.Error(), want)
 	}
 	if nl.Hint() != "mailkey login work" {
@@ -664,7 +664,7 @@ func TestNoToken(t *testing.T) {
 	if !errors.As(err, &nl) || !errors.Is(err, ErrNoToken) {
 		t.Fatalf("err = %v, want *NeedsLoginError wrapping ErrNoToken", err)
 	}
-	if err.Error() != `account "work" has no token yet` || nl.Hint() != "mailkey login work" {
+	if err.Error() != `account work has no token yet` || nl.Hint() != "mailkey login work" {
 		t.Errorf("message %q hint %q", err.Error(), nl.Hint())
 	}
 	if e.src.count() != 0 {
