@@ -89,7 +89,7 @@ func (c *addCmd) Run(e *env) error {
 		return errorf("mailkey add "+c.Account+" --provider PROVIDER --email ADDRESS --client-id ID", "nothing to set for account %s", c.Account)
 	}
 	if err := config.AddAccount(path, c.Account, set); err != nil {
-		return configError(err)
+		return configError(flagHints(err, c.Account))
 	}
 	e.notef("account %s saved in %s", c.Account, path)
 	if c.Flow != "" {
@@ -98,6 +98,29 @@ func (c *addCmd) Run(e *env) error {
 		e.notef("next: mailkey login %s", c.Account)
 	}
 	return nil
+}
+
+// flagHints rewords the hint of each setting the new account lacks as the
+// flag that supplies it: whoever runs mailkey add wants --email, not a
+// line of TOML.
+func flagHints(err error, account string) error {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		return err
+	}
+	prefix := "accounts." + account + "."
+	for _, ce := range es {
+		key, ok := strings.CutPrefix(ce.Field, prefix)
+		if !ok || strings.Contains(key, ".") || ce.Msg != "missing "+key {
+			continue
+		}
+		hint := "add --" + strings.ReplaceAll(key, "_", "-") + " … to the command"
+		if ce.Hint != "" {
+			hint += " (in the file: " + ce.Hint + ")"
+		}
+		ce.Hint = hint
+	}
+	return es
 }
 
 func abs(p string) string {

@@ -59,6 +59,11 @@ func AddAccount(path, name string, set []KV) error {
 	if resolved, err := filepath.EvalSymlinks(path); err == nil {
 		target = resolved
 	}
+	// A refused edit leaves no trace: it is found out before the directory
+	// or the lock file is created.
+	if _, err := editedFile(path, target, name, set); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 		return Errors{{File: path, Msg: "cannot create the directory: " + describeFileErr(err), err: err}}
 	}
@@ -75,25 +80,36 @@ func AddAccount(path, name string, set []KV) error {
 		return Errors{{File: path, Msg: "cannot lock the file for editing: " + describeFileErr(err), err: err}}
 	}
 	defer unlock()
-	data, err := os.ReadFile(target)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Errors{{File: path, Msg: describeFileErr(err), err: err}}
-	}
-	out, err := editAccount(data, name, set)
+	// The file may have changed while this process waited: edit it afresh.
+	out, err := editedFile(path, target, name, set)
 	if err != nil {
-		var se *syntaxError
-		if errors.As(err, &se) {
-			return Errors{{File: path, Line: se.at.line, Column: se.at.col, Msg: se.msg, Hint: "fix the TOML syntax first (https://toml.io)"}}
-		}
-		return Errors{{File: path, Field: fieldName("accounts", name), Msg: err.Error()}}
-	}
-	if _, err := parse(path, out); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteFile(target, out, 0o600); err != nil {
 		return Errors{{File: path, Msg: "cannot write: " + describeFileErr(err), err: err}}
 	}
 	return nil
+}
+
+// editedFile reads target and returns it with the account edited, after
+// checking the result as Load would. A missing file reads as empty.
+func editedFile(path, target, name string, set []KV) ([]byte, error) {
+	data, err := os.ReadFile(target)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, Errors{{File: path, Msg: describeFileErr(err), err: err}}
+	}
+	out, err := editAccount(data, name, set)
+	if err != nil {
+		var se *syntaxError
+		if errors.As(err, &se) {
+			return nil, Errors{{File: path, Line: se.at.line, Column: se.at.col, Msg: se.msg, Hint: "fix the TOML syntax first (https://toml.io)"}}
+		}
+		return nil, Errors{{File: path, Field: fieldName("accounts", name), Msg: err.Error()}}
+	}
+	if _, err := parse(path, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func checkKV(kv KV) *Error {

@@ -45,6 +45,17 @@ func TestAddAccountCreatesFile(t *testing.T) {
 	}
 }
 
+// A refused add leaves nothing behind, not even the folder.
+func TestAddAccountRefusedCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mailkey")
+	if err := AddAccount(filepath.Join(dir, "config.toml"), "work", []KV{{"provider", "google"}}); err == nil {
+		t.Fatal("an account without email or client_id was accepted")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused add created %s: %v", dir, err)
+	}
+}
+
 // TestAddAccountConcurrent: edits that overlap (several "mailkey add" at
 // once) are serialized, so none is lost.
 func TestAddAccountConcurrent(t *testing.T) {

@@ -91,7 +91,8 @@ func (r *refresher) run(ctx context.Context) {
 			wait = r.next(rec.Expiry)
 		case errors.As(err, &nl):
 			r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
-			r.log.Warn("token refresh failed", "account", r.account, "class", "permanent", "error", err.Error())
+			r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
+				"class", "permanent", "error", err.Error(), "run", nl.Hint())
 			wait = needsLoginWait
 			failures = 0
 		default:
