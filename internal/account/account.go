@@ -165,12 +165,15 @@ func (s *Source) Refresh(ctx context.Context, rec *store.Record) (*tokens.Fresh,
 		} else {
 			t, err = s.Client.ClientCredentials(ctx)
 		}
+		err = tokens.Refusal(err)
 	case config.FlowServiceAccount:
 		keyJSON, rerr := os.ReadFile(s.R.ServiceAccountFile)
 		if rerr != nil {
 			return nil, fmt.Errorf("service_account_file: %w", rerr)
 		}
 		t, err = s.Client.ServiceAccount(ctx, keyJSON, s.R.Email)
+		// No grant to lose: a refusal is a configuration problem.
+		err = tokens.Refusal(err)
 	default:
 		if rec.RefreshToken == "" {
 			return nil, noRefreshError{}

@@ -94,7 +94,10 @@ type Target struct {
 	Account  string
 	Email    string // the SASL user
 	Provider string // preset name, for provider-specific diagnoses
-	Servers  map[provider.Protocol]provider.Server
+	// Flow is the account's flow: "" (a person logs in), "client_credentials"
+	// or "service_account".
+	Flow    string
+	Servers map[provider.Protocol]provider.Server
 	// TLSConfig returns the verified client configuration for a server
 	// name (the account's ca_file included). Nil means system roots.
 	TLSConfig func(serverName string) (*tls.Config, error)

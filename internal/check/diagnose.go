@@ -33,6 +33,7 @@ type Observation struct {
 	Step     string
 	Protocol provider.Protocol
 	Provider string // preset name
+	Flow     string // "", "client_credentials" or "service_account"
 	Account  string
 	Email    string
 	Host     string
@@ -146,6 +147,14 @@ var rules = []Rule{
 		"check client_id in the account, and set tenant to the tenant the app is registered in"),
 	aadsts("500011", "the resource (Exchange Online) is not available in the tenant: no Exchange Online licence, or a typo in the scope",
 		"check the mailbox has an Exchange Online licence and the scopes are https://outlook.office.com/… (or https://outlook.office365.com/.default for app-only)"),
+	aadsts("7000215", "the client secret is wrong: it is not the secret's value (the portal shows a secret ID beside it), or it belongs to another app",
+		"create a new client secret in the app registration (Certificates & secrets), copy its Value, and put it in client_secret (or client_secret_cmd); then: mailkey token {account}"),
+	aadsts("7000222", "the client secret has expired",
+		"create a new client secret in the app registration (Certificates & secrets) and replace client_secret; then: mailkey token {account}"),
+	aadsts("700027", "the client assertion was not accepted: the certificate is not uploaded to the app registration, or it expired",
+		"upload the certificate (the public part of certificate_file) in the app registration → Certificates & secrets → Certificates; then: mailkey token {account}"),
+	aadsts("1002012", "an app-only token was asked for with scopes a client credentials request may not carry: it needs a single .default scope",
+		"remove scopes from the account to use the preset's, or set scopes = [\"https://outlook.office365.com/.default\"]; then: mailkey token {account}"),
 	{
 		ID: "google-device-scope", Step: StepToken,
 		Symptom: "invalid_scope from Google",
@@ -174,6 +183,26 @@ var rules = []Rule{
 		match: func(o *Observation) bool {
 			code, desc := o.oauthError()
 			return o.Provider == "google" && code == "invalid_grant" && strings.Contains(strings.ToLower(desc), "expired or revoked")
+		},
+	},
+	{
+		ID: "service-account-refused", Step: StepToken,
+		Symptom: "the provider refuses a service account's token request (unauthorized_client, invalid_grant)",
+		Cause:   "the service account may not act for {email}: domain-wide delegation is missing, names another client ID or lacks the mail scope, or {email} is not a mailbox of the Workspace domain",
+		Fix:     "Google Admin console → Security → Access and data control → API controls → Manage domain-wide delegation: add the service account's client ID with the scope https://mail.google.com/ (it can take a while to apply); check email in the account; then: mailkey token {account}",
+		match: func(o *Observation) bool {
+			var rf *tokens.RefusedError
+			return o.Flow == "service_account" && errors.As(o.TokenErr, &rf)
+		},
+	},
+	{
+		ID: "app-only-refused", Step: StepToken,
+		Symptom: "the provider refuses an app-only (client credentials) token request",
+		Cause:   "the app's credentials or permissions are wrong: a wrong or expired client secret or certificate, or the app lacks the permission it asks for",
+		Fix:     "check client_secret or certificate_file in the account, and the app's application permissions with admin consent (Microsoft 365: Office 365 Exchange Online → IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp); then: mailkey token {account}",
+		match: func(o *Observation) bool {
+			var rf *tokens.RefusedError
+			return errors.As(o.TokenErr, &rf)
 		},
 	},
 	{

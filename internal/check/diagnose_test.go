@@ -22,6 +22,10 @@ import (
 // dovecotChallenge is what Dovecot sends when it refuses a token over XOAUTH2.
 var dovecotChallenge = &sasl.Failure{Status: "401", Schemes: "bearer", Scope: "mail"}
 
+func refused(code, desc string) error {
+	return &tokens.RefusedError{Account: "work", Code: code, Reason: desc, Err: &oauth2.RetrieveError{ErrorCode: code, ErrorDescription: desc}}
+}
+
 func needsLogin(code, reason string) error {
 	return &tokens.NeedsLoginError{Account: "work", Code: code, Reason: reason}
 }
@@ -49,6 +53,13 @@ var diagnoseCases = []struct {
 	{"google device flow invalid_scope", Observation{Step: StepToken, Provider: "google", TokenErr: &oauth2.RetrieveError{ErrorCode: "invalid_scope", ErrorDescription: "Invalid device flow scope: https://mail.google.com/"}}, "google-device-scope"},
 	{"invalid_scope elsewhere", Observation{Step: StepToken, Provider: "generic", TokenErr: &oauth2.RetrieveError{ErrorCode: "invalid_scope"}}, "invalid-scope"},
 	{"google testing status", Observation{Step: StepToken, Provider: "google", TokenErr: needsLogin("invalid_grant", "Token has been expired or revoked.")}, "google-testing-expiry"},
+	{"AADSTS7000215", Observation{Step: StepToken, Provider: "microsoft", Flow: "client_credentials", TokenErr: refused("invalid_client", "AADSTS7000215: Invalid client secret provided.")}, "aadsts-7000215"},
+	{"AADSTS7000222", Observation{Step: StepToken, Flow: "client_credentials", TokenErr: refused("invalid_client", "AADSTS7000222: The provided client secret keys for app 'x' are expired.")}, "aadsts-7000222"},
+	{"AADSTS700027", Observation{Step: StepToken, Flow: "client_credentials", TokenErr: refused("invalid_client", "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application.")}, "aadsts-700027"},
+	{"AADSTS1002012", Observation{Step: StepToken, Flow: "client_credentials", TokenErr: refused("invalid_scope", "AADSTS1002012: The provided value for scope IMAP.AccessAsUser.All is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.")}, "aadsts-1002012"},
+	{"service account without delegation", Observation{Step: StepToken, Provider: "google", Flow: "service_account", TokenErr: refused("unauthorized_client", "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.")}, "service-account-refused"},
+	{"service account for an unknown mailbox", Observation{Step: StepToken, Provider: "google", Flow: "service_account", TokenErr: refused("invalid_grant", "Invalid email or User ID")}, "service-account-refused"},
+	{"client credentials refused", Observation{Step: StepToken, Provider: "generic", Flow: "client_credentials", TokenErr: refused("invalid_client", "client authentication failed")}, "app-only-refused"},
 	{"invalid_grant elsewhere", Observation{Step: StepToken, Provider: "generic", TokenErr: needsLogin("invalid_grant", "grant request is invalid")}, "grant-revoked"},
 	{"refresh failed for good at authenticate", Observation{Step: StepAuthenticate, Protocol: provider.IMAP, Inactive: true, Failure: dovecotChallenge, TokenErr: needsLogin("invalid_grant", "")}, "grant-revoked"},
 	{"provider down", Observation{Step: StepToken, TokenErr: &tokens.TransientError{Account: "work", Err: syscall.ECONNREFUSED}}, "provider-unreachable"},

@@ -76,7 +76,7 @@ func (c *checklist) add(s Step) *Step {
 // observation starts an observation for a step.
 func (c *checklist) observation(step string, err error) *Observation {
 	return &Observation{
-		Step: step, Protocol: c.proto, Provider: c.r.t.Provider, Account: c.r.t.Account,
+		Step: step, Protocol: c.proto, Provider: c.r.t.Provider, Flow: c.r.t.Flow, Account: c.r.t.Account,
 		Email: c.r.t.Email, Host: c.srv.Host, Port: c.srv.Port, Err: err,
 	}
 }

@@ -195,19 +195,23 @@ func (a *acct) token(ctx context.Context) (*store.Record, error) {
 	}
 	rec, err := a.mgr.Get(ctx, a.conf.Name)
 	if err != nil {
-		return nil, tokenError(a.conf.Name, err)
+		return nil, tokenError(a.conf, err)
 	}
 	return rec, nil
 }
 
 // tokenError words the manager's errors with the next step.
-func tokenError(name string, err error) error {
+func tokenError(conf *config.Account, err error) error {
+	name := conf.Name
 	var nl *tokens.NeedsLoginError
 	var te *tokens.TransientError
+	var rf *tokens.RefusedError
 	var ee *Error
 	switch {
 	case errors.As(err, &ee):
 		return ee // worded already (the provider's discovery failed)
+	case errors.As(err, &rf):
+		return &Error{Msg: err.Error(), Hint: refusedHint(conf), Err: err}
 	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
 		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
 	case errors.As(err, &nl):
@@ -220,4 +224,21 @@ func tokenError(name string, err error) error {
 		return &Error{Msg: err.Error(), Hint: hint, Err: err, Code: 75} // EX_TEMPFAIL
 	}
 	return storeError(err)
+}
+
+// refusedHint says where an app-only account's configuration at the provider
+// is checked; mailkey test ACCOUNT names the cause when it knows it.
+func refusedHint(conf *config.Account) string {
+	var where string
+	switch {
+	case conf.Flow == config.FlowServiceAccount:
+		where = "check the service account's domain-wide delegation in the Google Admin console (its client ID, with the scope https://mail.google.com/), and that " +
+			conf.Email + " is a mailbox of the domain (docs/providers/google.md)"
+	case conf.Provider == "microsoft":
+		where = "check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to " +
+			conf.Email + " (docs/providers/microsoft.md)"
+	default:
+		where = "check the client's credentials and what it may ask for at the provider"
+	}
+	return where + "; mailkey test " + conf.Name + " explains provider error codes; nothing was stored, so the next request asks again"
 }

@@ -97,6 +97,7 @@ func (c *testCmd) target(e *env, a *acct) check.Target {
 		Account:  conf.Name,
 		Email:    conf.Email,
 		Provider: conf.Provider,
+		Flow:     conf.Flow,
 		Servers:  conf.Servers,
 		SASL:     conf.SASL,
 		TLSConfig: func(serverName string) (*tls.Config, error) {
@@ -110,7 +111,7 @@ func (c *testCmd) target(e *env, a *acct) check.Target {
 		ForceRefresh: func(ctx context.Context, stale string) (*store.Record, error) {
 			rec, err := a.mgr.ForceRefresh(ctx, conf.Name, stale)
 			if err != nil {
-				return nil, tokenError(conf.Name, err)
+				return nil, tokenError(conf, err)
 			}
 			return rec, nil
 		},

@@ -257,8 +257,10 @@ func (b *builder) checkFlow(s *section, a *Account, p provider.Preset, generic b
 			errAt("flow", "client_credentials needs a client secret or a certificate", "set client_secret, client_secret_cmd, or certificate_file and private_key_file")
 		}
 	case FlowServiceAccount:
-		if p.Name != "google" {
-			errAt("flow", fmt.Sprintf("service accounts are a Google feature, not %s", p.Name), `use flow = "client_credentials"`)
+		// Google's service accounts; a generic provider may offer the same
+		// JWT bearer grant (RFC 7523 §2.1) with a key file of that shape.
+		if p.Name != "google" && p.Name != "generic" {
+			errAt("flow", fmt.Sprintf("service accounts are for google (or a generic provider with the JWT bearer grant), not %s", p.Name), `use flow = "client_credentials"`)
 		}
 		if s.vals["service_account_file"] == nil {
 			errAt("service_account_file", "missing service_account_file", `add service_account_file = "/path/key.json": the service account's JSON key`)

@@ -204,6 +204,12 @@ func TestLoadErrors(t *testing.T) {
 			client_id = "x"
 			tenant = "contoso.com"
 			flow = "client_credentials"`, 6, "accounts.work.flow", "needs a client secret or a certificate", ""},
+		{"service account on microsoft", `
+			[accounts.work]
+			provider = "microsoft"
+			email = "me@example.com"
+			tenant = "contoso.com"
+			flow = "service_account"`, 5, "accounts.work.flow", "service accounts are for google", "client_credentials"},
 		{"client credentials on google", validAccount + `	client_secret = "y"
 			flow = "client_credentials"`, 6, "accounts.work.flow", "google has no client credentials", "service_account"},
 		{"both secret and command", validAccount + `	client_secret = "y"

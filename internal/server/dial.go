@@ -160,6 +160,13 @@ func tokenFailure(name string, err error) error {
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
 		}
 	}
+	var rf *tokens.RefusedError
+	if errors.As(err, &rf) {
+		return &proxy.UpstreamError{
+			Message: fmt.Sprintf("the provider refused a token for %s (run mailkey test %s)", name, name),
+			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
+		}
+	}
 	return &proxy.UpstreamError{
 		Message: fmt.Sprintf("mailkey could not get a token for %s, try again later", name),
 		Err:     err,

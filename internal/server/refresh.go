@@ -77,6 +77,7 @@ func (r *refresher) run(ctx context.Context) {
 			return
 		}
 		var nl *tokens.NeedsLoginError
+		var rf *tokens.RefusedError
 		var te *tokens.TransientError
 		switch {
 		case err == nil:
@@ -93,6 +94,14 @@ func (r *refresher) run(ctx context.Context) {
 			r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
 			r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
 				"class", "permanent", "error", err.Error(), "run", nl.Hint())
+			wait = needsLoginWait
+			failures = 0
+		case errors.As(err, &rf):
+			// App-only: nothing to log in to; ask again later, in case
+			// the configuration at the provider has been fixed.
+			r.m.refreshes.WithLabelValues(r.account, "refused").Inc()
+			r.log.Warn("the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed",
+				"account", r.account, "class", "refused", "error", err.Error(), "run", "mailkey test "+r.account, "retry_in", needsLoginWait)
 			wait = needsLoginWait
 			failures = 0
 		default:

@@ -84,6 +84,49 @@ func (e *NeedsLoginError) Unwrap() error { return e.Err }
 // Hint returns the command that fixes the error: "mailkey login ACCOUNT".
 func (e *NeedsLoginError) Hint() string { return "mailkey login " + e.Account }
 
+// RefusedError says that the provider refused to mint a token for a source
+// that holds no grant (an app-only flow, whose errors went through Refusal):
+// its configuration at the provider is wrong, not a login. Nothing is marked
+// in the store, so the next Get asks the provider again.
+type RefusedError struct {
+	Account string
+	// Code is the provider's error code (invalid_grant, …), "" if unknown.
+	Code string
+	// Reason is the provider's description, with secrets removed.
+	Reason string
+	Err    error
+}
+
+func (e *RefusedError) Error() string {
+	s := fmt.Sprintf("account %s: the provider refused to issue a token", e.Account)
+	if e.Code != "" {
+		s += ": " + e.Code
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Refusal marks err, from a Source that mints tokens without a stored grant
+// (client credentials, a service account), so that a permanent failure
+// becomes a *RefusedError rather than marking the account "needs login":
+// nobody can log in to such an account, and once its configuration at the
+// provider is fixed the next request simply works.
+func Refusal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &refusal{err: err}
+}
+
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
 // TransientError says that refreshing failed for a reason that may pass
 // (network, timeout, HTTP 5xx, 429) and the stored token could not be used.
 // The stored record, refresh token included, is unchanged.

@@ -224,8 +224,9 @@ func validNow(rec *store.Record, now time.Time) bool {
 // Get takes no lock and does no network I/O.
 //
 // Errors: *NeedsLoginError (never logged in: wraps ErrNoToken; or the grant
-// is dead), *TransientError (refresh failed and the stored token has
-// expired), or a store or context error.
+// is dead), *RefusedError (an app-only source was refused for good),
+// *TransientError (refresh failed and the stored token has expired), or a
+// store or context error.
 func (m *Manager) Get(ctx context.Context, account string) (*store.Record, error) {
 	return m.get(ctx, account, mode{kind: "get", within: m.margin, useCurrent: true})
 }
@@ -376,6 +377,15 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		c := classify(rerr, m.now())
 		if !c.permanent {
 			return cur, rerr, nil
+		}
+		var rf *refusal
+		if errors.As(rerr, &rf) {
+			code, desc := c.code, redact(c.desc, secrets)
+			if code == "" && desc == "" {
+				desc = rerr.Error()
+			}
+			m.log.Info("the provider refused to issue a token", "account", account, "code", code, "reason", desc)
+			return nil, nil, &RefusedError{Account: account, Code: code, Reason: desc, Err: rerr}
 		}
 		return nil, nil, m.markNeedsLogin(ctx, cur, c, rerr, secrets)
 	}

@@ -351,6 +351,49 @@ func TestTwoManagersOneStoreOneRefresh(t *testing.T) {
 	}
 }
 
+// An app-only source (its errors go through Refusal) has no grant to lose:
+// a permanent failure is returned as *RefusedError, nothing is marked, and
+// the next call asks the provider again.
+func TestRefusalIsNotNeedsLogin(t *testing.T) {
+	perm := &oauthErr{code: "unauthorized_client", desc: "Client is unauthorized", permanent: true}
+	fixed := false
+	e := newEnv(t, &store.Record{Account: "work"}, func(ctx context.Context, n int, rec *store.Record) (*Fresh, error) {
+		if fixed {
+			return notRotating(ctx, n, rec)
+		}
+		return nil, Refusal(perm)
+	}, nil)
+
+	_, err := e.m.Get(context.Background(), "work")
+	var rf *RefusedError
+	if !errors.As(err, &rf) || rf.Code != "unauthorized_client" || rf.Reason != "Client is unauthorized" {
+		t.Fatalf("err = %v, want *RefusedError", err)
+	}
+	if want := "account work: the provider refused to issue a token: unauthorized_client: Client is unauthorized"; err.Error() != want {
+		t.Errorf("message = %q, want %q", err, want)
+	}
+	var nl *NeedsLoginError
+	if errors.As(err, &nl) || !errors.Is(err, perm) {
+		t.Errorf("err = %#v: want the refusal wrapping the provider's error, not NeedsLoginError", err)
+	}
+	if len(e.sl.list()) != 0 {
+		t.Errorf("a permanent refusal was retried")
+	}
+	if stored := e.st.rec("work"); stored.NeedsLogin || stored.Reason != "" {
+		t.Errorf("store marked: NeedsLogin %v Reason %q", stored.NeedsLogin, stored.Reason)
+	}
+
+	// Once the provider side is fixed, the next call just works.
+	fixed = true
+	rec, err := e.m.Get(context.Background(), "work")
+	if err != nil || rec.AccessToken != newAT {
+		t.Fatalf("after the fix: %v", err)
+	}
+	if n := e.src.count(); n != 2 {
+		t.Errorf("Source called %d times, want 2", n)
+	}
+}
+
 func TestPermanentFailureMarksNeedsLogin(t *testing.T) {
 	perm := &oauthErr{code: "invalid_grant", desc: "Token has been expired or revoked.", permanent: true}
 	e := newEnv(t, record(-time.Minute), failing(perm), nil)

@@ -129,6 +129,9 @@ func (s *Stack) startOP(ctx context.Context) error {
 	if len(s.opts.certJWKS) > 0 {
 		env = append(env, "CERT_CLIENT_JWKS="+string(s.opts.certJWKS), "CERT_CLIENT_MAILBOX="+CertMailbox)
 	}
+	if len(s.opts.saJWKS) > 0 {
+		env = append(env, "SA_JWKS="+string(s.opts.saJWKS), "SA_EMAIL="+ServiceAccountEmail, "SA_DOMAIN="+ServiceAccountDomain)
+	}
 	cmd.Env = append(env, s.opts.opEnv...)
 	p, err := startProc("oidc-provider", cmd, filepath.Join(s.Dir, "log", "op.log"))
 	if err != nil {

@@ -68,6 +68,13 @@ const (
 	// registered only when the stack was started WithCertClientJWKS. Its tokens open CertMailbox.
 	ClientCert  = "mail-cert"
 	CertMailbox = Alice
+	// ServiceAccountEmail is the service account registered when the stack was started
+	// WithServiceAccountJWKS: it gets tokens with the JWT bearer grant (RFC 7523 §2.1) at
+	// Issuer+ServiceAccountTokenPath for any mailbox of ServiceAccountDomain, as a Google
+	// service account with domain-wide delegation does.
+	ServiceAccountEmail     = "mail-sa@iam.example.test"
+	ServiceAccountDomain    = "example.test"
+	ServiceAccountTokenPath = "/sa/token"
 	// ClientDovecot is the resource server: it may only introspect tokens.
 	ClientDovecot       = "dovecot"
 	ClientDovecotSecret = "dovecot-secret"
@@ -118,6 +125,7 @@ type options struct {
 	bulk        int
 	imapClients int
 	certJWKS    []byte
+	saJWKS      []byte
 	opEnv       []string
 }
 
@@ -149,6 +157,12 @@ func WithIMAPClientLimit(n int) Option { return func(o *options) { o.imapClients
 // ({"keys":[...]}); the client authenticates with private_key_jwt.
 func WithCertClientJWKS(jwks []byte) Option {
 	return func(o *options) { o.certJWKS = append([]byte(nil), jwks...) }
+}
+
+// WithServiceAccountJWKS registers ServiceAccountEmail with the given public JSON Web Key Set
+// (RS256 keys, as PublicJWKS makes them).
+func WithServiceAccountJWKS(jwks []byte) Option {
+	return func(o *options) { o.saJWKS = append([]byte(nil), jwks...) }
 }
 
 // WithOPEnv passes an environment variable to the provider, for the knobs server.mjs reads that

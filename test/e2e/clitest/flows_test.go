@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net/url"
@@ -64,6 +66,55 @@ func newCertClient(t *testing.T) certClient {
 	return c
 }
 
+// serviceAccount is an RSA key for the stack's service account (JWT bearer grant).
+type serviceAccount struct {
+	key  *rsa.PrivateKey
+	jwks []byte
+}
+
+func newServiceAccount(t *testing.T) serviceAccount {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := e2e.PublicJWKS(&key.PublicKey, "clitest-sa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serviceAccount{key: key, jwks: jwks}
+}
+
+// keyFile writes a key file shaped like the JSON key the Google Cloud console hands out, with
+// the stack's token endpoint, and records the private key as a secret.
+func (sa serviceAccount) keyFile(t *testing.T, s *e2e.Stack, leaks *mailkeytest.Leaks) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(sa.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	lines := strings.Split(keyPEM, "\n")
+	leaks.Secret("service account key", lines[len(lines)/2])
+	b, err := json.MarshalIndent(map[string]string{
+		"type":           "service_account",
+		"project_id":     "mailkey-e2e",
+		"private_key_id": "clitest-sa",
+		"private_key":    keyPEM,
+		"client_email":   e2e.ServiceAccountEmail,
+		"client_id":      "100000000000000000001",
+		"token_uri":      s.Issuer + e2e.ServiceAccountTokenPath,
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "service-account.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // reDeviceCode is the user code oidc-provider shows (charset base-20, mask ****-****).
 var reDeviceCode = regexp.MustCompile(`^\s*([A-Z]{4}-[A-Z]{4})\s*$`)
 
@@ -73,7 +124,8 @@ var reDeviceCode = regexp.MustCompile(`^\s*([A-Z]{4}-[A-Z]{4})\s*$`)
 func TestLoginFlows(t *testing.T) {
 	t.Parallel()
 	cc := newCertClient(t)
-	s := e2e.Start(t, e2e.WithCertClientJWKS(cc.jwks))
+	sa := newServiceAccount(t)
+	s := e2e.Start(t, e2e.WithCertClientJWKS(cc.jwks), e2e.WithServiceAccountJWKS(sa.jwks))
 	ctx := mailkeytest.Context(t, testTimeout)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
@@ -172,6 +224,35 @@ func TestLoginFlows(t *testing.T) {
 		m.AddAccount(ctx, s, acct, e2e.ClientCert, e2e.Alice, "--flow", "client_credentials",
 			"--certificate-file", cc.certFile, "--private-key-file", cc.keyFile, "--scope", e2e.ScopeMail)
 		finish(t, m)
+	})
+
+	// A Google-style service account with domain-wide delegation: the JWT bearer grant, with
+	// the mailbox as the assertion's subject and the key file's token_uri.
+	t.Run("service account", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "1s")
+		keyFile := sa.keyFile(t, s, leaks)
+		m.AddAccount(ctx, s, acct, "", e2e.Alice, "--flow", "service_account",
+			"--service-account-file", keyFile, "--scope", e2e.ScopeMail)
+		finish(t, m)
+
+		// A mailbox outside the delegation: the provider's words and a hint, no token.
+		m.AddAccount(ctx, s, "stranger", "", "nobody@example.test", "--flow", "service_account",
+			"--service-account-file", keyFile, "--scope", e2e.ScopeMail)
+		// It is not a login problem (nobody logs in to a service account), nothing is marked,
+		// and the next request asks the provider again.
+		for range 2 {
+			r := m.Run(ctx, "", "token", "stranger")
+			if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "the provider refused to issue a token: invalid_grant: Invalid email or User ID") ||
+				!strings.Contains(r.Stderr, "hint: check the service account's domain-wide delegation") || strings.Contains(r.Stderr, "login") {
+				t.Errorf("token for a mailbox outside the delegation:\n%s", r)
+			}
+			t.Logf("mailkey token for a mailbox outside the delegation:\n%s", r.Stderr)
+		}
+		r := m.Run(ctx, "", "test", "stranger", "--imap")
+		if r.Code == 0 || !strings.Contains(r.Stdout, "✗ token") || !strings.Contains(r.Stdout, "the service account may not act for nobody@example.test") {
+			t.Errorf("mailkey test for a mailbox outside the delegation:\n%s", r)
+		}
 	})
 
 	t.Run("import", func(t *testing.T) {

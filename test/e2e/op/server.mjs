@@ -14,6 +14,11 @@
 //   CERT_CLIENT_JWKS   JSON Web Key Set ({"keys":[...]}, public keys only); when set, the client
 //                      "mail-cert" (private_key_jwt, client_credentials, mailbox alice) is registered
 //   CERT_CLIENT_MAILBOX=alice@example.test  mailbox the "mail-cert" tokens are good for
+//   SA_JWKS            JSON Web Key Set (RS256 public keys) of a service account; when set, the
+//                      JWT bearer grant (RFC 7523 §2.1, as Google's service accounts use it) is
+//                      answered at POST /sa/token for SA_EMAIL, with domain-wide delegation
+//                      over the mailboxes of SA_DOMAIN (the assertion's "sub")
+//   SA_EMAIL=mail-sa@iam.example.test  SA_DOMAIN=example.test
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -103,6 +108,26 @@ if (env.CERT_CLIENT_JWKS) {
   });
 }
 
+// A service account (Google style): it signs a JWT with its key and gets a token for the mailbox
+// named in "sub". Its tokens are ClientCredentials tokens of the client SA.email.
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const SA = env.SA_JWKS ? {
+  email: env.SA_EMAIL || 'mail-sa@iam.example.test',
+  domain: env.SA_DOMAIN || 'example.test',
+  keys: JSON.parse(env.SA_JWKS).keys,
+} : null;
+if (SA) {
+  clients.push({
+    client_id: SA.email,
+    client_secret: crypto.randomBytes(24).toString('base64url'), // never used: the grant is the assertion
+    client_name: 'Service account (JWT bearer, domain-wide delegation)',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'mail',
+  });
+}
+
 function rotatePolicy(ctx) {
   if (RT_ROTATE === 'always') return true;
   if (RT_ROTATE === 'never') return false;
@@ -137,6 +162,9 @@ const configuration = {
   async extraTokenClaims(ctx, token) {
     if (token.kind === 'AccessToken' && ACCOUNTS[token.accountId]) {
       return { email: ACCOUNTS[token.accountId].email, username: ACCOUNTS[token.accountId].email };
+    }
+    if (token.kind === 'ClientCredentials' && token.delegatedMailbox) {
+      return { email: token.delegatedMailbox, username: token.delegatedMailbox };
     }
     if (token.kind === 'ClientCredentials') {
       const client = await ctx.oidc.provider.Client.find(token.clientId);
@@ -310,6 +338,59 @@ async function handleInteraction(req, res, url) {
   return res.end('not found');
 }
 
+// ---- JWT bearer grant for the service account (POST /sa/token) -------------
+// Checks what Google checks: an RS256 signature by one of the account's keys, iss = the account,
+// aud = this endpoint, a lifetime of at most an hour, the mail scope, and a "sub" that is a
+// mailbox of the delegated domain. Errors use Google's codes and words.
+async function handleJWTBearer(req, res) {
+  const form = await readForm(req);
+  const reply = (status, body) => {
+    res.statusCode = status;
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Cache-Control', 'no-store');
+    res.end(JSON.stringify(body));
+  };
+  const fail = (error, description) => reply(400, { error, error_description: description });
+  if (req.method !== 'POST') return reply(405, { error: 'invalid_request' });
+  if (form.grant_type !== JWT_BEARER) return fail('unsupported_grant_type', 'Invalid grant_type: ' + form.grant_type);
+  const parts = String(form.assertion || '').split('.');
+  let header; let claims;
+  try {
+    header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
+    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  } catch {
+    return fail('invalid_grant', 'Invalid JWT: malformed assertion');
+  }
+  if (parts.length !== 3 || header.alg !== 'RS256') return fail('invalid_grant', 'Invalid JWT: must be signed with RS256');
+  const jwk = SA.keys.find((k) => !header.kid || k.kid === header.kid);
+  let good = false;
+  try {
+    good = jwk && crypto.verify('RSA-SHA256', Buffer.from(`${parts[0]}.${parts[1]}`),
+      crypto.createPublicKey({ key: jwk, format: 'jwk' }), Buffer.from(parts[2], 'base64url'));
+  } catch {
+    good = false;
+  }
+  if (!good) return fail('invalid_grant', 'Invalid JWT Signature.');
+  if (claims.iss !== SA.email) return fail('invalid_client', 'The OAuth client was not found.');
+  if (claims.aud !== `${ISSUER}/sa/token`) return fail('invalid_grant', 'Invalid JWT: aud must be the token endpoint.');
+  const now = Math.floor(Date.now() / 1000);
+  if (!(claims.exp > now) || !(claims.iat <= now + 60) || claims.exp - claims.iat > 3600) {
+    return fail('invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.');
+  }
+  const scopes = String(claims.scope || '').split(' ').filter(Boolean);
+  if (!scopes.includes('mail') || scopes.some((sc) => !['mail', 'openid', 'email'].includes(sc))) {
+    return fail('unauthorized_client', 'Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.');
+  }
+  const sub = String(claims.sub || '').toLowerCase();
+  if (!sub.endsWith(`@${SA.domain}`) || !byLogin(sub)) return fail('invalid_grant', 'Invalid email or User ID');
+  const client = await provider.Client.find(SA.email);
+  const token = new provider.ClientCredentials({ client, scope: 'mail' });
+  token.delegatedMailbox = sub;
+  const value = await token.save();
+  if (DEBUG) console.log('grant.success', JWT_BEARER);
+  return reply(200, { access_token: value, token_type: 'Bearer', expires_in: AT_TTL });
+}
+
 // ---- test-only control endpoints (loopback, no auth) ----------------------
 //   POST /__test/ttl            at=SECONDS rt=SECONDS   -> lifetimes for tokens issued from now on
 //   POST /__test/drop-token     token=ACCESS_OR_REFRESH_TOKEN -> delete just that token
@@ -358,6 +439,7 @@ const server = http.createServer(async (req, res) => {
     }
     if (url.pathname.startsWith('/interaction/')) return await handleInteraction(req, res, url);
     if (url.pathname.startsWith('/__test/') && req.method === 'POST') return await handleTest(req, res, url);
+    if (SA && url.pathname === '/sa/token') return await handleJWTBearer(req, res);
     if (url.pathname === '/token' && FAIL_TOKEN > 0) {
       FAIL_TOKEN -= 1;
       await readForm(req);
