@@ -69,14 +69,19 @@ func (e *NeedsLoginError) Error() string {
 	if errors.Is(e.Err, ErrNoToken) {
 		return fmt.Sprintf("account %s has no token yet", e.Account)
 	}
-	s := fmt.Sprintf("account %s needs a new login", e.Account)
-	if e.Code != "" {
-		s += ": " + e.Code
+	return withProviderError(fmt.Sprintf("account %s needs a new login", e.Account), e.Code, e.Reason)
+}
+
+// withProviderError appends the provider's error code and description to
+// msg, each when known.
+func withProviderError(msg, code, reason string) string {
+	if code != "" {
+		msg += ": " + code
 	}
-	if e.Reason != "" {
-		s += ": " + e.Reason
+	if reason != "" {
+		msg += ": " + reason
 	}
-	return s
+	return msg
 }
 
 func (e *NeedsLoginError) Unwrap() error { return e.Err }
@@ -98,14 +103,7 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
-	s := fmt.Sprintf("account %s: the provider refused to issue a token", e.Account)
-	if e.Code != "" {
-		s += ": " + e.Code
-	}
-	if e.Reason != "" {
-		s += ": " + e.Reason
-	}
-	return s
+	return withProviderError(fmt.Sprintf("account %s: the provider refused to issue a token", e.Account), e.Code, e.Reason)
 }
 
 func (e *RefusedError) Unwrap() error { return e.Err }
