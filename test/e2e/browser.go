@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -109,6 +111,30 @@ func (s *Stack) ApproveDevice(ctx context.Context, codeOrURI, user, password str
 		return fmt.Errorf("%w: %s", ErrDeviceNotApproved, page.summary())
 	}
 	return nil
+}
+
+// BrowseAs signs in as user at the provider that authorizeURL points to, consents, and
+// delivers the redirect to the client (its loopback listener): a browser for a stack that
+// another process runs, such as the sandbox's $BROWSER helper. It returns the redirect.
+func BrowseAs(ctx context.Context, authorizeURL, user, password string) (*url.URL, error) {
+	u, err := url.Parse(authorizeURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("%w: not an authorization URL", ErrUnexpectedPage)
+	}
+	if !isLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("e2e: %s is not a loopback provider", u.Host)
+	}
+	s := &Stack{Issuer: u.Scheme + "://" + u.Host, client: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second}}
+	return s.Deliver(ctx, authorizeURL, user, password)
+}
+
+// isLoopbackHost: the stack runs on loopback only, and so does what browses it.
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Stack) mustRedirect(u *url.URL, err error) (*url.URL, error) {

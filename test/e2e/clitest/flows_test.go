@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -163,6 +164,30 @@ func TestLoginFlows(t *testing.T) {
 		}
 		if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh || st.Identity != e2e.Alice {
 			t.Errorf("status after login: %+v", st)
+		}
+		finish(t, m)
+	})
+
+	// $BROWSER as a user sets it: mailkey starts the sandbox's browser helper, which signs in
+	// and hands the redirect to mailkey's loopback listener.
+	t.Run("loopback through $BROWSER", func(t *testing.T) {
+		t.Parallel()
+		helper := filepath.Join(t.TempDir(), "sandbox")
+		build := exec.CommandContext(ctx, "go", "build", "-o", helper, "github.com/mailkey/mailkey/test/e2e/cmd/sandbox")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build the sandbox: %v\n%s", err, out)
+		}
+		browserLog := filepath.Join(t.TempDir(), "browser.log")
+		m := newMailkey(t, leaks, "1s")
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		for i, kv := range m.Vars {
+			if strings.HasPrefix(kv, "BROWSER=") {
+				m.Vars[i] = "BROWSER=" + helper + " -browse -log " + browserLog
+			}
+		}
+		if r := m.Run(ctx, "", "login", acct); r.Code != 0 {
+			b, _ := os.ReadFile(browserLog)
+			t.Fatalf("mailkey login with $BROWSER: %s\nbrowser helper: %s", r, b)
 		}
 		finish(t, m)
 	})

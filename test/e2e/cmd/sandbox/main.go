@@ -5,10 +5,15 @@
 //
 // It prints the issuer, ports, CA file and accounts, and writes DIR/env with shell exports
 // (". DIR/env"). Run it as root.
+//
+// On a machine without a browser, DIR/env also exports SANDBOX_BROWSER, a command for
+// $BROWSER: "BROWSER=$SANDBOX_BROWSER mailkey login sandbox" signs in as alice and consents
+// by itself (it runs this program with -browse URL while the sandbox is up).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,7 +40,15 @@ func run() error {
 	atTTL := flag.Duration("at-ttl", 60*time.Second, "access token lifetime")
 	autoConsent := flag.Bool("auto-consent", false, "skip the provider's consent page")
 	noOAuth := flag.Bool("no-oauth", false, "Dovecot offers no OAuth mechanism")
+	browse := flag.Bool("browse", false, "act as the browser for the authorization URL given as argument: sign in as alice, consent, deliver the redirect")
+	browseLog := flag.String("log", "", "with -browse: also append errors to this file")
 	flag.Parse()
+	if *browse {
+		if flag.NArg() != 1 {
+			return errors.New("-browse takes the authorization URL")
+		}
+		return browseAsAlice(flag.Arg(0), *browseLog)
+	}
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
 	}
@@ -75,6 +88,9 @@ func run() error {
 			env += fmt.Sprintf("export PATH='%s':\"$PATH\"\n", bin)
 		}
 	}
+	if exe, err := os.Executable(); err == nil {
+		env += fmt.Sprintf("export SANDBOX_BROWSER='%s -browse -log %s'\n", exe, filepath.Join(s.Dir, "log", "browser.log"))
+	}
 	if err := os.WriteFile(envPath, []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -82,6 +98,21 @@ func run() error {
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "sandbox: stopping")
 	return s.Close()
+}
+
+// browseAsAlice is the $BROWSER helper: mailkey starts it with the authorization URL and
+// does not show its output, so errors also go to logPath.
+func browseAsAlice(authorizeURL, logPath string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := e2e.BrowseAs(ctx, authorizeURL, e2e.Alice, e2e.AlicePassword)
+	if err != nil && logPath != "" {
+		if f, ferr := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); ferr == nil {
+			fmt.Fprintf(f, "%s sandbox -browse: %v\n", time.Now().Format(time.RFC3339), err)
+			f.Close()
+		}
+	}
+	return err
 }
 
 // addAccount writes the sandbox's mailkey configuration with mailkey's own
@@ -135,6 +166,7 @@ In another terminal:
 
   . %s                # MAILKEY_CONFIG, MAILKEY_STATE_DIR, PATH
   mailkey login sandbox           # opens the provider's login page: alice@example.test / alice-pass
+                                  # no browser here? BROWSER="$SANDBOX_BROWSER" mailkey login sandbox
   mailkey status
   mailkey token sandbox
   mailkey test sandbox            # logs in over IMAP, POP3 and SMTP and explains any failure
