@@ -113,10 +113,14 @@ type Server struct {
 	Logger   *slog.Logger // nil discards
 	Limits   Limits
 	Metrics  *Metrics // nil allocates one; read it with Stats
+	// Guard, when set, is shared with other Servers (every listener of
+	// one mailkey serve), so that a source's connection cap and its failed
+	// logins count across them; nil gives the Server a Guard of its own.
+	Guard *Guard
 
 	initOnce sync.Once
 	limits   Limits
-	limiter  *failureLimiter
+	guard    *Guard
 	logger   *slog.Logger
 	metrics  *Metrics
 	baseCtx  context.Context
@@ -125,14 +129,66 @@ type Server struct {
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
-	perIP     map[string]int
 	wg        sync.WaitGroup
+}
+
+// Guard holds the limits per source address: how many connections it may
+// hold at once, and its failed logins. One Guard may serve several Servers.
+type Guard struct {
+	maxConns int
+	limiter  *failureLimiter
+
+	mu    sync.Mutex
+	conns map[string]int
+}
+
+// NewGuard returns a Guard with the connection cap and failed-login limits
+// of l (MaxConnsPerIP, MaxLoginFailures, FailureWindow; zero takes the
+// defaults).
+func NewGuard(l Limits) *Guard {
+	if l.MaxConnsPerIP <= 0 {
+		l.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if l.MaxLoginFailures <= 0 {
+		l.MaxLoginFailures = DefaultMaxLoginFailures
+	}
+	if l.FailureWindow <= 0 {
+		l.FailureWindow = DefaultFailureWindow
+	}
+	return &Guard{
+		maxConns: l.MaxConnsPerIP,
+		limiter:  newFailureLimiter(l.MaxLoginFailures, l.FailureWindow),
+		conns:    make(map[string]int),
+	}
+}
+
+// acquire counts a connection from key; it reports false when key is over
+// its cap.
+func (g *Guard) acquire(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns[key] >= g.maxConns {
+		return false
+	}
+	g.conns[key]++
+	return true
+}
+
+func (g *Guard) release(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns[key]--; g.conns[key] <= 0 {
+		delete(g.conns, key)
+	}
 }
 
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.limits = s.Limits.withDefaults(s.Protocol)
-		s.limiter = newFailureLimiter(s.limits.MaxLoginFailures, s.limits.FailureWindow)
+		s.guard = s.Guard
+		if s.guard == nil {
+			s.guard = NewGuard(s.limits)
+		}
 		s.logger = s.Logger
 		if s.logger == nil {
 			s.logger = slog.New(slog.DiscardHandler)
@@ -143,7 +199,6 @@ func (s *Server) init() {
 		}
 		s.baseCtx, s.cancel = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
-		s.perIP = make(map[string]int)
 	})
 }
 
@@ -263,26 +318,6 @@ func sourceKey(a net.Addr) string {
 	return host
 }
 
-// acquire counts a connection from key; it reports false when key is over
-// its cap.
-func (s *Server) acquire(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[key] >= s.limits.MaxConnsPerIP {
-		return false
-	}
-	s.perIP[key]++
-	return true
-}
-
-func (s *Server) release(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[key]--; s.perIP[key] <= 0 {
-		delete(s.perIP, key)
-	}
-}
-
 func (s *Server) hostname() string {
 	if s.Hostname != "" {
 		return s.Hostname
@@ -299,7 +334,7 @@ func newConnID() string {
 func (s *Server) handle(c net.Conn) {
 	defer s.wg.Done()
 	key := sourceKey(c.RemoteAddr())
-	if !s.acquire(key) {
+	if !s.guard.acquire(key) {
 		s.metrics.RejectedBusy.Add(1)
 		s.logger.Warn("connection refused: too many from this address",
 			"protocol", s.Protocol.Name(), "remote", c.RemoteAddr().String())
@@ -308,7 +343,7 @@ func (s *Server) handle(c net.Conn) {
 		c.Close()
 		return
 	}
-	defer s.release(key)
+	defer s.guard.release(key)
 	s.metrics.Active.Add(1)
 	defer s.metrics.Active.Add(-1)
 

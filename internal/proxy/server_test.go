@@ -67,6 +67,36 @@ func TestConnectionCapPerSource(t *testing.T) {
 	c2.Expect("still here")
 }
 
+// Servers that share a Guard share its limits: connections and failed
+// logins from one source count across them.
+func TestGuardShared(t *testing.T) {
+	guard := proxy.NewGuard(proxy.Limits{MaxConnsPerIP: 2, MaxLoginFailures: 2, FailureWindow: time.Hour})
+	srvA, srvB := newServer(&proxytest.Dialer{}), newServer(&proxytest.Dialer{})
+	srvA.Guard, srvB.Guard = guard, guard
+	addrA, addrB := proxytest.Start(t, srvA), proxytest.Start(t, srvB)
+
+	a := proxytest.Dial(t, addrA)
+	a.Expect("* OK ")
+	a.Send("a LOGIN alice wrong1\r\n")
+	a.Expect("a NO [AUTHENTICATIONFAILED] ")
+	b := proxytest.Dial(t, addrB)
+	b.Expect("* OK ")
+	b.Send("b LOGIN alice wrong2\r\n")
+	b.Expect("b NO [AUTHENTICATIONFAILED] ")
+
+	// Two connections are open, one on each server: a third on either is refused.
+	c := proxytest.Dial(t, addrA)
+	c.Expect("* BYE [UNAVAILABLE] ")
+	c.ExpectClosed()
+
+	// Two failures, one on each server: the right password is no longer checked.
+	a.Send("c LOGIN alice " + pass + "\r\n")
+	a.Expect("c NO [UNAVAILABLE] ")
+	if n := srvA.Stats().RateLimited.Load(); n != 1 {
+		t.Errorf("rate limited %d, want 1", n)
+	}
+}
+
 func TestShutdown(t *testing.T) {
 	srv := newServer(&proxytest.Dialer{})
 	addr := proxytest.Start(t, srv)

@@ -230,6 +230,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.verifier = cfg.Passwords.NewVerifier(LoginAccounts(cfg.Accounts))
 	auth := authenticator{s.verifier}
+	// One guard for every listener: a source's connections and failed
+	// logins count across IMAP, POP3 and SMTP, plain and TLS.
+	guard := proxy.NewGuard(cfg.Limits)
 	for _, sp := range specs {
 		if sp.addr == "" {
 			continue
@@ -249,6 +252,7 @@ func New(cfg Config) (*Server, error) {
 			Logger:      s.log,
 			Limits:      cfg.Limits,
 			Metrics:     pm,
+			Guard:       guard,
 		}})
 	}
 	s.m.reg.MustRegister(&proxyCollector{byProto: s.byProto})
