@@ -51,25 +51,28 @@ type Limits struct {
 	FailureDelay time.Duration
 }
 
+// orDefault replaces a zero or negative *v with d.
+func orDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// sourceDefaults fills in the limits a Guard keeps per source address.
+func (l Limits) sourceDefaults() Limits {
+	orDefault(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	orDefault(&l.MaxLoginFailures, DefaultMaxLoginFailures)
+	orDefault(&l.FailureWindow, DefaultFailureWindow)
+	return l
+}
+
 func (l Limits) withDefaults(p Protocol) Limits {
-	set := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	setD := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	set(&l.MaxLine, DefaultMaxLine)
-	set(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
-	set(&l.MaxBadCommands, DefaultMaxBadCommands)
-	set(&l.MaxLoginFailures, DefaultMaxLoginFailures)
-	setD(&l.PreAuthTimeout, DefaultPreAuthTimeout)
-	setD(&l.DialTimeout, DefaultDialTimeout)
-	setD(&l.IdleTimeout, p.DefaultIdleTimeout())
-	setD(&l.FailureWindow, DefaultFailureWindow)
+	l = l.sourceDefaults()
+	orDefault(&l.MaxLine, DefaultMaxLine)
+	orDefault(&l.MaxBadCommands, DefaultMaxBadCommands)
+	orDefault(&l.PreAuthTimeout, DefaultPreAuthTimeout)
+	orDefault(&l.DialTimeout, DefaultDialTimeout)
+	orDefault(&l.IdleTimeout, p.DefaultIdleTimeout())
 	if l.FailureDelay == 0 {
 		l.FailureDelay = DefaultFailureDelay
 	}
@@ -146,15 +149,7 @@ type Guard struct {
 // of l (MaxConnsPerIP, MaxLoginFailures, FailureWindow; zero takes the
 // defaults).
 func NewGuard(l Limits) *Guard {
-	if l.MaxConnsPerIP <= 0 {
-		l.MaxConnsPerIP = DefaultMaxConnsPerIP
-	}
-	if l.MaxLoginFailures <= 0 {
-		l.MaxLoginFailures = DefaultMaxLoginFailures
-	}
-	if l.FailureWindow <= 0 {
-		l.FailureWindow = DefaultFailureWindow
-	}
+	l = l.sourceDefaults()
 	return &Guard{
 		maxConns: l.MaxConnsPerIP,
 		limiter:  newFailureLimiter(l.MaxLoginFailures, l.FailureWindow),
