@@ -149,6 +149,9 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 	case rec.NeedsLogin:
 		s.State = "needs_login"
 		s.Detail = rec.Reason
+	case rec.AccessToken == "" && a.Flow != "":
+		// An app-only account whose first token the provider refused.
+		s.State = "none"
 	case rec.AccessToken == "":
 		s.State = "expired"
 	case rec.Expiry.IsZero() || rec.Expiry.After(now):

@@ -274,6 +274,9 @@ func TestLoginFlows(t *testing.T) {
 			}
 			t.Logf("mailkey token for a mailbox outside the delegation:\n%s", r.Stderr)
 		}
+		if st := m.status(ctx, "stranger"); st.State != "none" {
+			t.Errorf("status after a refusal: %+v", st)
+		}
 		r := m.Run(ctx, "", "test", "stranger", "--imap")
 		if r.Code == 0 || !strings.Contains(r.Stdout, "✗ token") || !strings.Contains(r.Stdout, "the service account may not act for nobody@example.test") {
 			t.Errorf("mailkey test for a mailbox outside the delegation:\n%s", r)
