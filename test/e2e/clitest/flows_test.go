@@ -126,6 +126,12 @@ func TestLoginFlows(t *testing.T) {
 	t.Parallel()
 	cc := newCertClient(t)
 	sa := newServiceAccount(t)
+	// Built before the test's clock starts: on a cold build cache this takes a minute.
+	helper := filepath.Join(t.TempDir(), "sandbox")
+	build := exec.Command("go", "build", "-o", helper, "github.com/mailkey/mailkey/test/e2e/cmd/sandbox")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build the sandbox: %v\n%s", err, out)
+	}
 	s := e2e.Start(t, e2e.WithCertClientJWKS(cc.jwks), e2e.WithServiceAccountJWKS(sa.jwks))
 	ctx := mailkeytest.Context(t, testTimeout)
 	leaks := mailkeytest.NewLeaks(t)
@@ -172,11 +178,6 @@ func TestLoginFlows(t *testing.T) {
 	// and hands the redirect to mailkey's loopback listener.
 	t.Run("loopback through $BROWSER", func(t *testing.T) {
 		t.Parallel()
-		helper := filepath.Join(t.TempDir(), "sandbox")
-		build := exec.CommandContext(ctx, "go", "build", "-o", helper, "github.com/mailkey/mailkey/test/e2e/cmd/sandbox")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build the sandbox: %v\n%s", err, out)
-		}
 		browserLog := filepath.Join(t.TempDir(), "browser.log")
 		m := newMailkey(t, leaks, "1s")
 		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
