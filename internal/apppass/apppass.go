@@ -324,27 +324,14 @@ func (f *File) Remove(ctx context.Context, account, labelOrID string) (Info, err
 // read reads the file; a missing file is an empty document. It returns
 // the file's stat for change detection (nil when missing).
 func (f *File) read() (*document, os.FileInfo, error) {
-	fh, err := os.Open(f.path)
-	if errors.Is(err, fs.ErrNotExist) {
+	b, fi, err := secperm.ReadFile(f.path, maxFileSize)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return &document{Version: version}, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	defer fh.Close()
-	fi, err := fh.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := secperm.Check(f.path, fi); err != nil {
-		return nil, nil, err
-	}
-	b, err := io.ReadAll(io.LimitReader(fh, maxFileSize+1))
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(b) > maxFileSize {
+	case errors.Is(err, secperm.ErrTooLarge):
 		return nil, nil, &CorruptError{Path: f.path, Reason: "file too large"}
+	case err != nil:
+		return nil, nil, err
 	}
 	var doc document
 	if err := json.Unmarshal(b, &doc); err != nil {

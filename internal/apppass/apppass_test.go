@@ -132,6 +132,19 @@ func TestCorruptFile(t *testing.T) {
 	}
 }
 
+// A file far larger than any this package writes is refused, not parsed.
+func TestOversizeFile(t *testing.T) {
+	f := newFile(t)
+	os.MkdirAll(f.dir, 0o700)
+	if err := os.WriteFile(f.Path(), make([]byte, maxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var ce *CorruptError
+	if _, err := f.List(""); !errors.As(err, &ce) || ce.Reason != "file too large" {
+		t.Fatalf("oversize file: %v, want *CorruptError (file too large)", err)
+	}
+}
+
 func accountsOf(login string) []string {
 	switch login {
 	case "work", "me@example.test":

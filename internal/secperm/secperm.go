@@ -1,11 +1,13 @@
 // Package secperm refuses, as ssh does, secret files and folders that group
-// or others can access, and creates private folders. An Error carries the
-// chmod that fixes it. Windows has no such mode bits (access is by ACL), so
-// nothing is refused there. It follows no RFC.
+// or others can access, reads secret files, and creates private folders. An
+// Error carries the chmod that fixes it. Windows has no such mode bits
+// (access is by ACL), so nothing is refused there. It follows no RFC.
 package secperm
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"runtime"
@@ -48,6 +50,41 @@ func CheckPrivate(path string) error {
 		return err
 	}
 	return Check(path, fi)
+}
+
+// ErrTooLarge is the cause of a ReadFile error for a file over its limit.
+var ErrTooLarge = errors.New("file is too large")
+
+// ReadFile reads the secret file at path, of at most limit bytes, and
+// returns its contents with the stat of the file it read. It refuses a file
+// that group or others can access (an *Error), one that is not a regular
+// file, and one over limit (an *fs.PathError wrapping ErrTooLarge). A
+// missing file yields an error matching fs.ErrNotExist. Its errors never
+// quote the contents.
+func ReadFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := Check(path, fi); err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, &fs.PathError{Op: "read", Path: path, Err: fs.ErrInvalid}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, nil, &fs.PathError{Op: "read", Path: path, Err: ErrTooLarge}
+	}
+	return b, fi, nil
 }
 
 // EnsureDir creates dir (0700, with missing parents) if missing and

@@ -88,3 +88,43 @@ func TestErrorQuotesPath(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", e.Error(), want)
 	}
 }
+
+func TestReadFile(t *testing.T) {
+	skipWindows(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	const secret = "SECRET-contents-5c1f"
+	if err := os.WriteFile(path, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, fi, err := ReadFile(path, int64(len(secret)))
+	if err != nil || string(b) != secret || fi == nil || fi.Size() != int64(len(secret)) {
+		t.Fatalf("ReadFile of a 0600 file at its limit: %d bytes (match %v), %v, %v", len(b), string(b) == secret, fi, err)
+	}
+
+	// One byte over the limit.
+	_, _, err = ReadFile(path, int64(len(secret))-1)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over the limit: %v, want ErrTooLarge", err)
+	}
+	if err != nil && strings.Contains(err.Error(), secret) {
+		t.Error("error quotes the contents")
+	}
+
+	os.Chmod(path, 0o604)
+	var pe *Error
+	if _, _, err := ReadFile(path, 1<<10); !errors.As(err, &pe) || pe.Path != path {
+		t.Errorf("0604 file: %v, want *Error for %s", err, path)
+	}
+
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ReadFile(sub, 1<<10); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("folder: %v, want fs.ErrInvalid", err)
+	}
+	if _, _, err := ReadFile(filepath.Join(dir, "gone"), 1<<10); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
+	}
+}

@@ -31,6 +31,7 @@ import (
 //	DIR/tokens/NAME.age.bak   the record NAME had before the last Put
 //	DIR/tokens/NAME.age.corrupt-TIMESTAMP   an unreadable record, moved aside
 //	DIR/tokens/NAME.lock      the account's cross-process lock
+//	DIR/tokens/.open.lock     taken while a new store makes its key
 //
 // Records live in their own folder so that no account name can collide
 // with the store's own files.
@@ -197,10 +198,10 @@ func (s *FileStore) Get(ctx context.Context, account string) (*Record, error) {
 // read decrypts and decodes one record file of account. A file that exists
 // but cannot be read as a record is a *CorruptError (without Backup).
 func (s *FileStore) read(account, path string) (*Record, error) {
-	b, err := readPrivate(path, maxRecordSize)
+	b, _, err := secperm.ReadFile(path, maxRecordSize)
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			return nil, &CorruptError{Account: account, Path: path, Err: errTooLarge}
+		if errors.Is(err, secperm.ErrTooLarge) {
+			return nil, &CorruptError{Account: account, Path: path, Err: secperm.ErrTooLarge}
 		}
 		return nil, err
 	}
@@ -403,7 +404,7 @@ func (s *FileStore) Recover(ctx context.Context, account string) (*Record, error
 		return nil, fmt.Errorf("account %q: %w", account, ErrNotFound)
 	}
 	// Copy rather than link: the backup stays a file of its own.
-	ciphertext, err := readPrivate(bak, maxRecordSize)
+	ciphertext, _, err := secperm.ReadFile(bak, maxRecordSize)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -330,6 +332,18 @@ func TestCorruptKinds(t *testing.T) {
 		if c.cause != nil && !errors.Is(err, c.cause) {
 			t.Errorf("%s: cause %v, want %v", c.name, ce.Err, c.cause)
 		}
+	}
+}
+
+// TestOversizeRecord: a record file far larger than any the store writes
+// is a *CorruptError, not read into memory.
+func TestOversizeRecord(t *testing.T) {
+	s := openTest(t, stateDir(t), nil)
+	writeRaw(t, s.recordPath("a"), make([]byte, maxRecordSize+1))
+	_, err := s.Get(context.Background(), "a")
+	var ce *CorruptError
+	if !errors.As(err, &ce) || !errors.Is(err, secperm.ErrTooLarge) {
+		t.Fatalf("Get of an oversize record: %v, want *CorruptError (too large)", err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailkey/mailkey/internal/atomicfile"
 	"github.com/mailkey/mailkey/internal/flock"
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // Environment variables read by OpenFile.
@@ -204,7 +205,7 @@ func (o *opener) load(m mode) (*age.X25519Identity, error) {
 
 	case modePassphrase:
 		path := filepath.Join(o.dir, wrappedKeyFile)
-		b, err := readPrivate(path, maxKeyFileSize)
+		b, _, err := secperm.ReadFile(path, maxKeyFileSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errNoKey
 		}
@@ -238,7 +239,7 @@ func (o *opener) load(m mode) (*age.X25519Identity, error) {
 
 	default:
 		path := filepath.Join(o.dir, keyFile)
-		b, err := readPrivate(path, maxKeyFileSize)
+		b, _, err := secperm.ReadFile(path, maxKeyFileSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errNoKey
 		}
