@@ -1,7 +1,7 @@
 // Package account turns a configured account into the things that act for
 // it: an OAuth client (internal/oauth), the token source the lifecycle
-// manager refreshes through (internal/tokens), and the TLS settings used to
-// reach its mail servers and its provider.
+// manager refreshes through (internal/tokens), and the certificate pool used
+// to reach its mail servers and its provider.
 package account
 
 import (
@@ -46,44 +46,32 @@ func CertPool(caFile string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// TLSConfig is the verified client TLS configuration for a mail server of
-// this account: system roots plus the account's ca_file, at least TLS 1.2.
-func TLSConfig(r *config.Resolved, serverName string) (*tls.Config, error) {
-	pool, err := CertPool(r.CAFile)
+// Resolve loads what an account needs from the network (discovery for a
+// generic provider) with a client that trusts the account's ca_file, and
+// returns that client for the account's provider requests too.
+func Resolve(ctx context.Context, a *config.Account) (*config.Resolved, *http.Client, error) {
+	hc, err := httpClient(a.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
+	r, err := a.Resolve(ctx, hc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, hc, nil
 }
 
-// HTTPClient is the client used to talk to the account's provider. It
-// trusts the account's ca_file too (a corporate identity provider) and
-// never uses an environment proxy for loopback addresses.
-func HTTPClient(r *config.Resolved) (*http.Client, error) {
-	pool, err := CertPool(r.CAFile)
+// httpClient is the client used to talk to an account's provider: it trusts
+// caFile too (a corporate identity provider). Like http.DefaultTransport it
+// takes a proxy from the environment, but never for loopback addresses.
+func httpClient(caFile string) (*http.Client, error) {
+	pool, err := CertPool(caFile)
 	if err != nil {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &http.Client{Transport: tr, Timeout: httpTimeout}, nil
-}
-
-// Resolve loads what an account needs from the network (discovery for a
-// generic provider) with a client that trusts the account's ca_file.
-func Resolve(ctx context.Context, a *config.Account) (*config.Resolved, *http.Client, error) {
-	pool, err := CertPool(a.CAFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	hc := &http.Client{Transport: tr, Timeout: httpTimeout}
-	r, err := a.Resolve(ctx, hc)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, hc, nil
 }
 
 // OAuthClient builds the OAuth client for a resolved account.

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mailkey/mailkey/internal/provider"
 )
 
 // AuthCodeURL returns the authorization request URL (RFC 6749 §4.1.1) with
@@ -33,7 +35,7 @@ func (c *Client) redirectHost() (string, error) {
 	if h == "" {
 		return "127.0.0.1", nil
 	}
-	if !isLoopback(h) {
+	if !provider.IsLoopbackHost(h) {
 		return "", &Error{Op: "redirect", Err: fmt.Errorf("%w: redirect host %q is not a loopback address", ErrInsecureEndpoint, h)}
 	}
 	return h, nil

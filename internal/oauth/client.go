@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mailkey/mailkey/internal/provider"
 )
 
 // HTTP limits. A provider that takes longer than this to answer one request is
@@ -203,7 +205,8 @@ func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
 func CheckEndpoint(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%w: cannot parse %q", ErrInsecureEndpoint, raw)
+		// raw is not repeated: user information in it may hold a password.
+		return fmt.Errorf("%w: cannot parse the url", ErrInsecureEndpoint)
 	}
 	return checkURL(u)
 }
@@ -216,19 +219,11 @@ func checkURL(u *url.URL) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if provider.IsLoopbackHost(u.Hostname()) {
 			return nil
 		}
 	}
 	return fmt.Errorf("%w: %s://%s", ErrInsecureEndpoint, u.Scheme, u.Host)
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // checkEndpoints validates the named endpoints up front, so a flow fails

@@ -303,9 +303,10 @@ func TestInsecureEndpointsRefused(t *testing.T) {
 			t.Errorf("CheckEndpoint(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"http://example.com/t", "http://10.0.0.1/t", "ftp://127.0.0.1/", "/relative", "http://127.0.0.1.example.com/"} {
-		if err := CheckEndpoint(bad); !errors.Is(err, ErrInsecureEndpoint) {
-			t.Errorf("CheckEndpoint(%q) = %v", bad, err)
+	for _, bad := range []string{"http://example.com/t", "http://10.0.0.1/t", "ftp://127.0.0.1/", "/relative", "http://127.0.0.1.example.com/",
+		"http://user:hunter2@example.com/t", "https://user:hunter2@x.example/%zz"} {
+		if err := CheckEndpoint(bad); !errors.Is(err, ErrInsecureEndpoint) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("CheckEndpoint(%q) = %v (must be refused without echoing the password)", bad, err)
 		}
 	}
 }

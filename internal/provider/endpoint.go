@@ -22,13 +22,20 @@ func CheckEndpoint(u string) error {
 	}
 	pu, err := url.Parse(u)
 	if err != nil {
-		return fmt.Errorf("endpoint %q is not a URL", u)
+		// Neither u nor the parser's text (which quotes u) is repeated:
+		// user information in it may hold a password.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("endpoint is not a URL: %v", err)
+	}
+	// User information first: every later message quotes u.
+	if pu.User != nil {
+		return fmt.Errorf("endpoint %q must not contain user information", pu.Redacted())
 	}
 	if pu.Fragment != "" || strings.Contains(u, "#") {
 		return fmt.Errorf("endpoint %q must not contain a fragment (#…)", u)
-	}
-	if pu.User != nil {
-		return fmt.Errorf("endpoint %q must not contain user information", pu.Redacted())
 	}
 	switch strings.ToLower(pu.Scheme) {
 	case "https":

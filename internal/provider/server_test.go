@@ -161,7 +161,16 @@ func TestCheckEndpoint(t *testing.T) {
 	if err := CheckEndpoint("http://example.com/"); !errors.Is(err, ErrInsecureEndpoint) {
 		t.Errorf("http on a public host: %v, want ErrInsecureEndpoint", err)
 	}
-	if err := CheckEndpoint("https://user:hunter2@login.example/"); err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("user info: %v (must be refused without echoing the password)", err)
+	for _, u := range []string{
+		"https://user:hunter2@login.example/",
+		// Other faults were reported first, quoting the whole URL.
+		"https://user:hunter2@login.example/token#frag",
+		"http://user:hunter2@login.example/token",
+		"https://user:hunter2@login.example/%zz",
+		"https://user:hunter2@login.example:port/",
+	} {
+		if err := CheckEndpoint(u); err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("CheckEndpoint(%q) = %v (must be refused without echoing the password)", u, err)
+		}
 	}
 }

@@ -239,13 +239,26 @@ func storedReason(code, desc string) string {
 	return desc
 }
 
+// storedCodes are the error codes parseStoredReason splits off: those after
+// which this package asks for a login, and the other standard ones a Source
+// may call permanent (RFC 6749 sections 4.1.2.1 and 5.2, RFC 8628 section
+// 3.5), so that a stored failure reads back with the code it was stored with.
+var storedCodes = map[string]bool{
+	"invalid_request":        true,
+	"invalid_scope":          true,
+	"unsupported_grant_type": true,
+	"access_denied":          true,
+	"expired_token":          true,
+}
+
 // parseStoredReason splits what storedReason wrote. Only known codes are
 // split off, so a free-text reason stays whole.
 func parseStoredReason(reason string) (code, desc string) {
-	if permanentCodes[reason] {
+	known := func(c string) bool { return permanentCodes[c] || storedCodes[c] }
+	if known(reason) {
 		return reason, ""
 	}
-	if c, d, ok := strings.Cut(reason, ": "); ok && permanentCodes[c] {
+	if c, d, ok := strings.Cut(reason, ": "); ok && known(c) {
 		return c, d
 	}
 	return "", reason

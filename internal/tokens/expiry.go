@@ -5,13 +5,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 )
-
-// googleTokenHost is Google's token endpoint host; its refresh tokens carry
-// refresh_token_expires_in only for apps whose consent screen is in
-// "Testing" status, where they die after 7 days.
-const googleTokenHost = "oauth2.googleapis.com"
 
 // RefreshExpiryWarning explains a refresh token that the provider said will
 // die (Record.RefreshExpiry), or returns "" when it did not say so. The text
@@ -34,9 +30,18 @@ func RefreshExpiryWarning(rec *store.Record, now time.Time) string {
 	return when + ": the provider limits the refresh token's lifetime; after that, mailkey login " + rec.Account + " is needed"
 }
 
+// isGoogle reports whether tokenURL is on the host of the google preset's
+// token endpoint. Google's refresh tokens carry refresh_token_expires_in only
+// for apps whose consent screen is in "Testing" status, where they die after
+// 7 days.
 func isGoogle(tokenURL string) bool {
+	g, err := provider.Lookup("google")
+	if err != nil {
+		return false
+	}
 	u, err := url.Parse(tokenURL)
-	return err == nil && u.Hostname() == googleTokenHost
+	gu, gerr := url.Parse(g.TokenURL)
+	return err == nil && gerr == nil && u.Hostname() == gu.Hostname()
 }
 
 // roundDuration words d in days and hours, or hours and minutes when short.

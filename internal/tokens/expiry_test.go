@@ -69,6 +69,10 @@ func TestStoredReasonRoundTrip(t *testing.T) {
 	for _, tc := range []struct{ code, desc string }{
 		{"invalid_grant", "Token has been expired or revoked."},
 		{"invalid_client", ""},
+		// Codes a Source may call permanent beyond the ones the package
+		// knows itself (internal/oauth does for these).
+		{"invalid_scope", "AADSTS70011: The provided value for the input parameter 'scope' is not valid."},
+		{"invalid_request", "AADSTS900144: The request body must contain the following parameter: 'grant_type'."},
 		{"", "oauth: cannot fetch token: something"},
 		{"", "free text: with a colon"},
 	} {

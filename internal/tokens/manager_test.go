@@ -443,6 +443,28 @@ func TestPermanentFailureMarksNeedsLogin(t *testing.T) {
 	}
 }
 
+// TestStoredNeedsLoginKeepsCode pins a bug: a Source that calls an
+// invalid_scope refusal permanent (as internal/oauth does) got a
+// NeedsLoginError with Code "invalid_scope" the first time, and with no code
+// (and the code inside Reason) on every later call, read from the store.
+func TestStoredNeedsLoginKeepsCode(t *testing.T) {
+	perm := &oauthErr{code: "invalid_scope", desc: "The requested scope is invalid.", permanent: true}
+	e := newEnv(t, record(-time.Minute), failing(perm), nil)
+	for i := range 2 {
+		_, err := e.m.Get(context.Background(), "work")
+		var nl *NeedsLoginError
+		if !errors.As(err, &nl) {
+			t.Fatalf("call %d: err = %v, want *NeedsLoginError", i+1, err)
+		}
+		if nl.Code != "invalid_scope" || nl.Reason != "The requested scope is invalid." {
+			t.Errorf("call %d: Code %q Reason %q, want invalid_scope and the description", i+1, nl.Code, nl.Reason)
+		}
+	}
+	if n := e.src.count(); n != 1 {
+		t.Errorf("Source called %d times, want 1", n)
+	}
+}
+
 func TestRetrieveErrorClassification(t *testing.T) {
 	for _, tc := range []struct {
 		name      string

@@ -1,0 +1,79 @@
+package account
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// TestHTTPClientTrustsCAFile: the provider client verifies TLS against the
+// system roots plus ca_file, so a private identity provider is reachable
+// only once its CA is named.
+func TestHTTPClientTrustsCAFile(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
+	defer srv.Close()
+
+	plain, err := httpClient("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := plain.Get(srv.URL); err == nil {
+		resp.Body.Close()
+		t.Fatal("a server with an unknown CA was trusted without ca_file")
+	}
+
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	block := &pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hc, err := httpClient(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := hc.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("ca_file not trusted: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestHTTPClientBadCAFile(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := httpClient(caFile); err == nil {
+		t.Fatal("a ca_file without a certificate was accepted")
+	}
+	if _, err := httpClient(filepath.Join(t.TempDir(), "missing.pem")); err == nil {
+		t.Fatal("a missing ca_file was accepted")
+	}
+}
+
+// TestRefreshWithoutRefreshTokenNeedsLogin: an interactive account whose
+// record holds no refresh token fails permanently, without a request.
+func TestRefreshWithoutRefreshTokenNeedsLogin(t *testing.T) {
+	s := &Source{R: &config.Resolved{Account: "work", Flow: config.FlowInteractive}}
+	_, err := s.Refresh(context.Background(), &store.Record{Account: "work", AccessToken: "at"})
+	if !errors.Is(err, ErrNoRefreshToken) {
+		t.Fatalf("err = %v, want ErrNoRefreshToken", err)
+	}
+	var p tokens.Permanenter
+	if !errors.As(err, &p) || !p.Permanent() {
+		t.Errorf("err = %v is not permanent", err)
+	}
+}
