@@ -104,13 +104,16 @@ func (o *Observation) replacer() *strings.Replacer {
 	)
 }
 
-// Placeholders names what each placeholder stands for in the
-// documentation.
-var placeholders = strings.NewReplacer(
+// placeholderNames pairs each placeholder with the word that stands for
+// it in the documentation; the page's legend explains every word.
+var placeholderNames = []string{
 	"{account}", "ACCOUNT", "{email}", "ADDR", "{host}", "HOST", "{port}", "PORT",
 	"{protocol}", "PROTOCOL", "{scope}", "SCOPE", "{identity}", "OTHER-ADDR",
 	"{offered}", "MECHANISMS", "{code}", "CODE", "{reply}", "REPLY",
-)
+}
+
+// placeholders writes the placeholders as their documentation words.
+var placeholders = strings.NewReplacer(placeholderNames...)
 
 // The table. Keep it in the order the checklist runs; put specific rules
 // before general ones of the same step.
@@ -417,7 +420,7 @@ var rules = []Rule{
 		ID: "token-missing-scope", Step: StepAuthenticate,
 		Symptom: "the server refuses a token without the mail scope",
 		Cause:   "the token lacks the scope {scope}, which the server requires for {protocol}",
-		Fix:     "add the scope to the account (mailkey add {account} --scope {scope}, or remove scopes to get the preset's), then: mailkey login {account}",
+		Fix:     "add {scope} to the account's scopes (mailkey add {account} --scope … replaces the whole list: repeat --scope for every scope the account needs), or remove scopes from the account to get the preset's; then: mailkey login {account}",
 		match: func(o *Observation) bool {
 			return (o.authStep() || o.Step == StepToken) && len(o.missingScopes()) > 0
 		},

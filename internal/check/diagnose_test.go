@@ -197,3 +197,32 @@ func TestTroubleshootingDocUpToDate(t *testing.T) {
 		t.Error("the page holds an unreplaced placeholder")
 	}
 }
+
+// mailkey add --scope replaces the account's scopes: a fix that offered
+// "mailkey add ACCOUNT --scope SCOPE" alone made a user who followed it
+// drop every other scope (openid, offline_access) of the account.
+func TestMissingScopeFixKeepsOtherScopes(t *testing.T) {
+	d := Diagnose(&Observation{Step: StepToken, Account: "work", Scopes: []string{"openid", "email"}, Needed: []string{"mail"}})
+	if d == nil || d.ID != "token-missing-scope" {
+		t.Fatalf("Diagnose = %+v", d)
+	}
+	if strings.Contains(d.Fix, "--scope mail") || !strings.Contains(d.Fix, "replaces the whole list") {
+		t.Errorf("fix %q must say that --scope replaces the list", d.Fix)
+	}
+}
+
+// The page's legend explains every placeholder word the rules use.
+func TestTroubleshootingLegend(t *testing.T) {
+	page := string(Markdown())
+	start := strings.Index(page, "In the fixes below")
+	end := strings.Index(page, "\n## ")
+	if start < 0 || end < start {
+		t.Fatal("the page has no legend before its first section")
+	}
+	legend := page[start:end]
+	for i := 1; i < len(placeholderNames); i += 2 {
+		if !strings.Contains(legend, placeholderNames[i]+" ") {
+			t.Errorf("the legend does not explain %s", placeholderNames[i])
+		}
+	}
+}

@@ -60,7 +60,8 @@ type Introspector struct {
 	HTTPClient   *http.Client // nil means http.DefaultClient
 }
 
-// Introspect asks about token. Errors never contain the token.
+// Introspect asks about token. It follows no redirect. Errors never
+// contain the token.
 func (c *Introspector) Introspect(ctx context.Context, token string) (*Introspection, error) {
 	if c.URL == "" {
 		return nil, ErrNoIntrospection
@@ -78,10 +79,14 @@ func (c *Introspector) Introspect(ctx context.Context, token string) (*Introspec
 	if c.ClientSecret != "" {
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
 	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
+	var hc http.Client
+	if c.HTTPClient != nil {
+		hc = *c.HTTPClient
 	}
+	// The request carries the token (and the client secret): it goes to
+	// the published endpoint only. A 307 or 308 would resend it to
+	// wherever the answer points, so a redirect is an answer, not a hop.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := hc.Do(req)
 	if err != nil {
 		// *url.Error quotes the URL, which holds no secret; the body did.

@@ -45,7 +45,7 @@ The exit status is 0 only when every tested protocol passed. No output ever cont
 
 In the fixes below, ACCOUNT is the account's name in mailkey, ADDR its mailbox address, HOST and
 PORT the server, PROTOCOL the protocol, SCOPE the missing scope, OTHER-ADDR the user a token was
-issued to, MECHANISMS what the server offered and CODE the server's reply code.
+issued to, MECHANISMS what the server offered, CODE the server's reply code and REPLY its text.
 `)
 	for _, s := range stepTitles {
 		var section []Rule

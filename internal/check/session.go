@@ -161,7 +161,7 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 		err = timeout(err)
 		o := c.observation(StepTLS, err)
 		observeReply(o, err)
-		c.fail(StepTLS, start, describeTLSError(err, r.opts.Now()), o)
+		c.fail(StepTLS, start, describeTLSError(err), o)
 		c.skipRest(StepTLS)
 		return
 	}

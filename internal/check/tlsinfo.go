@@ -58,7 +58,7 @@ func describeTLS(cs *tls.ConnectionState, how string, now time.Time) (detail str
 
 // describeTLSError adds to a failed verification what the certificate
 // said, so that the user can compare it with what they configured.
-func describeTLSError(err error, now time.Time) string {
+func describeTLSError(err error) string {
 	var cert *x509.Certificate
 	var he x509.HostnameError
 	var ua x509.UnknownAuthorityError

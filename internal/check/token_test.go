@@ -94,3 +94,29 @@ func TestIntrospector(t *testing.T) {
 		t.Fatalf("no URL: %v", err)
 	}
 }
+
+// An introspection endpoint that redirects does not get the token sent on:
+// a 307 would otherwise resend the form, token included, to the new place.
+func TestIntrospectorFollowsNoRedirect(t *testing.T) {
+	const tok = "opaque-token-0123456789"
+	leaked := make(chan string, 1)
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		leaked <- r.Form.Get("token")
+		w.Write([]byte(`{"active":true}`))
+	}))
+	defer elsewhere.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	in, err := (&Introspector{URL: srv.URL, ClientID: "public", HTTPClient: srv.Client()}).Introspect(context.Background(), tok)
+	select {
+	case <-leaked:
+		t.Fatal("the token was sent on to the redirect's target")
+	default:
+	}
+	if err == nil || !strings.Contains(err.Error(), "HTTP 307") || strings.Contains(err.Error(), tok) {
+		t.Fatalf("Introspect = %+v, %v; want an HTTP 307 error", in, err)
+	}
+}

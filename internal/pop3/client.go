@@ -12,8 +12,7 @@ import (
 
 // Client is a POP3 client connection.
 type Client struct {
-	conn     net.Conn // the current connection: raw, or TLS over raw
-	raw      net.Conn // the TCP connection, where deadlines are set
+	conn     net.Conn // the current connection: plain, or TLS over it
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	host     string // server name for STLS certificate checks
@@ -59,7 +58,7 @@ func Dial(ctx context.Context, addr string, tlsConfig *tls.Config) (*Client, err
 		}
 		conn = tc
 	}
-	c, err := newClient(conn, raw, host, tlsConfig != nil)
+	c, err := newClient(conn, host, tlsConfig != nil)
 	if err != nil {
 		stop()
 		raw.Close()
@@ -74,13 +73,12 @@ func Dial(ctx context.Context, addr string, tlsConfig *tls.Config) (*Client, err
 // certificate, its tls.Config needs a ServerName.
 func NewClient(conn net.Conn) (*Client, error) {
 	_, isTLS := conn.(*tls.Conn)
-	return newClient(conn, conn, "", isTLS)
+	return newClient(conn, "", isTLS)
 }
 
-func newClient(conn, raw net.Conn, host string, isTLS bool) (*Client, error) {
+func newClient(conn net.Conn, host string, isTLS bool) (*Client, error) {
 	c := &Client{
 		conn:  conn,
-		raw:   raw,
 		br:    bufio.NewReader(conn),
 		bw:    bufio.NewWriter(conn),
 		host:  host,
