@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/proxy"
+	"github.com/mailkey/mailkey/internal/sasl"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -411,6 +413,53 @@ func TestCheckListen(t *testing.T) {
 		err := checkListen(c.name, c.addr, c.tls, c.allow)
 		if (err == nil) != c.ok {
 			t.Errorf("checkListen(%s, %s, tls=%v, allow=%v) = %v", c.name, c.addr, c.tls, c.allow, err)
+		}
+	}
+}
+
+// A server that quotes the token or the initial response back in its
+// refusal must not get either into the error, the client's message or the
+// logs.
+func TestRefusalQuotingTokenRedacted(t *testing.T) {
+	u := newUpstream(t, false, func(p *peer, _ int) {
+		p.send("* OK ready\r\n")
+		p.expect("m0 STARTTLS")
+		p.send("m0 OK begin\r\n")
+		p.startTLS()
+		p.expect("m1 CAPABILITY")
+		p.send("* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2\r\nm1 OK done\r\n")
+		f := strings.Fields(p.expect("m2 AUTHENTICATE XOAUTH2 "))
+		ir := f[len(f)-1]
+		p.send("m2 NO [AUTHENTICATIONFAILED] bad token " + bearer(p.t, ir) + " in " + ir + "\r\n")
+	})
+	var logs syncBuf
+	tok := &fakeTokens{cur: tok1}
+	a := &config.Account{Name: "work", Email: "me@example.test", CAFile: u.ca,
+		Servers: map[provider.Protocol]provider.Server{provider.IMAP: {Host: "localhost", Port: u.port, Protocol: provider.IMAP}}}
+	d, err := NewDialer([]*config.Account{a}, tok, slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Dial(dialCtx(t), proxy.UpstreamRequest{Protocol: proxy.IMAP, Account: "work"})
+	if !errors.Is(err, proxy.ErrUpstreamAuth) {
+		t.Fatalf("err = %v, want ErrUpstreamAuth", err)
+	}
+	if !strings.Contains(err.Error(), "bad token [redacted]") || !strings.Contains(logs.String(), "bad token [redacted]") {
+		t.Errorf("the refusal is not quoted, redacted, in the error and the logs:\n%v\n%s", err, logs.String())
+	}
+	secrets := []string{tok1, tok.cur}
+	for _, tk := range secrets[:2] {
+		ir, err := sasl.InitialResponseBase64("XOAUTH2", "me@example.test", tk, "localhost", u.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, ir)
+	}
+	for _, secret := range secrets {
+		for what, text := range map[string]string{"error": err.Error(), "client message": proxy.Classify(err).Message, "logs": logs.String()} {
+			if strings.Contains(text, secret) {
+				t.Errorf("the %s quotes a token", what)
+			}
 		}
 	}
 }

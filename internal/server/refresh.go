@@ -20,9 +20,9 @@ const (
 	// needsLoginWait: an account that needs a login is looked at again
 	// this often (the user may have logged in meanwhile).
 	needsLoginWait = 5 * time.Minute
-	// maxCheckWait bounds every wait: another process (mailkey login,
-	// another instance) may have replaced the token meanwhile, and
-	// checking the store costs no request to the provider.
+	// maxCheckWait bounds the wait after a fresh token: another process
+	// (mailkey login, another instance) may have replaced it meanwhile,
+	// and checking the store costs no request to the provider.
 	maxCheckWait = time.Minute
 	// transientWaitMin and transientWaitMax shape the backoff after
 	// transient failures.
@@ -41,6 +41,10 @@ type refresher struct {
 	// kick makes the refresher look at the token now: the proxy replaced
 	// it after an upstream refusal, so its expiry changed.
 	kick chan struct{}
+
+	// Owned by run's goroutine.
+	failures int    // transient failures in a row
+	last     string // the access token seen last, to tell a refresh
 }
 
 func newRefresher(account string, tok Tokens, window time.Duration, log *slog.Logger, m *metrics) *refresher {
@@ -60,10 +64,8 @@ func (r *refresher) run(ctx context.Context) {
 	// Spread the first round, so that many accounts do not all hit their
 	// providers in the same second.
 	wait := time.Duration(rand.Int64N(int64(time.Second)))
-	failures := 0
-	last := ""
 	for {
-		t := time.NewTimer(min(wait, maxCheckWait))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -72,52 +74,60 @@ func (r *refresher) run(ctx context.Context) {
 			t.Stop()
 		case <-t.C:
 		}
-		rec, err := r.tokens.RefreshDue(ctx, r.account, r.window)
+		wait = r.check(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		var nl *tokens.NeedsLoginError
-		var rf *tokens.RefusedError
-		var te *tokens.TransientError
-		switch {
-		case err == nil:
-			failures = 0
-			result := "fresh"
-			if last != "" && rec.AccessToken != last {
-				result = "refreshed"
-				r.log.Info("token refreshed", "account", r.account, "expiry", rec.Expiry)
-			}
-			last = rec.AccessToken
-			r.m.refreshes.WithLabelValues(r.account, result).Inc()
-			wait = r.next(rec.Expiry)
-		case errors.As(err, &nl):
-			r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
-			r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
-				"class", "permanent", "error", err.Error(), "run", nl.Hint())
-			wait = needsLoginWait
-			failures = 0
-		case errors.As(err, &rf):
-			// App-only: nothing to log in to; ask again later, in case
-			// the configuration at the provider has been fixed.
-			r.m.refreshes.WithLabelValues(r.account, "refused").Inc()
-			r.log.Warn("the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed",
-				"account", r.account, "class", "refused", "error", err.Error(), "run", "mailkey test "+r.account, "retry_in", needsLoginWait)
-			wait = needsLoginWait
-			failures = 0
-		default:
-			if !errors.As(err, &te) {
-				te = nil
-			}
-			failures++
-			r.m.refreshes.WithLabelValues(r.account, "transient").Inc()
-			wait = min(transientWaitMax, transientWaitMin<<min(failures-1, 10))
-			wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
-			if te != nil && te.RetryAfter > wait {
-				wait = te.RetryAfter
-			}
-			r.log.Warn("token refresh failed", "account", r.account, "class", "transient", "error", err.Error(), "retry_in", wait)
-		}
 	}
+}
+
+// check looks at the token once, refreshing it when due, and returns the
+// wait before the next check. Only a fresh token is looked at again within
+// maxCheckWait: after a failure the next check asks the provider again, so
+// the backoff, its Retry-After and the wait after a refusal stand.
+func (r *refresher) check(ctx context.Context) time.Duration {
+	rec, err := r.tokens.RefreshDue(ctx, r.account, r.window)
+	if ctx.Err() != nil {
+		return 0
+	}
+	var nl *tokens.NeedsLoginError
+	var rf *tokens.RefusedError
+	var te *tokens.TransientError
+	switch {
+	case err == nil:
+		r.failures = 0
+		result := "fresh"
+		if r.last != "" && rec.AccessToken != r.last {
+			result = "refreshed"
+			r.log.Info("token refreshed", "account", r.account, "expiry", rec.Expiry)
+		}
+		r.last = rec.AccessToken
+		r.m.refreshes.WithLabelValues(r.account, result).Inc()
+		return min(r.next(rec.Expiry), maxCheckWait)
+	case errors.As(err, &nl):
+		r.failures = 0
+		r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
+		r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
+			"class", "permanent", "error", err.Error(), "run", nl.Hint())
+		return needsLoginWait
+	case errors.As(err, &rf):
+		// App-only: nothing to log in to; ask again later, in case
+		// the configuration at the provider has been fixed.
+		r.failures = 0
+		r.m.refreshes.WithLabelValues(r.account, "refused").Inc()
+		r.log.Warn("the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed",
+			"account", r.account, "class", "refused", "error", err.Error(), "run", "mailkey test "+r.account, "retry_in", needsLoginWait)
+		return needsLoginWait
+	}
+	r.failures++
+	r.m.refreshes.WithLabelValues(r.account, "transient").Inc()
+	wait := min(transientWaitMax, transientWaitMin<<min(r.failures-1, 10))
+	wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1))
+	if errors.As(err, &te) && te.RetryAfter > wait {
+		wait = te.RetryAfter
+	}
+	r.log.Warn("token refresh failed", "account", r.account, "class", "transient", "error", err.Error(), "retry_in", wait)
+	return wait
 }
 
 // next is the wait before the token that expires at expiry enters the
