@@ -38,9 +38,9 @@ type addCmd struct {
 }
 
 func (c *addCmd) Run(e *env) error {
-	path, err := config.Path()
+	path, err := configPath()
 	if err != nil {
-		return errorf("set MAILKEY_CONFIG to the configuration file", "cannot find the configuration file: %v", err)
+		return err
 	}
 	if c.ClientSecret == "-" {
 		line, err := bufio.NewReader(e.stdin).ReadString('\n')

@@ -20,15 +20,38 @@ import (
 // loadConfig reads the configuration file, turning every problem into one
 // error line with a hint per problem.
 func (e *env) loadConfig() (*config.Config, error) {
-	path, err := config.Path()
+	path, err := configPath()
 	if err != nil {
-		return nil, errorf("set MAILKEY_CONFIG to the configuration file", "cannot find the configuration file: %v", err)
+		return nil, err
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, configError(err)
 	}
 	return cfg, nil
+}
+
+// configPath returns the configuration file's path. config.Path's error
+// already says what to set.
+func configPath() (string, error) {
+	path, err := config.Path()
+	if err != nil {
+		return "", &Error{Msg: err.Error(), Hint: "set MAILKEY_CONFIG to the configuration file", Err: err}
+	}
+	return path, nil
+}
+
+// stateDir returns the state folder's path.
+func stateDir() (string, error) {
+	dir, err := store.DefaultDir()
+	if err != nil {
+		cause := err
+		if u := errors.Unwrap(err); u != nil {
+			cause = u // store words it "find the state folder: …" already
+		}
+		return "", errorf("set MAILKEY_STATE_DIR to a folder for mailkey's state", "cannot find the state folder: %v", cause)
+	}
+	return dir, nil
 }
 
 // configError words config.Errors: every problem on its own line, every
@@ -54,9 +77,9 @@ func configError(err error) error {
 
 // openStore opens the token store in the state directory.
 func (e *env) openStore() (*store.FileStore, error) {
-	dir, err := store.DefaultDir()
+	dir, err := stateDir()
 	if err != nil {
-		return nil, errorf("set MAILKEY_STATE_DIR to a folder for mailkey's state", "cannot find the state folder: %v", err)
+		return nil, err
 	}
 	st, err := store.OpenFile(dir, nil)
 	if err != nil {
@@ -131,12 +154,7 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.mgr = newManager(cfg, a.st, func(string) (tokens.Source, error) {
-		if err := a.resolve(e.ctx); err != nil {
-			return nil, err
-		}
-		return &account.Source{R: a.r, Client: a.client}, nil
-	}, e.logger())
+	a.mgr = newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, e.logger())
 	return a, nil
 }
 
@@ -171,6 +189,14 @@ func (a *acct) resolve(ctx context.Context) error {
 	return nil
 }
 
+// source resolves the account and returns what mints its tokens.
+func (a *acct) source(ctx context.Context) (tokens.Source, error) {
+	if err := a.resolve(ctx); err != nil {
+		return nil, err
+	}
+	return &account.Source{R: a.r, Client: a.client}, nil
+}
+
 func newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
 	return tokens.New(st, src, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
 }
@@ -180,18 +206,32 @@ func (e *env) logger() *slog.Logger {
 	return slog.New(&lineHandler{e: e, level: slog.LevelWarn})
 }
 
+// appOnly reports whether the account mints tokens without a person.
+func (a *acct) appOnly() bool {
+	return a.conf.Flow == config.FlowClientCredentials || a.conf.Flow == config.FlowServiceAccount
+}
+
+// seedAppOnly saves the empty record an app-only account starts from, so
+// that the manager mints its first token as it renews later ones. Other
+// accounts, and accounts with a record, are left alone.
+func (a *acct) seedAppOnly(ctx context.Context) error {
+	if !a.appOnly() {
+		return nil
+	}
+	if _, err := a.st.Get(ctx, a.conf.Name); !errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err := a.resolve(ctx); err != nil {
+		return err
+	}
+	return a.mgr.Save(ctx, &store.Record{Account: a.conf.Name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant})
+}
+
 // token returns a valid token for the account, minting the first one for
 // app-only accounts, which need no login.
 func (a *acct) token(ctx context.Context) (*store.Record, error) {
-	if a.conf.Flow == config.FlowClientCredentials || a.conf.Flow == config.FlowServiceAccount {
-		if _, err := a.st.Get(ctx, a.conf.Name); errors.Is(err, store.ErrNotFound) {
-			if err := a.resolve(ctx); err != nil {
-				return nil, err
-			}
-			if err := a.mgr.Save(ctx, &store.Record{Account: a.conf.Name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant}); err != nil {
-				return nil, storeError(err)
-			}
-		}
+	if err := a.seedAppOnly(ctx); err != nil {
+		return nil, storeError(err)
 	}
 	rec, err := a.mgr.Get(ctx, a.conf.Name)
 	if err != nil {

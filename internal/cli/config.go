@@ -5,9 +5,6 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/mailkey/mailkey/internal/config"
-	"github.com/mailkey/mailkey/internal/store"
 )
 
 type configCmd struct {
@@ -71,17 +68,17 @@ type configPathCmd struct {
 }
 
 func (c *configPathCmd) Run(e *env) error {
-	cfgPath, err := config.Path()
+	cfgPath, err := configPath()
 	if err != nil {
-		return errorf("set MAILKEY_CONFIG to the configuration file", "cannot find the configuration file: %v", err)
+		return err
 	}
-	stateDir, err := store.DefaultDir()
+	dir, err := stateDir()
 	if err != nil {
-		return errorf("set MAILKEY_STATE_DIR to a folder for mailkey's state", "cannot find the state folder: %v", err)
+		return err
 	}
 	if c.JSON {
-		return e.writeJSON(map[string]string{"config": cfgPath, "state": stateDir})
+		return e.writeJSON(map[string]string{"config": cfgPath, "state": dir})
 	}
-	fmt.Fprintf(e.stdout, "config\t%s\nstate\t%s\n", cfgPath, stateDir)
+	fmt.Fprintf(e.stdout, "config\t%s\nstate\t%s\n", cfgPath, dir)
 	return nil
 }

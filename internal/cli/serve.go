@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/apppass"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/server"
@@ -112,13 +111,12 @@ func (c *serveCmd) Run(e *env) error {
 // accounts get their first token minted, as mailkey token does.
 type serveTokens struct {
 	mgr   *tokens.Manager
-	st    store.Store
 	accts map[string]*acct
 	mu    sync.Mutex
 }
 
 func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.Logger) *serveTokens {
-	t := &serveTokens{st: st, accts: map[string]*acct{}}
+	t := &serveTokens{accts: map[string]*acct{}}
 	for _, a := range cfg.Accounts {
 		t.accts[a.Name] = &acct{cfg: cfg, conf: a, st: st}
 	}
@@ -127,10 +125,7 @@ func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.L
 		if !ok {
 			return nil, errors.New("unknown account " + name)
 		}
-		if err := a.resolve(e.ctx); err != nil {
-			return nil, err
-		}
-		return &account.Source{R: a.r, Client: a.client}, nil
+		return a.source(e.ctx)
 	}, log)
 	for _, a := range t.accts {
 		a.mgr = t.mgr
@@ -141,18 +136,12 @@ func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.L
 // ensure saves the empty record an app-only account starts from.
 func (t *serveTokens) ensure(ctx context.Context, name string) error {
 	a, ok := t.accts[name]
-	if !ok || (a.conf.Flow != config.FlowClientCredentials && a.conf.Flow != config.FlowServiceAccount) {
+	if !ok || !a.appOnly() {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, err := t.st.Get(ctx, name); !errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err := a.resolve(ctx); err != nil {
-		return err
-	}
-	return t.mgr.Save(ctx, &store.Record{Account: name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant})
+	return a.seedAppOnly(ctx)
 }
 
 func (t *serveTokens) Get(ctx context.Context, name string) (*store.Record, error) {
