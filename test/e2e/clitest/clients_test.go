@@ -14,26 +14,6 @@ import (
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
-// needProgram returns the path of a mail client, or skips the test when it is missing.
-func needProgram(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missing(t, name, pkg)
-	}
-	return p
-}
-
-// missing skips the test for lack of what, or fails it in CI, where MAILKEY_E2E=1 and
-// test/e2e/install-deps.sh installed the Debian package pkg.
-func missing(t *testing.T, what, pkg string) {
-	t.Helper()
-	if os.Getenv("MAILKEY_E2E") == "1" {
-		t.Fatalf("MAILKEY_E2E=1 but %s is missing: install %s (test/e2e/install-deps.sh)", what, pkg)
-	}
-	t.Skipf("%s is missing: install %s", what, pkg)
-}
-
 // runClient runs a mail client as m's user (its HOME, and mailkey on PATH) and hands its
 // output to the leak check: mailkey's stderr reaches the client's.
 func runClient(t *testing.T, ctx context.Context, m *mk, stdin []byte, name string, args ...string) (string, error) {
@@ -53,8 +33,8 @@ func writeFile(t *testing.T, path, text string) {
 	}
 }
 
-// TestMailClients runs msmtp, mbsync and mutt with mailkey token as their OAuth token
-// source, configured as docs/clients/{msmtp,mbsync,mutt}.md describe.
+// TestMailClients runs msmtp, mbsync, offlineimap and mutt with mailkey token as their OAuth
+// token source, configured as docs/clients/{msmtp,mbsync,offlineimap,mutt}.md describe.
 func TestMailClients(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
@@ -68,7 +48,7 @@ func TestMailClients(t *testing.T) {
 
 	for _, mech := range []string{"xoauth2", "oauthbearer"} {
 		t.Run("msmtp "+mech, func(t *testing.T) {
-			msmtp := needProgram(t, "msmtp", "msmtp")
+			msmtp := mailkeytest.NeedProgram(t, "msmtp", "msmtp")
 			rc := filepath.Join(m.Home, ".msmtprc-"+mech)
 			writeFile(t, rc, fmt.Sprintf(`defaults
 tls on
@@ -100,10 +80,10 @@ account default : mailkey
 	}
 
 	t.Run("mbsync", func(t *testing.T) {
-		mbsync := needProgram(t, "mbsync", "isync")
+		mbsync := mailkeytest.NeedProgram(t, "mbsync", "isync")
 		// the Cyrus SASL XOAUTH2 plugin mbsync needs
 		if plugins, _ := filepath.Glob("/usr/lib/*/sasl2/libkdexoauth2.so*"); len(plugins) == 0 {
-			missing(t, "the SASL plugin libkdexoauth2", "libsasl2-modules-kdexoauth2")
+			mailkeytest.Missing(t, "the SASL plugin libkdexoauth2", "libsasl2-modules-kdexoauth2")
 		}
 		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.Plain, nil, e2e.Alice,
 			m.Token(ctx, acct), e2e.XOAUTH2, e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "for mbsync", "hello")); err != nil {
@@ -158,9 +138,72 @@ SyncState *
 		}
 	})
 
+	t.Run("offlineimap", func(t *testing.T) {
+		offlineimap := mailkeytest.NeedProgram(t, "offlineimap", "offlineimap3")
+		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.Plain, nil, e2e.Alice,
+			m.Token(ctx, acct), e2e.XOAUTH2, e2e.Alice, e2e.NewMessage(e2e.Bob, e2e.Alice, "for offlineimap", "hello")); err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As docs/clients/offlineimap.md writes them, with the stack's server and CA.
+		writeFile(t, filepath.Join(m.Home, ".offlineimap.py"), `import subprocess
+
+
+def mailkey_token(account):
+    """Return a valid access token for a mailkey account."""
+    return subprocess.run(
+        ["mailkey", "token", account],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+`)
+		local := filepath.Join(m.Home, "Mail-offlineimap")
+		rc := filepath.Join(m.Home, ".offlineimaprc")
+		writeFile(t, rc, fmt.Sprintf(`[general]
+accounts = mailkey
+pythonfile = ~/.offlineimap.py
+
+[Account mailkey]
+localrepository = mailkey-local
+remoterepository = mailkey-remote
+
+[Repository mailkey-local]
+type = Maildir
+localfolders = %s
+
+[Repository mailkey-remote]
+type = IMAP
+remotehost = localhost
+remoteport = %d
+remoteuser = %s
+ssl = no
+starttls = yes
+sslcacertfile = %s
+auth_mechanisms = XOAUTH2
+oauth2_access_token_eval = mailkey_token(%q)
+folderfilter = lambda f: f == 'INBOX'
+`, local, s.IMAPPort, e2e.Alice, s.CAFile, acct))
+		if out, err := runClient(t, ctx, m, nil, offlineimap, "-c", rc, "-o", "-u", "basic"); err != nil {
+			t.Fatalf("offlineimap: %v\n%s", err, m.Leaks.Redact(out))
+		}
+		var got int
+		for _, sub := range []string{"cur", "new"} {
+			entries, err := os.ReadDir(filepath.Join(local, "INBOX", sub))
+			if err != nil {
+				t.Fatalf("offlineimap made no local INBOX: %v", err)
+			}
+			got += len(entries)
+		}
+		if got < want {
+			t.Errorf("offlineimap copied %d messages, the server holds at least %d", got, want)
+		}
+	})
+
 	t.Run("mutt", func(t *testing.T) {
-		mutt := needProgram(t, "mutt", "mutt")
-		script := needProgram(t, "script", "bsdutils") // mutt needs a terminal
+		mutt := mailkeytest.NeedProgram(t, "mutt", "mutt")
+		script := mailkeytest.NeedProgram(t, "script", "bsdutils") // mutt needs a terminal
 		cert, err := os.ReadFile(s.CAFile)
 		if err != nil {
 			t.Fatal(err)
@@ -202,10 +245,10 @@ set mail_check = 0
 		m.Leaks.Output("mutt debug log", string(dbg))
 		log := string(dbg)
 		if !strings.Contains(log, "Trying method oauthbearer") || !strings.Contains(log, "OK [") {
-			t.Errorf("mutt did not authenticate with OAUTHBEARER; debug log:\n%s", log)
+			t.Errorf("mutt did not authenticate with OAUTHBEARER; debug log:\n%s", m.Leaks.Redact(log))
 		}
 		if !strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) {
-			t.Errorf("mutt did not select INBOX (%d messages); debug log:\n%s", n, log)
+			t.Errorf("mutt did not select INBOX (%d messages); debug log:\n%s", n, m.Leaks.Redact(log))
 		}
 	})
 }

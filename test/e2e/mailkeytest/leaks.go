@@ -3,8 +3,10 @@ package mailkeytest
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -149,6 +151,19 @@ func (l *Leaks) Scan(label, text string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.scan(label, text)
+}
+
+// Redact returns text with every secret the check knows replaced by <what>, for failure
+// messages that show another program's output or log.
+func (l *Leaks) Redact(text string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Longest first: a secret that holds another is replaced whole.
+	secrets := slices.SortedFunc(maps.Keys(l.secrets), func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		text = strings.ReplaceAll(text, s, "<"+l.secrets[s]+">")
+	}
+	return text
 }
 
 // scan is Scan with l.mu held.

@@ -81,3 +81,16 @@ func TestResultStringHidesSecretStdout(t *testing.T) {
 		t.Error("printsSecret is wrong about mailkey password")
 	}
 }
+
+// Redact hides every known secret, a longer one whole even when it holds a shorter one, and
+// leaves the rest of the text as it was.
+func TestRedact(t *testing.T) {
+	l := newLeaks()
+	l.Secret("access token", "at-0123456789")
+	l.Secret("SASL initial response", "ir-at-0123456789-end")
+	got := l.Redact("LOGIN alice alice-pass\nAUTH ir-at-0123456789-end\nBearer at-0123456789 done")
+	want := "LOGIN alice <password>\nAUTH <SASL initial response>\nBearer <access token> done"
+	if got != want {
+		t.Errorf("Redact = %q, want %q", got, want)
+	}
+}

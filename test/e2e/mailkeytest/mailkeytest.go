@@ -127,6 +127,27 @@ func New(t *testing.T, leaks *Leaks, config string) *Env {
 	return e
 }
 
+// NeedProgram returns the path of a program the test drives (a mail client, python3), or
+// calls Missing when it is not on PATH.
+func NeedProgram(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, name, pkg)
+	}
+	return p
+}
+
+// Missing skips the test for lack of what, or fails it where MAILKEY_E2E=1 (CI), since
+// test/e2e/install-deps.sh installs the Debian package pkg there.
+func Missing(t *testing.T, what, pkg string) {
+	t.Helper()
+	if os.Getenv("MAILKEY_E2E") == "1" {
+		t.Fatalf("MAILKEY_E2E=1 but %s is missing: install %s (test/e2e/install-deps.sh)", what, pkg)
+	}
+	t.Skipf("%s is missing: install %s", what, pkg)
+}
+
 // RefreshMargin is a configuration that sets refresh_margin to d ("1s": a stored token is
 // used until it expires, as in the field).
 func RefreshMargin(d string) string { return "refresh_margin = \"" + d + "\"\n" }

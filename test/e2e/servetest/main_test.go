@@ -192,10 +192,7 @@ func (s *serving) metric(t *testing.T, name string, filters ...string) float64 {
 // python runs a script in the test's folder with python3 and returns its combined output.
 func python(t *testing.T, ctx context.Context, script string, args ...string) (string, error) {
 	t.Helper()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 is missing")
-	}
+	py := mailkeytest.NeedProgram(t, "python3", "python3")
 	cmd := exec.CommandContext(ctx, py, append([]string{script}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -206,19 +203,6 @@ func writeFile(t *testing.T, path, text string, mode os.FileMode) {
 	if err := os.WriteFile(path, []byte(text), mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// needProgram returns the path of a program, or skips (fails in CI) when it is missing.
-func needProgram(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("MAILKEY_E2E") == "1" {
-			t.Fatalf("MAILKEY_E2E=1 but %s is missing: install %s (test/e2e/install-deps.sh)", name, pkg)
-		}
-		t.Skipf("%s is missing: install %s", name, pkg)
-	}
-	return p
 }
 
 // runProgram runs a mail client as m's user and returns its combined output.

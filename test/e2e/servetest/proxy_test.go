@@ -131,7 +131,7 @@ func TestProxy(t *testing.T) {
 	})
 
 	t.Run("fetchmail", func(t *testing.T) {
-		fetchmail := needProgram(t, "fetchmail", "fetchmail")
+		fetchmail := mailkeytest.NeedProgram(t, "fetchmail", "fetchmail")
 		n, err := s.MessageCount(e2e.Alice, "INBOX")
 		if err != nil || n == 0 {
 			t.Fatalf("alice's INBOX holds %d messages (%v), want some", n, err)
@@ -150,18 +150,18 @@ poll localhost port %s protocol %s
 `, port, strings.ToUpper(proto), acct, pw, srv.certFile), 0o600)
 			out, err := runProgram(ctx, m, fetchmail, "-f", rc, "-v", "--nosyslog")
 			if err != nil {
-				t.Errorf("fetchmail %s: %v\n%s", proto, err, out)
+				t.Errorf("fetchmail %s: %v\n%s", proto, err, m.Leaks.Redact(out))
 				continue
 			}
 			if !strings.Contains(out, "message") || !strings.Contains(out, "reading message") {
-				t.Errorf("fetchmail %s read no message:\n%s", proto, out)
+				t.Errorf("fetchmail %s read no message:\n%s", proto, m.Leaks.Redact(out))
 			}
 		}
 	})
 
 	t.Run("mutt", func(t *testing.T) {
-		mutt := needProgram(t, "mutt", "mutt")
-		script := needProgram(t, "script", "bsdutils") // mutt needs a terminal
+		mutt := mailkeytest.NeedProgram(t, "mutt", "mutt")
+		script := mailkeytest.NeedProgram(t, "script", "bsdutils") // mutt needs a terminal
 		_, port := hostPort("imap")
 		certs := filepath.Join(m.Home, ".mutt_certificates")
 		b, err := os.ReadFile(srv.certFile)
@@ -190,7 +190,7 @@ set mail_check = 0
 		}
 		out, err := runProgram(ctx, m, script, "-qec", fmt.Sprintf("%s -n -d 2 -F %s -e 'push <quit>'", mutt, rc), "/dev/null")
 		if err != nil {
-			t.Fatalf("mutt: %v\n%q", err, out)
+			t.Fatalf("mutt: %v\n%q", err, m.Leaks.Redact(out))
 		}
 		dbg, err := os.ReadFile(filepath.Join(m.Home, ".muttdebug0"))
 		if err != nil {
@@ -200,7 +200,7 @@ set mail_check = 0
 			t.Log(strings.Join(found, "\n")) // mutt's own log may hold what it sent; only ours must not
 		}
 		if !strings.Contains(string(dbg), fmt.Sprintf("* %d EXISTS", n)) {
-			t.Errorf("mutt did not open INBOX (%d messages) through the proxy; debug log:\n%s", n, dbg)
+			t.Errorf("mutt did not open INBOX (%d messages) through the proxy; debug log:\n%s", n, m.Leaks.Redact(string(dbg)))
 		}
 	})
 
