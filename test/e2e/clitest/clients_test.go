@@ -178,13 +178,12 @@ type = IMAP
 remotehost = localhost
 remoteport = %d
 remoteuser = %s
-ssl = no
-starttls = yes
+ssl = yes
 sslcacertfile = %s
 auth_mechanisms = XOAUTH2
 oauth2_access_token_eval = mailkey_token(%q)
 folderfilter = lambda f: f == 'INBOX'
-`, local, s.IMAPPort, e2e.Alice, s.CAFile, acct))
+`, local, s.IMAPSPort, e2e.Alice, s.CAFile, acct))
 		if out, err := runClient(t, ctx, m, nil, offlineimap, "-c", rc, "-o", "-u", "basic"); err != nil {
 			t.Fatalf("offlineimap: %v\n%s", err, m.Leaks.Redact(out))
 		}
