@@ -103,9 +103,23 @@ func storeError(err error) error {
 		return &Error{Msg: err.Error(), Err: err,
 			Hint: fmt.Sprintf("move the file aside and log in again: mv %s %s.bad && mailkey login %s", ce.Path, ce.Path, ce.Account)}
 	case errors.Is(err, store.ErrLocked):
-		return &Error{Msg: err.Error(), Hint: "set MAILKEY_PASSPHRASE to the passphrase that protects the token store", Err: err}
+		return &Error{Msg: err.Error(), Hint: lockedHint(err), Err: err}
 	}
 	return err
+}
+
+// lockedHint says how to unlock a store by what protects it; the error
+// itself says what is missing.
+func lockedHint(err error) string {
+	var le *store.LockedError
+	switch {
+	case !errors.As(err, &le):
+	case strings.Contains(le.Protection, store.EnvPassphrase):
+		return "set " + store.EnvPassphrase + " to the passphrase that protects the token store"
+	case strings.Contains(le.Protection, "keyring"):
+		return "unlock the OS keyring (or start its Secret Service) and leave " + store.EnvNoKeyring + " unset, then run the command again"
+	}
+	return "restore the key from a backup; without it the tokens cannot be read: move the tokens folder of the state directory aside and run mailkey login for each account"
 }
 
 // acct is one account made ready to act: configuration, resolved
