@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -35,7 +36,7 @@ func openIMAP(ctx context.Context, raw net.Conn, srv provider.Server, cfg *tls.C
 			return nil, err
 		}
 		c := imapclient.New(tapConn(tc, tr), opts)
-		if err := c.WaitGreeting(); err != nil {
+		if err := waitGreeting(c); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -49,6 +50,25 @@ func openIMAP(ctx context.Context, raw net.Conn, srv provider.Server, cfg *tls.C
 		return nil, err
 	}
 	return &imapSession{c: c}, nil
+}
+
+// waitGreeting is WaitGreeting without its race: after a BYE greeting,
+// go-imap has closed both the channel that carries the greeting's error and
+// the one that says the connection ended, and WaitGreeting picks either at
+// random. Asked again, it answers from the same two closed channels, so a
+// few more calls find the BYE (its *imap.Error) if there was one.
+func waitGreeting(c *imapclient.Client) error {
+	err := c.WaitGreeting()
+	for i := 0; i < 16 && err != nil; i++ {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return err
+		}
+		if again := c.WaitGreeting(); again != nil {
+			err = again
+		}
+	}
+	return err
 }
 
 func (s *imapSession) mechanisms() ([]string, string, error) {

@@ -111,7 +111,7 @@ func (r *runner) protocol(ctx context.Context, p provider.Protocol) *Result {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	tr := newTranscript(r.opts.Transcript, p)
-	defer tr.flush()
+	defer tr.end()
 	c.run(ctx, tr)
 	res.Passed = res.Failed() == nil
 	return res

@@ -36,6 +36,10 @@ type transcript struct {
 	secrets []string
 	partial map[byte]*bytes.Buffer
 	inAuth  bool
+	// ended: the protocol's check is over. A library goroutine that
+	// outlives it (go-imap asks for CAPABILITY in the background) must not
+	// write to the caller's writer any more.
+	ended bool
 }
 
 func newTranscript(w io.Writer, proto provider.Protocol) *transcript {
@@ -66,6 +70,9 @@ func (t *transcript) note(format string, args ...any) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
 	fmt.Fprintf(t.w, "%s: -- %s\n", t.proto, t.redactSecrets(fmt.Sprintf(format, args...)))
 }
 
@@ -76,6 +83,9 @@ func (t *transcript) write(dir byte, b []byte) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
 	buf := t.partial[dir]
 	if buf == nil {
 		buf = new(bytes.Buffer)
@@ -96,13 +106,18 @@ func (t *transcript) write(dir byte, b []byte) {
 	}
 }
 
-// flush writes any partial lines.
-func (t *transcript) flush() {
+// end writes any partial lines and ends the transcript: what comes later
+// is dropped.
+func (t *transcript) end() {
 	if t == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.ended {
+		return
+	}
+	t.ended = true
 	for dir, buf := range t.partial {
 		if buf.Len() > 0 {
 			t.line(dir, buf.String())

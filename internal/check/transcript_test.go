@@ -79,7 +79,7 @@ func TestTranscriptRedacts(t *testing.T) {
 			for _, in := range tc.in {
 				tr.write(in.dir, []byte(in.line))
 			}
-			tr.flush()
+			tr.end()
 			if b.String() != tc.want {
 				t.Errorf("got:\n%s\nwant:\n%s", b.String(), tc.want)
 			}
@@ -93,7 +93,7 @@ func TestTranscriptNil(t *testing.T) {
 	tr.secret("x")
 	tr.note("y")
 	tr.write(fromClient, []byte("z\n"))
-	tr.flush()
+	tr.end()
 	if c := tapConn(nil, tr); c != nil {
 		t.Error("tapConn with a nil transcript must return the connection itself")
 	}
@@ -120,9 +120,29 @@ func TestTapMutesAfterSTARTTLS(t *testing.T) {
 	c.Read(buf)
 	c.Write([]byte("\x16\x03\x01client hello"))
 	c.Read(buf)
-	tr.flush()
+	tr.end()
 	got := b.String()
 	if !strings.Contains(got, "smtp: S: 220 2.0.0 Ready to start TLS\n") || strings.Contains(got, "hello") || strings.Contains(got, "binary") {
 		t.Errorf("transcript:\n%s", got)
+	}
+}
+
+// Once ended, a transcript writes nothing more: a library goroutine that
+// outlives the check (go-imap's background CAPABILITY) must not reach the
+// caller's writer.
+func TestTranscriptEnded(t *testing.T) {
+	var out bytes.Buffer
+	tr := newTranscript(&out, provider.IMAP)
+	tr.write(fromClient, []byte("a NOOP\r\npartial"))
+	tr.end()
+	want := out.String()
+	if !strings.Contains(want, "a NOOP") || !strings.Contains(want, "partial") {
+		t.Fatalf("end did not write the pending lines: %q", want)
+	}
+	tr.write(fromClient, []byte("b CAPABILITY\r\n"))
+	tr.note("late")
+	tr.end()
+	if out.String() != want {
+		t.Errorf("written after the end: %q", strings.TrimPrefix(out.String(), want))
 	}
 }
