@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -230,6 +231,57 @@ func (s *Stack) DropToken(token string) error {
 // {"error":"server_error"}; n = 0 ends such an outage early.
 func (s *Stack) FailTokenEndpoint(n int) error {
 	return s.control("/__test/fail", url.Values{"n": {strconv.Itoa(n)}}, http.StatusOK)
+}
+
+// FailTokenEndpointWith makes the next n requests to the token endpoint answer HTTP status
+// with {"error": code}, as a provider does for invalid_client (401) or invalid_scope (400).
+func (s *Stack) FailTokenEndpointWith(n, status int, code string) error {
+	return s.control("/__test/fail", url.Values{"n": {strconv.Itoa(n)}, "status": {strconv.Itoa(status)}, "error": {code}}, http.StatusOK)
+}
+
+// DelayTokenEndpoint slows the next n token-endpoint requests (n < 0: every one) by d. With
+// before false the provider handles each request at once, so a refresh token rotates, and
+// holds the answer back, as a provider that commits and then stalls does; with before true it
+// waits before handling it. d = 0 ends the delay.
+func (s *Stack) DelayTokenEndpoint(d time.Duration, n int, before bool) error {
+	form := url.Values{"ms": {strconv.FormatInt(d.Milliseconds(), 10)}}
+	if n >= 0 {
+		form.Set("n", strconv.Itoa(n))
+	}
+	if before {
+		form.Set("where", "before")
+	}
+	return s.control("/__test/delay", form, http.StatusOK)
+}
+
+// TokenStats returns the token endpoint's outcomes since the last reset, keyed by grant type
+// and outcome: "refresh_token.success", "refresh_token.error.invalid_grant",
+// "injected.server_error" (an answer /__test/fail made up). reset starts a new count.
+func (s *Stack) TokenStats(reset bool) (map[string]int, error) {
+	form := url.Values{}
+	if reset {
+		form.Set("reset", "1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Issuer+"/__test/stats", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("e2e: POST /__test/stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &statusError{path: "/__test/stats", got: resp.StatusCode}
+	}
+	out := map[string]int{}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("e2e: /__test/stats: %w", err)
+	}
+	return out, nil
 }
 
 type statusError struct {

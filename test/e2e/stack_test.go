@@ -398,6 +398,71 @@ func TestStack(t *testing.T) {
 		addSecret(nt.AccessToken, nt.RefreshToken)
 	})
 
+	t.Run("token endpoint controls", func(t *testing.T) {
+		ot := mustToken(t, ctx, s, Carol, CarolPassword)
+		addSecret(ot.AccessToken, ot.RefreshToken)
+		cfg := s.OAuth2Config(ClientPublic, "", "")
+		refresh := func(rt string) (*oauth2.Token, error) {
+			return cfg.TokenSource(s.Context(ctx), &oauth2.Token{RefreshToken: rt}).Token()
+		}
+		if _, err := s.TokenStats(true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailTokenEndpointWith(1, http.StatusUnauthorized, "invalid_client"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := refresh(ot.RefreshToken)
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.Response.StatusCode != http.StatusUnauthorized || re.ErrorCode != "invalid_client" {
+			t.Fatalf("refresh during injected invalid_client: %v", err)
+		}
+
+		// A delayed answer: the refresh token rotates at once, the answer comes late. A client
+		// that gave up has lost the new token, and the old one is spent.
+		if err := s.DelayTokenEndpoint(time.Hour, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithCancel(ctx)
+		hc := &http.Client{Transport: s.client.Transport}
+		done := make(chan error, 1)
+		go func() {
+			_, err := cfg.TokenSource(context.WithValue(short, oauth2.HTTPClient, hc), &oauth2.Token{RefreshToken: ot.RefreshToken}).Token()
+			done <- err
+		}()
+		// Wait until the provider has handled the request, then give up on it.
+		for {
+			st, err := s.TokenStats(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st["refresh_token.success"] == 1 {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("delayed refresh returned early: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatal("a cancelled delayed refresh succeeded")
+		}
+		if _, err := refresh(ot.RefreshToken); err == nil {
+			t.Fatal("the refresh token survived its rotation")
+		}
+		st, err := s.TokenStats(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st["injected.invalid_client"] != 1 || st["refresh_token.success"] != 1 || st["refresh_token.error.invalid_grant"] != 1 {
+			t.Errorf("stats = %v", st)
+		}
+		if st, _ := s.TokenStats(false); len(st) != 0 {
+			t.Errorf("stats after reset = %v", st)
+		}
+	})
+
 	t.Run("drop token and ttl", func(t *testing.T) {
 		if err := s.SetTTL(7*time.Second, 0); err != nil {
 			t.Fatal(err)

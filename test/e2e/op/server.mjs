@@ -38,6 +38,14 @@ const DEBUG = env.OP_DEBUG === '1';
 // POST /__test/fail n=N: the next N token-endpoint requests answer this HTTP status (outage tests)
 let FAIL_TOKEN = 0;
 let FAIL_STATUS = 500;
+let FAIL_ERROR = 'server_error';
+// POST /__test/delay ms=N [n=N] [where=after|before]: slow token-endpoint answers
+let DELAY_MS = 0;
+let DELAY_N = 0;
+let DELAY_BEFORE = false;
+// GET-like POST /__test/stats: token-endpoint outcomes by grant type since the last reset
+let STATS = {};
+const bump = (key) => { STATS[key] = (STATS[key] || 0) + 1; };
 
 // ---- accounts -------------------------------------------------------------
 // accountId (= OIDC "sub") is an opaque-ish id; "email" is what Dovecot matches.
@@ -231,6 +239,8 @@ const configuration = {
 
 const provider = new Provider(ISSUER, configuration);
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
+provider.on('grant.success', (ctx) => bump(`${ctx.oidc.params.grant_type}.success`));
+provider.on('grant.error', (ctx, err) => bump(`${ctx.oidc?.params?.grant_type || 'unknown'}.error.${err.error || err.message}`));
 if (DEBUG) {
   provider.on('grant.success', (ctx) => console.log('grant.success', ctx.oidc.params.grant_type));
   provider.on('grant.error', (ctx, err) => console.log('grant.error', err.message, err.error_description));
@@ -397,8 +407,14 @@ async function handleJWTBearer(req, res) {
 //        (the /token/revocation endpoint of oidc-provider also revokes every other token of
 //         the grant, refresh token included; this one simulates "access token no longer valid,
 //         refresh token still fine")
-//   POST /__test/fail           n=N [status=500] -> the next N requests to /token answer HTTP
-//        `status` with {"error":"server_error"}; n=0 ends the outage
+//   POST /__test/fail           n=N [status=500] [error=server_error] -> the next N requests to
+//        /token answer HTTP `status` with {"error": error}; n=0 ends the outage
+//   POST /__test/delay          ms=N [n=N] [where=after] -> the next n requests to /token (every
+//        one while n is absent) are slowed by ms milliseconds: where=after (the default) handles
+//        the request at once, so a refresh token rotates, and holds the answer back; where=before
+//        waits before handling it. ms=0 ends it.
+//   POST /__test/stats          [reset=1] -> {"refresh_token.success": N, ...}: token-endpoint
+//        outcomes by grant type (and error code) since the last reset
 async function handleTest(req, res, url) {
   const form = await readForm(req);
   res.setHeader('Content-Type', 'application/json');
@@ -410,7 +426,19 @@ async function handleTest(req, res, url) {
   if (url.pathname === '/__test/fail') {
     FAIL_TOKEN = Math.max(0, Number(form.n ?? 1) || 0);
     FAIL_STATUS = Number(form.status || 500);
-    return res.end(JSON.stringify({ fail: FAIL_TOKEN, status: FAIL_STATUS }));
+    FAIL_ERROR = String(form.error || 'server_error');
+    return res.end(JSON.stringify({ fail: FAIL_TOKEN, status: FAIL_STATUS, error: FAIL_ERROR }));
+  }
+  if (url.pathname === '/__test/delay') {
+    DELAY_MS = Math.max(0, Number(form.ms || 0) || 0);
+    DELAY_N = form.n === undefined ? Infinity : Math.max(0, Number(form.n) || 0);
+    DELAY_BEFORE = form.where === 'before';
+    return res.end(JSON.stringify({ ms: DELAY_MS, n: String(DELAY_N), before: DELAY_BEFORE }));
+  }
+  if (url.pathname === '/__test/stats') {
+    const out = STATS;
+    if (form.reset) STATS = {};
+    return res.end(JSON.stringify(out));
   }
   if (url.pathname === '/__test/drop-token') {
     for (const model of [provider.AccessToken, provider.RefreshToken, provider.ClientCredentials]) {
@@ -443,10 +471,21 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname === '/token' && FAIL_TOKEN > 0) {
       FAIL_TOKEN -= 1;
       await readForm(req);
+      bump(`injected.${FAIL_ERROR}`);
       res.statusCode = FAIL_STATUS;
       res.setHeader('Content-Type', 'application/json');
       res.setHeader('Cache-Control', 'no-store');
-      return res.end(JSON.stringify({ error: 'server_error', error_description: 'injected failure (/__test/fail)' }));
+      return res.end(JSON.stringify({ error: FAIL_ERROR, error_description: 'injected failure (/__test/fail)' }));
+    }
+    if (url.pathname === '/token' && DELAY_MS > 0 && DELAY_N > 0) {
+      DELAY_N -= 1;
+      const ms = DELAY_MS;
+      if (DELAY_BEFORE) {
+        await new Promise((r) => setTimeout(r, ms));
+      } else {
+        const end = res.end.bind(res);
+        res.end = (...args) => { setTimeout(() => end(...args), ms); return res; };
+      }
     }
     return opCallback(req, res);
   } catch (err) {
