@@ -23,8 +23,12 @@ import (
 	"github.com/mailkey/mailkey/internal/tokens"
 )
 
-// httpTimeout bounds one request to a provider.
-const httpTimeout = 30 * time.Second
+// httpTimeout bounds one request to a provider; refreshPatience bounds a
+// token request instead.
+const (
+	httpTimeout     = 30 * time.Second
+	refreshPatience = 2 * time.Minute
+)
 
 // CertPool returns the system roots plus the PEM certificates in caFile
 // (none when caFile is empty).
@@ -138,6 +142,10 @@ func AppOnly(r *config.Resolved) bool {
 
 // Refresh implements tokens.Source.
 func (s *Source) Refresh(ctx context.Context, rec *store.Record) (*tokens.Fresh, error) {
+	// A sent refresh is waited for, not abandoned at the usual timeout: the
+	// provider may have rotated the refresh token already. The manager's
+	// flight deadline still bounds it.
+	ctx = oauth.WithPatience(ctx, refreshPatience)
 	var (
 		t   *oauth.Token
 		err error

@@ -168,7 +168,7 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.mgr = newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, e.logger())
+	a.mgr = e.newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, e.logger())
 	return a, nil
 }
 
@@ -211,8 +211,14 @@ func (a *acct) source(ctx context.Context) (tokens.Source, error) {
 	return &account.Source{R: a.r, Client: a.client}, nil
 }
 
-func newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
-	return tokens.New(st, src, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
+// newManager returns the lifecycle manager for st, whose sent requests are
+// seen through before the process exits.
+func (e *env) newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
+	m := tokens.New(st, src, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
+	if e.life != nil {
+		e.life.track(m)
+	}
+	return m
 }
 
 // logger writes warnings (never secrets) to stderr in mailkey's style.

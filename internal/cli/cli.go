@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/alecthomas/kong"
 )
@@ -28,26 +25,43 @@ type commands struct {
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
 	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
+
+	BackgroundRefresh refreshCmd `cmd:"" name:"background-refresh" hidden:"" help:"Refresh an account's token, detached (mailkey token starts it)."`
 }
 
-// env is what every command gets: its streams and a context cancelled on
-// SIGINT/SIGTERM.
+// env is what every command gets: its streams, a context cancelled on
+// SIGINT, SIGTERM or SIGHUP, and the lifecycle that sees sent token requests
+// through before the process exits.
 type env struct {
 	ctx    context.Context
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	life   *lifecycle
 }
 
 // Main runs mailkey with args (without the program name) and returns the
-// process exit status.
+// process exit status. A token request sent before a signal is seen through
+// to the store before Main returns; a second signal ends that wait.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	life := &lifecycle{}
+	ctx, stop := life.watchSignals()
 	defer stop()
-	return run(ctx, args, stdin, stdout, stderr)
+	code := runWith(ctx, life, args, stdin, stdout, stderr)
+	if sig := life.settle(stderr); sig != nil {
+		return signalStatus(sig)
+	}
+	return code
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	life := &lifecycle{}
+	code := runWith(ctx, life, args, stdin, stdout, stderr)
+	life.settle(stderr)
+	return code
+}
+
+func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var cmds commands
 	exitCode := -1
 	parser, err := kong.New(&cmds,
@@ -70,7 +84,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		report(stderr, &Error{Msg: err.Error(), Hint: "mailkey --help"})
 		return 2
 	}
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
 	if err := kctx.Run(e); err != nil {
 		report(stderr, err)
 		var ee *Error

@@ -120,7 +120,7 @@ func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.L
 	for _, a := range cfg.Accounts {
 		t.accts[a.Name] = &acct{cfg: cfg, conf: a, st: st}
 	}
-	t.mgr = newManager(cfg, st, func(name string) (tokens.Source, error) {
+	t.mgr = e.newManager(cfg, st, func(name string) (tokens.Source, error) {
 		a, ok := t.accts[name]
 		if !ok {
 			return nil, errors.New("unknown account " + name)

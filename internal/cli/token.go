@@ -11,9 +11,10 @@ import (
 )
 
 type tokenCmd struct {
-	Account string `arg:"" help:"The account whose token to print."`
-	SASL    string `help:"Print the base64 SASL initial response instead: xoauth2 or oauthbearer." enum:"xoauth2,oauthbearer," default:""`
-	JSON    bool   `help:"Print JSON with the token, its expiry and the account."`
+	Account string        `arg:"" help:"The account whose token to print."`
+	SASL    string        `help:"Print the base64 SASL initial response instead: xoauth2 or oauthbearer." enum:"xoauth2,oauthbearer," default:""`
+	JSON    bool          `help:"Print JSON with the token, its expiry and the account."`
+	Wait    time.Duration `help:"How long to wait for the provider when the stored token has expired (0: until the refresh ends). A valid token is printed at once." default:"30s"`
 }
 
 // tokenJSON is the --json output: the one place besides the bare token
@@ -36,7 +37,7 @@ func (c *tokenCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	rec, err := a.token(e.ctx)
+	rec, err := a.helperToken(e, c.Wait)
 	if err != nil {
 		return err
 	}

@@ -176,6 +176,17 @@ func (c *Client) httpClient() *http.Client {
 	return &hc
 }
 
+type patienceKey struct{}
+
+// WithPatience returns ctx with d as the time a token request may take,
+// instead of the client's usual timeout. A refresh that is seen through to
+// the store uses it: once the provider has read the request it may already
+// have rotated the refresh token, so giving up early loses the grant. ctx's
+// own deadline still applies.
+func WithPatience(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, patienceKey{}, d)
+}
+
 // ctx returns ctx carrying the HTTP client for x/oauth2 and go-oidc.
 func (c *Client) ctx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, c.httpClient())
@@ -326,7 +337,11 @@ func (c *Client) post(ctx context.Context, endpoint string, form url.Values, aut
 	if auth && header {
 		req.SetBasicAuth(url.QueryEscape(c.Config.ClientID), url.QueryEscape(c.Config.ClientSecret))
 	}
-	resp, err := c.httpClient().Do(req)
+	hc := c.httpClient()
+	if d, ok := ctx.Value(patienceKey{}).(time.Duration); ok && d > hc.Timeout {
+		hc.Timeout = d
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}

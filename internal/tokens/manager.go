@@ -128,7 +128,18 @@ type Manager struct {
 
 	mu    sync.Mutex
 	locks map[string]chan struct{} // per-account in-process lock, held around the store's
+
+	// Requests in flight: from the moment a token request is sent until its
+	// answer is in the store. Drain waits for them.
+	flightMu sync.Mutex
+	sent     map[string]int // account → requests sent and not yet stored
+	idle     chan struct{}  // closed when sent empties; nil while it is empty
+	closing  bool           // Drain was called: no new request may start
 }
+
+// ErrClosing is returned for a refresh that would have started after Drain:
+// the process is exiting, and a request it cannot see through is not sent.
+var ErrClosing = errors.New("mailkey is exiting; the token was not refreshed")
 
 // New returns a Manager that keeps records in st and refreshes them with the
 // Source that sources returns for an account. opts may be nil. New does no I/O.
@@ -149,6 +160,7 @@ func New(st store.Store, sources func(account string) (Source, error), opts *Opt
 		log:         o.Logger,
 		randN:       rand.Int64N,
 		locks:       make(map[string]chan struct{}),
+		sent:        make(map[string]int),
 	}
 	if m.margin <= 0 {
 		m.margin = DefaultMargin
@@ -229,6 +241,46 @@ func validNow(rec *store.Record, now time.Time) bool {
 // store or context error.
 func (m *Manager) Get(ctx context.Context, account string) (*store.Record, error) {
 	return m.get(ctx, account, mode{kind: "get", within: m.margin, useCurrent: true})
+}
+
+// Freshness says what a stored access token is good for, as Peek sees it.
+type Freshness int
+
+const (
+	// Good: valid for the margin; Get hands it out without a refresh.
+	Good Freshness = iota
+	// Due: still valid, but within the margin; Get would refresh it first.
+	Due
+	// Expired: expired, or there is no access token; only a refresh helps.
+	Expired
+)
+
+func (f Freshness) String() string {
+	switch f {
+	case Good:
+		return "good"
+	case Due:
+		return "due"
+	}
+	return "expired"
+}
+
+// Peek returns the stored record and what its access token is good for,
+// from the store alone: no lock, no refresh, no network. Its errors are
+// Get's, less those of a refresh.
+func (m *Manager) Peek(ctx context.Context, account string) (*store.Record, Freshness, error) {
+	rec, err := m.read(ctx, account)
+	if err != nil {
+		return nil, Expired, err
+	}
+	now := m.now()
+	switch md := (mode{kind: "get", within: m.margin}); {
+	case !md.due(rec, now):
+		return rec, Good, nil
+	case validNow(rec, now):
+		return rec, Due, nil
+	}
+	return rec, Expired, nil
 }
 
 // ForceRefresh replaces an access token that a server rejected. stale is the
@@ -361,6 +413,12 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		return cur, nil, nil
 	}
 
+	// From here until the answer is stored, the request is seen through:
+	// the provider may rotate the refresh token as soon as it reads it.
+	if !m.begin(account) {
+		return nil, nil, fmt.Errorf("account %q: %w", account, ErrClosing)
+	}
+	defer m.end(account)
 	fresh, rerr := src.Refresh(ctx, clone(cur))
 	if rerr == nil && (fresh == nil || fresh.AccessToken == "") {
 		rerr = errors.New("token endpoint returned no access token")
@@ -508,6 +566,72 @@ func (m *Manager) lock(ctx context.Context, account string) (func(), error) {
 		unlockStore()
 		<-sem
 	}, nil
+}
+
+// begin records a token request about to be sent for account, unless Drain
+// was called. Every true begin is followed by one end.
+func (m *Manager) begin(account string) bool {
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	if m.closing {
+		return false
+	}
+	if len(m.sent) == 0 {
+		m.idle = make(chan struct{})
+	}
+	m.sent[account]++
+	return true
+}
+
+// end records that the answer to a request begun for account is stored (or
+// that there was none to store).
+func (m *Manager) end(account string) {
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	if m.sent[account]--; m.sent[account] <= 0 {
+		delete(m.sent, account)
+	}
+	if len(m.sent) == 0 && m.idle != nil {
+		close(m.idle)
+		m.idle = nil
+	}
+}
+
+// InFlight returns the accounts whose token requests have been sent and
+// whose answers are not yet stored, sorted.
+func (m *Manager) InFlight() []string {
+	m.flightMu.Lock()
+	defer m.flightMu.Unlock()
+	accounts := make([]string, 0, len(m.sent))
+	for a := range m.sent {
+		accounts = append(accounts, a)
+	}
+	slices.Sort(accounts)
+	return accounts
+}
+
+// Drain is called when the process is about to exit. From then on no new
+// token request is sent (refreshes fail with ErrClosing), and Drain waits
+// until every request already sent has its answer stored, or until ctx is
+// done: then it returns the accounts still in flight, whose rotated refresh
+// tokens may be lost if the process exits now, with ctx's error.
+//
+// The refresh flights themselves do not depend on their callers' contexts,
+// so a caller that gave up (a signal, a timeout) does not abandon a request.
+func (m *Manager) Drain(ctx context.Context) ([]string, error) {
+	m.flightMu.Lock()
+	m.closing = true
+	idle := m.idle
+	m.flightMu.Unlock()
+	if idle == nil {
+		return nil, nil
+	}
+	select {
+	case <-idle:
+		return nil, nil
+	case <-ctx.Done():
+		return m.InFlight(), ctx.Err()
+	}
 }
 
 // clone returns a deep copy of rec.

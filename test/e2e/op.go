@@ -242,7 +242,9 @@ func (s *Stack) FailTokenEndpointWith(n, status int, code string) error {
 // DelayTokenEndpoint slows the next n token-endpoint requests (n < 0: every one) by d. With
 // before false the provider handles each request at once, so a refresh token rotates, and
 // holds the answer back, as a provider that commits and then stalls does; with before true it
-// waits before handling it. d = 0 ends the delay.
+// waits before handling it. d = 0 ends the delay. Any call lets every request and answer the
+// previous setting holds go at once, so a test can hold answers with a long d and release them
+// when it chooses, without depending on timing.
 func (s *Stack) DelayTokenEndpoint(d time.Duration, n int, before bool) error {
 	form := url.Values{"ms": {strconv.FormatInt(d.Milliseconds(), 10)}}
 	if n >= 0 {

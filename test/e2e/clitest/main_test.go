@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +97,8 @@ type running struct {
 func (m *mk) start(ctx context.Context, args ...string) *running {
 	m.T.Helper()
 	r := &running{m: m, args: args, cmd: m.Command(ctx, args...), changed: make(chan struct{}, 1), eof: make(chan struct{})}
+	// Its own process group, so that a test can signal it as a terminal signals a foreground job.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var err error
 	if r.stdin, err = r.cmd.StdinPipe(); err != nil {
 		m.T.Fatal(err)

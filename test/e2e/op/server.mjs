@@ -43,6 +43,7 @@ let FAIL_ERROR = 'server_error';
 let DELAY_MS = 0;
 let DELAY_N = 0;
 let DELAY_BEFORE = false;
+const HELD = new Set(); // functions that let a delayed request or answer go at once
 // GET-like POST /__test/stats: token-endpoint outcomes by grant type since the last reset
 let STATS = {};
 const bump = (key) => { STATS[key] = (STATS[key] || 0) + 1; };
@@ -412,7 +413,7 @@ async function handleJWTBearer(req, res) {
 //   POST /__test/delay          ms=N [n=N] [where=after] -> the next n requests to /token (every
 //        one while n is absent) are slowed by ms milliseconds: where=after (the default) handles
 //        the request at once, so a refresh token rotates, and holds the answer back; where=before
-//        waits before handling it. ms=0 ends it.
+//        waits before handling it. ms=0 ends it; any new setting lets everything held go at once.
 //   POST /__test/stats          [reset=1] -> {"refresh_token.success": N, ...}: token-endpoint
 //        outcomes by grant type (and error code) since the last reset
 async function handleTest(req, res, url) {
@@ -430,6 +431,8 @@ async function handleTest(req, res, url) {
     return res.end(JSON.stringify({ fail: FAIL_TOKEN, status: FAIL_STATUS, error: FAIL_ERROR }));
   }
   if (url.pathname === '/__test/delay') {
+    // A new setting lets every request or answer held by the old one go now.
+    for (const go of [...HELD]) go();
     DELAY_MS = Math.max(0, Number(form.ms || 0) || 0);
     DELAY_N = form.n === undefined ? Infinity : Math.max(0, Number(form.n) || 0);
     DELAY_BEFORE = form.where === 'before';
@@ -480,11 +483,17 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname === '/token' && DELAY_MS > 0 && DELAY_N > 0) {
       DELAY_N -= 1;
       const ms = DELAY_MS;
+      // hold runs fn after ms, or as soon as the delay is changed or ended.
+      const hold = (fn) => {
+        const go = () => { if (HELD.delete(go)) { clearTimeout(timer); fn(); } };
+        const timer = setTimeout(go, ms);
+        HELD.add(go);
+      };
       if (DELAY_BEFORE) {
-        await new Promise((r) => setTimeout(r, ms));
+        await new Promise((r) => hold(r));
       } else {
         const end = res.end.bind(res);
-        res.end = (...args) => { setTimeout(() => end(...args), ms); return res; };
+        res.end = (...args) => { hold(() => end(...args)); return res; };
       }
     }
     return opCallback(req, res);

@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// drainTimeout bounds how long an exiting mailkey waits for token requests it
+// has sent: longer than a refresh flight may take, so that only a provider
+// that never answers is given up on.
+const drainTimeout = 3 * time.Minute
+
+// exitSignals end a command: Ctrl-C, a service manager's stop, a closed
+// terminal. The first one cancels the command; a token request already sent
+// is still seen through to the store before the process exits.
+var exitSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
+// lifecycle is what outlives a command's Run: the token managers whose sent
+// requests must reach the store before the process exits.
+type lifecycle struct {
+	mu   sync.Mutex
+	mgrs []*tokens.Manager
+
+	// again receives the signals after the first; nil when no signals are
+	// watched (tests that call run).
+	again <-chan os.Signal
+}
+
+func (l *lifecycle) track(m *tokens.Manager) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mgrs = append(l.mgrs, m)
+}
+
+// inFlight returns the accounts with a token request sent and not yet stored.
+func (l *lifecycle) inFlight() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var accounts []string
+	for _, m := range l.mgrs {
+		accounts = append(accounts, m.InFlight()...)
+	}
+	return accounts
+}
+
+// settle waits, before the process exits, until every token request sent
+// is answered and stored. It says on stderr what it waits for; a second
+// signal ends the wait at once, after saying what that risks. It returns
+// the signal that forced the exit, or nil.
+func (l *lifecycle) settle(stderr io.Writer) os.Signal {
+	l.mu.Lock()
+	mgrs := slices.Clone(l.mgrs)
+	l.mu.Unlock()
+	if len(mgrs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	done := make(chan []string, 1)
+	go func() {
+		var lost []string
+		for _, m := range mgrs {
+			in, _ := m.Drain(ctx)
+			lost = append(lost, in...)
+		}
+		done <- lost
+	}()
+	// Most exits have nothing in flight: say nothing then.
+	select {
+	case lost := <-done:
+		if len(lost) == 0 {
+			return nil
+		}
+		l.warnLost(stderr, lost, fmt.Sprintf("the provider did not answer within %s", drainTimeout))
+		return nil
+	default:
+	}
+	pending := l.inFlight()
+	if len(pending) > 0 {
+		fmt.Fprintf(stderr, "mailkey: waiting for the provider to answer the token refresh of %s, so that the new refresh token is saved; interrupt again to quit now, which may lose the grant\n",
+			strings.Join(pending, ", "))
+	}
+	select {
+	case lost := <-done:
+		if len(lost) > 0 {
+			l.warnLost(stderr, lost, fmt.Sprintf("the provider did not answer within %s", drainTimeout))
+		}
+		return nil
+	case sig := <-l.again:
+		l.warnLost(stderr, l.inFlight(), "quit before the provider answered")
+		return sig
+	}
+}
+
+func (l *lifecycle) warnLost(stderr io.Writer, accounts []string, why string) {
+	for _, a := range accounts {
+		fmt.Fprintf(stderr, "mailkey: error: %s: the token refresh of %s was not saved; if the provider replaced its refresh token, the account needs a new login\n", why, a)
+		fmt.Fprintf(stderr, "mailkey: hint: mailkey token %s (if it fails: mailkey login %s)\n", a, a)
+	}
+}
+
+// watchSignals cancels the returned context on the first exit signal and
+// passes later ones to l.again. Writes to a closed pipe fail with EPIPE
+// instead of killing the process: a mail client that stops reading must not
+// interrupt a refresh. stop undoes it.
+func (l *lifecycle) watchSignals() (ctx context.Context, stop func()) {
+	signal.Ignore(syscall.SIGPIPE)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, exitSignals...)
+	again := make(chan os.Signal, 4)
+	l.again = again
+	ctx, cancel := context.WithCancel(context.Background())
+	quit := make(chan struct{})
+	go func() {
+		first := true
+		for {
+			select {
+			case s := <-sigs:
+				if first {
+					first = false
+					cancel()
+					continue
+				}
+				select {
+				case again <- s:
+				default:
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(quit)
+		cancel()
+	}
+}
+
+// signalStatus is the shell's exit status for a process ended by sig.
+func signalStatus(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
+}

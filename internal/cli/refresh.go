@@ -1,0 +1,240 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/flock"
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
+)
+
+// A credential helper's process must end at once: mail clients such as
+// msmtp wait for it to exit, and a refresh, once sent, must not be abandoned
+// when the client gives up and kills it. So `mailkey token` never sends a
+// token request itself. It hands out a valid stored token at once and, when
+// that token is due for an early refresh, starts a detached
+// `mailkey background-refresh` process that refreshes it under the store's
+// lock. Only an expired token makes it wait, for the detached process's
+// answer, as long as --wait allows; the detached process sees its request
+// through whatever the caller does.
+
+// refreshDirName is the state folder's subfolder of refresher locks: one
+// detached refresher per account runs at a time.
+const refreshDirName = "refresh"
+
+// refreshNotice is how long an expired token's wait lasts before a line on
+// a terminal says what mailkey waits for.
+const refreshNotice = time.Second
+
+// refreshCmd is the detached refresher. It is not for users; `mailkey token`
+// starts it.
+type refreshCmd struct {
+	Account string `arg:"" help:"The account whose token to refresh."`
+	IfIdle  bool   `name:"if-idle" help:"Exit at once if a refresher for the account is running."`
+}
+
+// refreshResult is what the detached refresher writes to its stdout, one
+// JSON line, for a caller that waits for it.
+type refreshResult struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	Hint  string `json:"hint,omitempty"`
+	Code  int    `json:"code,omitempty"`
+}
+
+func (c *refreshCmd) Run(e *env) error {
+	// The caller and its terminal may be gone; only SIGTERM (a shutdown)
+	// still ends it, after its request is seen through.
+	signal.Ignore(os.Interrupt, syscall.SIGHUP)
+	rr := c.refresh(e)
+	return json.NewEncoder(e.stdout).Encode(rr) // the caller may have left: nothing to do then
+}
+
+func (c *refreshCmd) refresh(e *env) refreshResult {
+	fail := func(err error) refreshResult {
+		rr := refreshResult{Error: err.Error(), Code: 1}
+		var ee *Error
+		var h hinter
+		switch {
+		case errors.As(err, &ee):
+			rr.Hint = ee.Hint
+			if ee.Code != 0 {
+				rr.Code = ee.Code
+			}
+		case errors.As(err, &h):
+			rr.Hint = h.Hint()
+		}
+		return rr
+	}
+	if err := store.ValidateAccount(c.Account); err != nil {
+		return fail(err)
+	}
+	dir, err := stateDir()
+	if err != nil {
+		return fail(err)
+	}
+	locks := filepath.Join(dir, refreshDirName)
+	if err := os.MkdirAll(locks, 0o700); err != nil {
+		return fail(fmt.Errorf("create %s: %w", locks, err))
+	}
+	lctx := e.ctx
+	if c.IfIdle {
+		done, cancel := context.WithCancel(e.ctx)
+		cancel() // a lock that is taken is not waited for
+		lctx = done
+	}
+	unlock, err := flock.Lock(lctx, filepath.Join(locks, c.Account+".lock"))
+	if err != nil {
+		if c.IfIdle && errors.Is(err, context.Canceled) && e.ctx.Err() == nil {
+			return refreshResult{OK: true} // another refresher is at it
+		}
+		return fail(fmt.Errorf("account %s: %w", c.Account, err))
+	}
+	defer unlock()
+	a, err := e.openAccountDeferred(c.Account)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := a.token(e.ctx); err != nil {
+		return fail(err)
+	}
+	return refreshResult{OK: true}
+}
+
+// startRefresher starts a detached `mailkey background-refresh` for
+// account, in its own session so that the caller's terminal and process
+// group signals do not reach it. Its stdout is stdout (nil: discarded).
+func startRefresher(account string, stdout *os.File, ifIdle bool) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"background-refresh", account}
+	if ifIdle {
+		args = append(args, "--if-idle")
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout = stdout
+	cmd.SysProcAttr = detached()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// helperToken is the token for `mailkey token`: from the store when it is
+// valid, with an early refresh left to a detached process; an expired one
+// waits up to wait (0: as long as the refresh takes) for a detached refresh.
+func (a *acct) helperToken(e *env, wait time.Duration) (*store.Record, error) {
+	if err := a.seedAppOnly(e.ctx); err != nil {
+		return nil, storeError(err)
+	}
+	name := a.conf.Name
+	rec, f, err := a.mgr.Peek(e.ctx, name)
+	if err != nil {
+		return nil, tokenError(a.conf, err)
+	}
+	switch f {
+	case tokens.Good:
+		return rec, nil
+	case tokens.Due:
+		if cmd, err := startRefresher(name, nil, true); err != nil {
+			e.logger().Warn("could not start a background refresh; the next call tries again", "account", name, "error", err.Error())
+		} else {
+			_ = cmd.Process.Release()
+		}
+		return rec, nil
+	}
+	return a.refreshDetached(e, wait)
+}
+
+// refreshDetached has a detached refresher refresh the account and waits
+// for its answer, up to wait. A caller that stops waiting (the bound, a
+// signal) leaves the refresher to finish and store what it gets.
+func (a *acct) refreshDetached(e *env, wait time.Duration) (*store.Record, error) {
+	name := a.conf.Name
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("account %s: %w", name, err)
+	}
+	defer r.Close()
+	cmd, err := startRefresher(name, w, false)
+	w.Close()
+	if err != nil {
+		// No second process: refresh here, seen through by the lifecycle.
+		e.logger().Warn("could not start a background refresh; refreshing in this process", "account", name, "error", err.Error())
+		return a.token(e.ctx)
+	}
+	defer cmd.Process.Release()
+	answer := make(chan refreshResult, 1)
+	go func() {
+		var rr refreshResult
+		if err := json.NewDecoder(r).Decode(&rr); err != nil {
+			rr = refreshResult{Code: 75, // EX_TEMPFAIL
+				Error: fmt.Sprintf("account %s: the background refresh stopped without an answer", name),
+				Hint:  "try again: mailkey token " + name}
+		}
+		answer <- rr
+	}()
+	var bound <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		bound = t.C
+	}
+	var notice <-chan time.Time
+	if isTerminal(e.stderr) {
+		t := time.NewTimer(refreshNotice)
+		defer t.Stop()
+		notice = t.C
+	}
+	goesOn := "the refresh goes on in the background and saves its token: try again in a moment (mailkey token " + name + ")"
+	for {
+		select {
+		case rr := <-answer:
+			if !rr.OK {
+				return nil, &Error{Msg: rr.Error, Hint: rr.Hint, Code: rr.Code}
+			}
+			rec, f, err := a.mgr.Peek(e.ctx, name)
+			if err != nil {
+				return nil, tokenError(a.conf, err)
+			}
+			if f == tokens.Expired {
+				return nil, &Error{Msg: fmt.Sprintf("account %s: the provider issued a token that has already expired", name),
+					Hint: "check the clock of this machine (mailkey status " + name + " shows the expiry)", Code: 75}
+			}
+			return rec, nil
+		case <-notice:
+			if wait > 0 {
+				e.notef("waiting up to %s for the provider to refresh the token of %s…", wait, name)
+			} else {
+				e.notef("waiting for the provider to refresh the token of %s…", name)
+			}
+		case <-bound:
+			return nil, &Error{Msg: fmt.Sprintf("account %s: the provider did not refresh the token within %s", name, wait),
+				Hint: goesOn, Code: 75} // EX_TEMPFAIL
+		case <-e.ctx.Done():
+			return nil, &Error{Msg: fmt.Sprintf("account %s: interrupted while the provider refreshes the token", name),
+				Hint: goesOn, Err: e.ctx.Err()}
+		}
+	}
+}
+
+// isTerminal reports whether w is a terminal (or another character device).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
