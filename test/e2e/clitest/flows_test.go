@@ -436,6 +436,18 @@ func TestLogout(t *testing.T) {
 		imapOK(t, ctx, s, m.Token(ctx, acct))
 		other := m.clone()
 		other.Must(ctx, "", "logout", acct)
+		// The stored access token has not expired, so mailkey token hands it out at once
+		// and refreshes in the background, where the provider says the grant is dead.
+		for m.status(ctx, acct).State != "needs_login" {
+			if r := m.Run(ctx, "", "token", acct); r.Code != 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("the background refresh never found the revoked grant")
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 		r := m.Run(ctx, "", "token", acct)
 		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "mailkey: error: ") ||
 			!strings.Contains(r.Stderr, "needs a new login") || !strings.Contains(r.Stderr, "mailkey: hint: mailkey login work") {

@@ -59,11 +59,12 @@ func (m *mk) tokenJSON(ctx context.Context, name string) tokenJSON {
 
 // accountStatus is the part of mailkey status --json the tests look at.
 type accountStatus struct {
-	Name       string `json:"name"`
-	State      string `json:"state"`
-	Detail     string `json:"detail"`
-	HasRefresh bool   `json:"has_refresh_token"`
-	Identity   string `json:"identity"`
+	Name       string    `json:"name"`
+	State      string    `json:"state"`
+	Expiry     time.Time `json:"expiry"`
+	Detail     string    `json:"detail"`
+	HasRefresh bool      `json:"has_refresh_token"`
+	Identity   string    `json:"identity"`
 }
 
 func (m *mk) status(ctx context.Context, name string) accountStatus {
