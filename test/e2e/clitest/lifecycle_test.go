@@ -7,64 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
-
-// editRecord changes the stored record of name as a test needs it (an access token that is due
-// for refresh or expired), through the store itself.
-func editRecord(t *testing.T, ctx context.Context, m *mk, name string, edit func(rec *store.Record)) {
-	t.Helper()
-	st, err := store.OpenFile(m.State, &store.FileOptions{NoKeyring: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock, err := st.Lock(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	rec, err := st.Get(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edit(rec)
-	if err := st.Put(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// due makes the stored access token look like one issued an hour ago that expires in a
-// minute: still valid (the provider issued it for longer), but due for an early refresh.
-func due(rec *store.Record) {
-	now := time.Now()
-	rec.Expiry = now.Add(time.Minute)
-	rec.Created, rec.Updated, rec.LastRefresh = now.Add(-time.Hour), now.Add(-time.Hour), now.Add(-time.Hour)
-}
-
-// expired makes the stored access token look expired.
-func expired(rec *store.Record) { rec.Expiry = time.Now().Add(-time.Second) }
-
-// waitRefreshes waits until the provider has handled n refreshes since the last reset of its
-// counters.
-func waitRefreshes(t *testing.T, ctx context.Context, s *e2e.Stack, n int) {
-	t.Helper()
-	for {
-		st, err := s.TokenStats(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st["refresh_token.success"] >= n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the provider saw %v, waiting for %d refreshes", st, n)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
 
 // waitNewToken waits until mailkey hands out an access token other than old: a refresh
 // running elsewhere has stored its answer.
@@ -86,7 +31,7 @@ func waitNewToken(t *testing.T, ctx context.Context, m *mk, name, old string) st
 // succeeds (a spent one would make the provider revoke the grant) and its token logs in.
 func grantAlive(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, name string) {
 	t.Helper()
-	editRecord(t, ctx, m, name, expired)
+	m.EditRecord(ctx, name, mailkeytest.Expired)
 	r := m.Run(ctx, "", "token", name, "--wait", "0")
 	if r.Code != 0 {
 		t.Fatalf("refresh after the test: %s", r)
@@ -133,14 +78,14 @@ func TestLifecycle(t *testing.T) {
 	// once the answer comes.
 	t.Run("due token never waits", func(t *testing.T) {
 		old := m.tokenJSON(ctx, acct).AccessToken
-		editRecord(t, ctx, m, acct, due)
+		m.EditRecord(ctx, acct, mailkeytest.Due)
 		hold(t)
 		r := m.Run(ctx, "", "token", acct)
 		if r.Code != 0 || strings.TrimSpace(r.Stdout) != old {
 			release(t)
 			t.Fatalf("token due for refresh while the provider stalls: %s", r)
 		}
-		waitRefreshes(t, ctx, s, 1) // the detached refresher's request reached the provider
+		mailkeytest.WaitRefreshes(t, ctx, s, 1) // the detached refresher's request reached the provider
 		release(t)
 		waitNewToken(t, ctx, m, acct, old)
 		grantAlive(t, ctx, s, m, acct)
@@ -151,7 +96,7 @@ func TestLifecycle(t *testing.T) {
 	// is stored.
 	t.Run("expired token and a stalled provider", func(t *testing.T) {
 		old := m.tokenJSON(ctx, acct).AccessToken
-		editRecord(t, ctx, m, acct, expired)
+		m.EditRecord(ctx, acct, mailkeytest.Expired)
 		hold(t)
 		r := m.Run(ctx, "", "token", acct, "--wait", "1s")
 		if r.Code != 75 || r.Stdout != "" || !strings.Contains(r.Stderr, "did not refresh the token within 1s") ||
@@ -159,7 +104,7 @@ func TestLifecycle(t *testing.T) {
 			release(t)
 			t.Fatalf("token with an expired token while the provider stalls: %s", r)
 		}
-		waitRefreshes(t, ctx, s, 1)
+		mailkeytest.WaitRefreshes(t, ctx, s, 1)
 		release(t)
 		waitNewToken(t, ctx, m, acct, old)
 		grantAlive(t, ctx, s, m, acct)
@@ -171,10 +116,10 @@ func TestLifecycle(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run("mailkey token gets "+sig.String(), func(t *testing.T) {
 			old := m.tokenJSON(ctx, acct).AccessToken
-			editRecord(t, ctx, m, acct, expired)
+			m.EditRecord(ctx, acct, mailkeytest.Expired)
 			hold(t)
 			p := m.start(ctx, "token", acct, "--wait", "0")
-			waitRefreshes(t, ctx, s, 1)
+			mailkeytest.WaitRefreshes(t, ctx, s, 1)
 			if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
 				t.Fatal(err)
 			}
@@ -191,10 +136,10 @@ func TestLifecycle(t *testing.T) {
 	// say what it waits for, and it exits only once the rotated token is stored.
 	t.Run("in-process refresh gets SIGTERM", func(t *testing.T) {
 		old := m.tokenJSON(ctx, acct).AccessToken
-		editRecord(t, ctx, m, acct, expired)
+		m.EditRecord(ctx, acct, mailkeytest.Expired)
 		hold(t)
 		p := m.start(ctx, "test", acct, "--imap")
-		waitRefreshes(t, ctx, s, 1)
+		mailkeytest.WaitRefreshes(t, ctx, s, 1)
 		if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -212,10 +157,10 @@ func TestLifecycle(t *testing.T) {
 
 	// A second signal forces the exit, and mailkey says what that risks.
 	t.Run("second signal forces the exit", func(t *testing.T) {
-		editRecord(t, ctx, m, acct, expired)
+		m.EditRecord(ctx, acct, mailkeytest.Expired)
 		hold(t)
 		p := m.start(ctx, "test", acct, "--imap")
-		waitRefreshes(t, ctx, s, 1)
+		mailkeytest.WaitRefreshes(t, ctx, s, 1)
 		if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}

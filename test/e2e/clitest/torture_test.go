@@ -98,7 +98,7 @@ func TestTorture(t *testing.T) {
 		}
 		for i := range kills {
 			v := tortureFor[sig][i%len(tortureFor[sig])]
-			editRecord(t, ctx, m, acct, expired)
+			m.EditRecord(ctx, acct, mailkeytest.Expired)
 			p := m.start(ctx, v.args...)
 			// A random point in the first 300 ms: before, during and after the request.
 			time.Sleep(time.Duration(rng.Int64N(int64(300 * time.Millisecond))))

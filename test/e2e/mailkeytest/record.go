@@ -1,0 +1,64 @@
+package mailkeytest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/test/e2e"
+)
+
+// EditRecord changes the stored record of account name as a test needs it (an access token
+// that is due for refresh or expired), through the store itself, under the account's lock.
+func (e *Env) EditRecord(ctx context.Context, name string, edit func(rec *store.Record)) {
+	e.T.Helper()
+	st, err := store.OpenFile(e.State, &store.FileOptions{NoKeyring: true})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	unlock, err := st.Lock(ctx, name)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	defer unlock()
+	rec, err := st.Get(ctx, name)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	edit(rec)
+	if err := st.Put(ctx, rec); err != nil {
+		e.T.Fatal(err)
+	}
+}
+
+// Due makes a stored access token look like one issued an hour ago that expires in a minute:
+// still valid (the provider issued it for longer), but due for an early refresh.
+func Due(rec *store.Record) {
+	now := time.Now()
+	rec.Expiry = now.Add(time.Minute)
+	rec.Created, rec.Updated, rec.LastRefresh = now.Add(-time.Hour), now.Add(-time.Hour), now.Add(-time.Hour)
+}
+
+// Expired makes a stored access token look expired, so that the next use refreshes it.
+func Expired(rec *store.Record) { rec.Expiry = time.Now().Add(-time.Second) }
+
+// WaitRefreshes waits until the stack's provider has answered n refreshes since the last
+// reset of its counters (e2e.Stack.TokenStats).
+func WaitRefreshes(t *testing.T, ctx context.Context, s *e2e.Stack, n int) {
+	t.Helper()
+	for {
+		st, err := s.TokenStats(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st["refresh_token.success"] >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the provider answered %v, waiting for %d refreshes", st, n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
