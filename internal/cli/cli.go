@@ -45,7 +45,7 @@ type env struct {
 // to the store before Main returns; a second signal ends that wait.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	life := &lifecycle{}
-	ctx, stop := life.watchSignals()
+	ctx, stop := life.watchSignals(stderr)
 	defer stop()
 	code := runWith(ctx, life, args, stdin, stdout, stderr)
 	if sig := life.settle(stderr); sig != nil {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
 
@@ -34,6 +35,62 @@ type lifecycle struct {
 	// again receives the signals after the first; nil when no signals are
 	// watched (tests that call run).
 	again <-chan os.Signal
+
+	// Work outside the managers that must not be abandoned either (a login's
+	// token request and its save): account → count, and a channel closed
+	// when the last one ends.
+	sent map[string]int
+	idle chan struct{}
+
+	announced bool // the wait was announced when the signal came
+}
+
+// announce says on stderr which token refreshes an exiting mailkey waits for,
+// once; it says nothing when none is out.
+func (l *lifecycle) announce(stderr io.Writer) {
+	pending := l.inFlight()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(pending) == 0 || l.announced {
+		return
+	}
+	l.announced = true
+	fmt.Fprintf(stderr, "mailkey: waiting for the provider to answer the token refresh of %s, so that the new refresh token is saved; interrupt again to quit now, which may lose the grant\n",
+		strings.Join(pending, ", "))
+}
+
+// seeThrough marks work for account that must finish before the process
+// exits: a token request about to be sent outside a manager, and storing
+// its answer. The returned context is not cancelled by a signal (only by
+// drainTimeout); call end when the answer is stored or dropped.
+func (e *env) seeThrough(account string) (ctx context.Context, end func()) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), drainTimeout)
+	ctx = oauth.WithPatience(ctx, drainTimeout) // the answer is waited for, not abandoned
+	l := e.life
+	if l == nil {
+		return ctx, cancel
+	}
+	l.mu.Lock()
+	if l.sent == nil {
+		l.sent = map[string]int{}
+	}
+	if len(l.sent) == 0 {
+		l.idle = make(chan struct{})
+	}
+	l.sent[account]++
+	l.mu.Unlock()
+	return ctx, sync.OnceFunc(func() {
+		cancel()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.sent[account]--; l.sent[account] <= 0 {
+			delete(l.sent, account)
+		}
+		if len(l.sent) == 0 && l.idle != nil {
+			close(l.idle)
+			l.idle = nil
+		}
+	})
 }
 
 func (l *lifecycle) track(m *tokens.Manager) {
@@ -50,7 +107,11 @@ func (l *lifecycle) inFlight() []string {
 	for _, m := range l.mgrs {
 		accounts = append(accounts, m.InFlight()...)
 	}
-	return accounts
+	for a := range l.sent {
+		accounts = append(accounts, a)
+	}
+	slices.Sort(accounts)
+	return slices.Compact(accounts)
 }
 
 // settle waits, before the process exits, until every token request sent
@@ -60,8 +121,9 @@ func (l *lifecycle) inFlight() []string {
 func (l *lifecycle) settle(stderr io.Writer) os.Signal {
 	l.mu.Lock()
 	mgrs := slices.Clone(l.mgrs)
+	idle := l.idle
 	l.mu.Unlock()
-	if len(mgrs) == 0 {
+	if len(mgrs) == 0 && idle == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
@@ -72,6 +134,17 @@ func (l *lifecycle) settle(stderr io.Writer) os.Signal {
 		for _, m := range mgrs {
 			in, _ := m.Drain(ctx)
 			lost = append(lost, in...)
+		}
+		if idle != nil {
+			select {
+			case <-idle:
+			case <-ctx.Done():
+				l.mu.Lock()
+				for a := range l.sent {
+					lost = append(lost, a)
+				}
+				l.mu.Unlock()
+			}
 		}
 		done <- lost
 	}()
@@ -85,11 +158,7 @@ func (l *lifecycle) settle(stderr io.Writer) os.Signal {
 		return nil
 	default:
 	}
-	pending := l.inFlight()
-	if len(pending) > 0 {
-		fmt.Fprintf(stderr, "mailkey: waiting for the provider to answer the token refresh of %s, so that the new refresh token is saved; interrupt again to quit now, which may lose the grant\n",
-			strings.Join(pending, ", "))
-	}
+	l.announce(stderr)
 	select {
 	case lost := <-done:
 		if len(lost) > 0 {
@@ -109,11 +178,12 @@ func (l *lifecycle) warnLost(stderr io.Writer, accounts []string, why string) {
 	}
 }
 
-// watchSignals cancels the returned context on the first exit signal and
-// passes later ones to l.again. Writes to a closed pipe fail with EPIPE
+// watchSignals cancels the returned context on the first exit signal (and
+// says on stderr what an exit then waits for) and passes later ones to
+// l.again. Writes to a closed pipe fail with EPIPE
 // instead of killing the process: a mail client that stops reading must not
 // interrupt a refresh. stop undoes it.
-func (l *lifecycle) watchSignals() (ctx context.Context, stop func()) {
+func (l *lifecycle) watchSignals(stderr io.Writer) (ctx context.Context, stop func()) {
 	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, exitSignals...)
@@ -129,6 +199,7 @@ func (l *lifecycle) watchSignals() (ctx context.Context, stop func()) {
 				if first {
 					first = false
 					cancel()
+					l.announce(stderr)
 					continue
 				}
 				select {

@@ -67,7 +67,11 @@ func (c *loginCmd) Run(e *env) error {
 		if rerr != nil {
 			return errorf("pipe the refresh token in: mailkey login "+c.Account+" --import < file", "%v", rerr)
 		}
-		tok, err = a.client.Refresh(e.ctx, rt)
+		// A refresh rotates the imported token: once sent, it is seen
+		// through to the store whatever signal comes.
+		ctx, end := e.seeThrough(c.Account)
+		defer end()
+		tok, err = a.client.Refresh(ctx, rt)
 		if err == nil && tok.RefreshToken == "" {
 			tok.RefreshToken = rt
 		}
@@ -77,6 +81,10 @@ func (c *loginCmd) Run(e *env) error {
 	if err != nil {
 		return loginError(c.Account, err)
 	}
+	// The new tokens exist only in this process now: checking who signed
+	// in and storing them is seen through whatever signal comes.
+	ctx, end := e.seeThrough(c.Account)
+	defer end()
 
 	rec := &store.Record{
 		Account:       c.Account,
@@ -91,7 +99,7 @@ func (c *loginCmd) Run(e *env) error {
 		LastRefresh:   time.Now(),
 	}
 	if tok.IDToken != "" && a.r.Issuer != "" {
-		id, err := a.client.Identify(e.ctx, tok)
+		id, err := a.client.Identify(ctx, tok)
 		if err != nil {
 			return &Error{Msg: fmt.Sprintf("cannot tell who signed in: %v", err), Hint: "try again: mailkey login " + c.Account, Err: err}
 		}
@@ -107,9 +115,10 @@ func (c *loginCmd) Run(e *env) error {
 		}
 		rec.Identity = signedIn
 	}
-	if err := a.mgr.Save(e.ctx, rec); err != nil {
+	if err := a.mgr.Save(ctx, rec); err != nil {
 		return storeError(err)
 	}
+	end()
 	who := a.r.Email
 	if rec.Identity != "" {
 		who = rec.Identity

@@ -155,6 +155,34 @@ func TestLifecycle(t *testing.T) {
 		grantAlive(t, ctx, s, m, acct)
 	})
 
+	// mailkey login --import refreshes the imported token, which rotates it: a signal while
+	// that request is out must not lose the new one.
+	t.Run("login --import gets SIGINT", func(t *testing.T) {
+		tok, err := s.AuthCodeToken(ctx, e2e.Alice, e2e.AlicePassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Leaks.Secret("refresh token", tok.RefreshToken)
+		m.Leaks.Secret("access token", tok.AccessToken)
+		hold(t)
+		p := m.start(ctx, "login", acct, "--import")
+		if _, err := p.stdin.Write([]byte(tok.RefreshToken + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		mailkeytest.WaitRefreshes(t, ctx, s, 1)
+		if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		p.waitLine(ctx, "that it waits for the provider", func(l string) bool {
+			return strings.Contains(l, "waiting for the provider to answer the token refresh of "+acct)
+		})
+		release(t)
+		if r := p.wait(); r.Code != 0 || !strings.Contains(r.Stderr, "logged in: account "+acct) {
+			t.Fatalf("login --import interrupted mid-refresh: %s", r)
+		}
+		grantAlive(t, ctx, s, m, acct)
+	})
+
 	// A second signal forces the exit, and mailkey says what that risks.
 	t.Run("second signal forces the exit", func(t *testing.T) {
 		m.EditRecord(ctx, acct, mailkeytest.Expired)
