@@ -234,3 +234,80 @@ func sleepUntil(ctx context.Context, t *testing.T, when time.Time) {
 		t.Fatal(ctx.Err())
 	}
 }
+
+// damageRecord flips a byte of the account's record file, as a bad disk would.
+func damageRecord(t *testing.T, m *mk, name string) {
+	t.Helper()
+	p := filepath.Join(m.State, "tokens", name+".age")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-5] ^= 0xff
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedRecord pins the hint that destroyed grants: for an unreadable record it said to
+// copy the backup over it, but after a rotation the backup holds a replaced refresh token,
+// and the provider revokes the grant when it sees one. The backup is offered only when its
+// refresh token is still the live one, and then restoring it keeps the grant.
+func TestDamagedRecord(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t, e2e.WithAccessTokenTTL(3*time.Second))
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("refresh token", 1)
+	const acct = "work"
+	m := newMailkey(t, leaks, "1s")
+	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+
+	t.Run("backup spent by a rotation", func(t *testing.T) {
+		waitExpiry(t, ctx, m, acct)
+		m.Token(ctx, acct) // a refresh: the provider rotates, the backup's token is spent
+		damageRecord(t, m, acct)
+		for _, args := range [][]string{{"token", acct}, {"login", acct, "--from-backup"}} {
+			r := m.Run(ctx, "", args...)
+			if r.Code == 0 || !strings.Contains(r.Stderr, "mailkey: hint: ") || !strings.Contains(r.Stderr, "mailkey login "+acct) ||
+				strings.Contains(r.Stderr, "--from-backup") || strings.Contains(r.Stderr, "cp ") {
+				t.Errorf("mailkey %s with a damaged record and a spent backup: %s", strings.Join(args, " "), r)
+			}
+		}
+		if st := m.status(ctx, acct); st.State != "unreadable" {
+			t.Errorf("status: %+v", st)
+		}
+		// A login replaces the damaged record and keeps the file.
+		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+		if aside, _ := filepath.Glob(filepath.Join(m.State, "tokens", acct+".age.corrupt-*")); len(aside) != 1 {
+			t.Errorf("the damaged record was not kept: %v", aside)
+		}
+		imapOK(t, ctx, s, m.Token(ctx, acct))
+	})
+
+	// A write that does not rotate (marking the account as needing a login after an
+	// invalid_grant the stack made up) leaves a backup with the live refresh token.
+	t.Run("backup holds the live refresh token", func(t *testing.T) {
+		waitExpiry(t, ctx, m, acct)
+		m.Token(ctx, acct)
+		waitExpiry(t, ctx, m, acct)
+		if err := s.FailTokenEndpointWith(1, 400, "invalid_grant"); err != nil {
+			t.Fatal(err)
+		}
+		if r := m.Run(ctx, "", "token", acct); r.Code == 0 {
+			t.Fatalf("token with a refused refresh: %s", r)
+		}
+		damageRecord(t, m, acct)
+		r := m.Run(ctx, "", "token", acct)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "mailkey login "+acct+" --from-backup") || strings.Contains(r.Stderr, "cp ") {
+			t.Fatalf("token with a damaged record and a good backup: %s", r)
+		}
+		m.Must(ctx, "", "login", acct, "--from-backup")
+		// The restored refresh token is the live one: the provider refreshes it.
+		imapOK(t, ctx, s, m.Token(ctx, acct))
+		if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh {
+			t.Errorf("status after the restore: %+v", st)
+		}
+	})
+}
