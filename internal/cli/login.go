@@ -159,11 +159,10 @@ func (c *loginCmd) restore(e *env) error {
 		return err
 	}
 	if rec, err := a.st.Get(e.ctx, c.Account); err == nil {
-		when := rec.Updated
 		if !rec.Recovered.IsZero() {
 			e.notef("account %s: the record was recovered from an interrupted write at %s", c.Account, rec.Recovered.Local().Format(time.DateTime))
 		}
-		e.notef("the record of account %s (written %s) reads fine; the backup was not used", c.Account, when.Local().Format(time.DateTime))
+		e.notef("the record of account %s (written %s) reads fine; the backup was not used", c.Account, rec.Updated.Local().Format(time.DateTime))
 		return nil
 	}
 	rec, err := a.st.Recover(e.ctx, c.Account)
@@ -177,7 +176,7 @@ func (c *loginCmd) restore(e *env) error {
 	case err != nil:
 		return storeError(err)
 	}
-	e.notef("account %s restored from its backup (written %s); the unreadable file was kept", c.Account, rec.Updated.Local().Format(time.DateTime))
+	e.notef("account %s restored from its backup (written %s); an unreadable record is kept, moved aside", c.Account, rec.Updated.Local().Format(time.DateTime))
 	return nil
 }
 

@@ -75,11 +75,6 @@ func TestKilledRefresh(t *testing.T) {
 			}
 		}
 		<-done
-		stats, err := s.TokenStats(false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rotated := stats["refresh_token.success"] > 0
 
 		// What the kill left, read with a copy of the key (not by mailkey).
 		var newest *store.Record
@@ -120,8 +115,16 @@ func TestKilledRefresh(t *testing.T) {
 			m.Leaks.Secret("access token", strings.TrimSpace(r.Stdout))
 			continue
 		}
-		// The grant may be lost only when the provider rotated the refresh token and the
-		// store holds no record written after the kill's refresh began.
+		// The grant may be lost only when the provider rotated the refresh token for the
+		// killed process and the store holds no record written after its refresh began.
+		// Read now, the count cannot miss a request the provider was still handling when
+		// the process died; this mailkey token's own refresh failed, so every success
+		// counted is the killed one's.
+		stats, err := s.TokenStats(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rotated := stats["refresh_token.success"] > 0
 		if !rotated || !after.Updated.Equal(before.Updated) || !strings.Contains(r.Stderr, "mailkey login "+acct) {
 			t.Fatalf("kill %d: mailkey token failed (rotated at the provider: %v, record rewritten: %v):\n%s",
 				i, rotated, !after.Updated.Equal(before.Updated), r)
