@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // Options adjusts WriteFileWith.
@@ -85,11 +86,49 @@ func SyncDir(dir string) error {
 	return err
 }
 
+// tempMarker sits between the dot-prefixed base name and the random suffix
+// of a temp file: .BASE.tmp-SUFFIX.
+const tempMarker = ".tmp-"
+
+// maxSuffix bounds the random part of a temp file's name: os.CreateTemp
+// writes up to 10 digits, older releases of this program 12 letters.
+const maxSuffix = 32
+
+// IsTemp reports whether name (a file name, not a path) is a temp file that
+// WriteFile, WriteFileWith or CreateFile made for a file called base in the
+// same folder: ".BASE.tmp-SUFFIX", the suffix letters and digits. A writer
+// killed before its rename leaves such a file behind; IsTemp lets the owner
+// of base find it. The suffix never holds a dot, so the temp files of
+// "a" are never taken for those of "a.tmp-1".
+func IsTemp(name, base string) bool {
+	rest, ok := strings.CutPrefix(name, "."+base+tempMarker)
+	if !ok || rest == "" || len(rest) > maxSuffix {
+		return false
+	}
+	for _, c := range []byte(rest) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// TempBase returns the base name a temp file was made for, and whether
+// name is a temp file at all (see IsTemp).
+func TempBase(name string) (string, bool) {
+	i := strings.LastIndex(name, tempMarker)
+	if i < 2 || name[0] != '.' {
+		return "", false
+	}
+	base := name[1:i]
+	return base, IsTemp(name, base)
+}
+
 // writeTemp writes data to a new temp file in dir with mode perm and syncs
-// it. The name starts with a dot and base, so a folder listing never takes
-// it for the real file. On error nothing is left behind.
+// it. The name starts with a dot and base (see IsTemp), so a folder listing
+// never takes it for the real file. On error nothing is left behind.
 func writeTemp(dir, base string, data []byte, perm fs.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*") // O_EXCL, 0600
+	f, err := os.CreateTemp(dir, "."+base+tempMarker+"*") // O_EXCL, 0600
 	if err != nil {
 		return "", err
 	}

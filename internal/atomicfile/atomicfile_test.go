@@ -161,3 +161,51 @@ func TestSyncDirMissing(t *testing.T) {
 		t.Errorf("SyncDir of a missing folder: %v, want fs.ErrNotExist", err)
 	}
 }
+
+// The temp file an interrupted write leaves is found by IsTemp for its own
+// base name only, never for a longer or shorter name that shares a prefix.
+func TestIsTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.age")
+	var temp string
+	err := WriteFileWith(path, []byte("x"), 0o600, Options{BeforeRename: func() error {
+		for _, n := range names(t, dir) {
+			if n != "a.age" {
+				temp = n
+			}
+		}
+		return errors.New("stop before the rename")
+	}})
+	if err == nil || temp == "" {
+		t.Fatalf("no temp file seen (%v)", err)
+	}
+	if !IsTemp(temp, "a.age") {
+		t.Errorf("IsTemp(%q, a.age) = false", temp)
+	}
+	if base, ok := TempBase(temp); !ok || base != "a.age" {
+		t.Errorf("TempBase(%q) = %q, %v", temp, base, ok)
+	}
+	for _, c := range []struct {
+		name, base string
+		want       bool
+	}{
+		{".a.age.tmp-123456789", "a.age", true},
+		{".a.age.bak.tmp-ABCDEFGH2345", "a.age.bak", true},
+		{".a.age.bak.tmp-ABCDEFGH2345", "a.age", false},
+		{".a.age.tmp-1.age.tmp-99", "a.age", false},
+		{".a.age.tmp-1.age.tmp-99", "a.age.tmp-1.age", true},
+		{".a.age.tmp-", "a.age", false},
+		{"a.age.tmp-1", "a.age", false},
+		{".a.age.tmp-1/2", "a.age", false},
+		{".a.age.tmp-" + strings.Repeat("1", 33), "a.age", false},
+	} {
+		if got := IsTemp(c.name, c.base); got != c.want {
+			t.Errorf("IsTemp(%q, %q) = %v, want %v", c.name, c.base, got, c.want)
+		}
+	}
+	for _, n := range []string{"a.age", ".tmp-1", "x.tmp-1", "..tmp-1"} {
+		if _, ok := TempBase(n); ok {
+			t.Errorf("TempBase(%q) says it is a temp file", n)
+		}
+	}
+}

@@ -65,8 +65,54 @@ issued to, MECHANISMS what the server offered, CODE the server's reply code and 
 			fmt.Fprintf(&b, "**Fix:** %s\n", mdText(placeholders.Replace(r.Fix)))
 		}
 	}
+	b.WriteString(storeSection)
 	return b.Bytes()
 }
+
+// storeSection is about the token store rather than a diagnosis of mailkey
+// test: what an unreadable or recovered record means.
+const storeSection = `
+## The token store
+
+### A record cannot be read
+
+` + "`mailkey token`" + `, ` + "`mailkey status`" + ` and the others say that the stored tokens of an
+account cannot be read from ` + "`tokens/ACCOUNT.age`" + ` (damaged, or encrypted with another key), and
+what the backup ` + "`tokens/ACCOUNT.age.bak`" + ` is good for:
+
+- **The backup holds the same refresh token**: the last write did not rotate it, so restoring
+  the backup spends nothing. **Fix:** mailkey login ACCOUNT --from-backup (the provider is not
+  asked; the unreadable file is moved aside and kept).
+- **The backup's refresh token is spent**, or the backup does not say: a rotation replaced it,
+  and providers that rotate refresh tokens revoke the whole grant when a replaced one is used.
+  **Fix:** mailkey login ACCOUNT. Do not copy the backup over the record.
+- **No backup**: **Fix:** mailkey login ACCOUNT.
+
+` + "`mailkey login`" + ` replaces an unreadable record and keeps the file as
+` + "`tokens/ACCOUNT.age.corrupt-TIMESTAMP`" + `; nothing is deleted.
+
+### A record was recovered from an interrupted write
+
+` + "`mailkey status`" + ` shows ` + "`recovered: from an interrupted write (of TIME) at TIME`" + `.
+
+**Cause:** a mailkey process was killed, or the machine stopped, while it wrote the account's
+tokens, after the new record was complete but before it took the old one's place; the next
+command put it in place. Nothing is lost, and the mark goes away at the next refresh.
+
+**Fix:** none needed. If it happens often, look for what kills mailkey (a mail client's timeout
+that kills its credential helper, an out-of-memory killer).
+
+### A refresh was killed before its answer was stored
+
+` + "`mailkey token`" + ` says the account needs a new login (` + "`invalid_grant`" + `) after a mailkey process
+was killed during a refresh.
+
+**Cause:** the provider rotated the refresh token and answered, but the process died before
+the answer reached the disk; the refresh token kept is the replaced one, and its use made the
+provider revoke the grant. SIGKILL and power loss leave a program no chance to finish.
+
+**Fix:** mailkey login ACCOUNT
+`
 
 // mdText escapes what Markdown would take for markup in plain prose.
 func mdText(s string) string {

@@ -96,16 +96,27 @@ func storeError(err error) error {
 	case errors.As(err, &pe):
 		// The message already carries the chmod to run.
 		return &Error{Msg: err.Error(), Err: err}
-	case errors.As(err, &ce) && ce.Backup != "":
-		return &Error{Msg: err.Error(), Err: err,
-			Hint: fmt.Sprintf("restore the last good copy: cp %s %s\nor move the file aside and log in again: mailkey login %s", ce.Backup, ce.Path, ce.Account)}
 	case errors.As(err, &ce):
-		return &Error{Msg: err.Error(), Err: err,
-			Hint: fmt.Sprintf("move the file aside and log in again: mv %s %s.bad && mailkey login %s", ce.Path, ce.Path, ce.Account)}
+		return &Error{Msg: err.Error(), Err: err, Hint: corruptHint(ce)}
 	case errors.Is(err, store.ErrLocked):
 		return &Error{Msg: err.Error(), Hint: lockedHint(err), Err: err}
 	}
 	return err
+}
+
+// corruptHint says how to get an account with an unreadable record going
+// again. It never suggests a backup that a rotation may have spent: using a
+// replaced refresh token makes providers with reuse detection revoke the
+// grant. Both commands keep the unreadable file, moved aside.
+func corruptHint(ce *store.CorruptError) string {
+	login := "mailkey login " + ce.Account
+	switch {
+	case ce.Backup != "":
+		return "restore the backup, which holds the same refresh token (the unreadable file is kept): " + login + " --from-backup\nor log in again: " + login
+	case ce.SpentBackup != "":
+		return "log in again (the unreadable file is kept): " + login + "; do not restore the backup: its refresh token is spent"
+	}
+	return "log in again (the unreadable file is kept): " + login
 }
 
 // lockedHint says how to unlock a store by what protects it; the error

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +19,15 @@ type loginCmd struct {
 	Device  bool          `help:"Use the device code flow: approve on another device." xor:"mode"`
 	Paste   bool          `help:"No browser here: open the URL elsewhere and paste the redirect back." xor:"mode"`
 	Import  bool          `help:"Read a refresh token minted elsewhere from standard input." xor:"mode"`
+	Backup  bool          `name:"from-backup" help:"Restore an unreadable record from its backup, when the backup holds the same refresh token; asks the provider nothing." xor:"mode"`
 	NoQR    bool          `name:"no-qr" help:"With --device, do not draw a QR code."`
 	Timeout time.Duration `help:"How long to wait for the browser or device approval." default:"5m"`
 }
 
 func (c *loginCmd) Run(e *env) error {
+	if c.Backup {
+		return c.restore(e)
+	}
 	a, err := e.openAccount(c.Account)
 	if err != nil {
 		return err
@@ -32,6 +37,9 @@ func (c *loginCmd) Run(e *env) error {
 			return errorf("mailkey token "+c.Account, "account %s uses the %s flow: nobody logs in, so --device, --paste and --import do not apply", c.Account, a.r.Flow)
 		}
 		// Nothing to authorize: prove the credentials work by minting a token.
+		if err := c.setAside(e.ctx, e, a.st); err != nil {
+			return err
+		}
 		if _, err := a.st.Get(e.ctx, c.Account); err == nil {
 			if err := a.st.Delete(e.ctx, c.Account); err != nil {
 				return storeError(err)
@@ -115,6 +123,9 @@ func (c *loginCmd) Run(e *env) error {
 		}
 		rec.Identity = signedIn
 	}
+	if err := c.setAside(ctx, e, a.st); err != nil {
+		return err
+	}
 	if err := a.mgr.Save(ctx, rec); err != nil {
 		return storeError(err)
 	}
@@ -130,6 +141,52 @@ func (c *loginCmd) Run(e *env) error {
 	if w := refreshWarning(rec); w != "" {
 		e.warnf("%s", w)
 	}
+	return nil
+}
+
+// setAside moves an unreadable record out of the way of the new login's,
+// keeping the file, so that a login is the way out of a damaged record.
+func (c *loginCmd) setAside(ctx context.Context, e *env, st *store.FileStore) error {
+	_, err := st.Get(ctx, c.Account)
+	var ce *store.CorruptError
+	if !errors.As(err, &ce) {
+		return nil
+	}
+	aside, err := st.Quarantine(ctx, c.Account)
+	if err != nil {
+		return storeError(err)
+	}
+	e.notef("the unreadable record of account %s was moved aside to %s", c.Account, aside)
+	return nil
+}
+
+// restore is login --from-backup: the backup replaces an unreadable (or
+// missing) record only when it holds the refresh token that record last
+// held, so restoring it spends no token the provider has replaced.
+func (c *loginCmd) restore(e *env) error {
+	a, err := e.openAccountDeferred(c.Account)
+	if err != nil {
+		return err
+	}
+	if rec, err := a.st.Get(e.ctx, c.Account); err == nil {
+		if !rec.Recovered.IsZero() {
+			e.notef("account %s: the record was recovered from an interrupted write at %s", c.Account, rec.Recovered.Local().Format(time.DateTime))
+		}
+		e.notef("the record of account %s (written %s) reads fine; the backup was not used", c.Account, rec.Updated.Local().Format(time.DateTime))
+		return nil
+	}
+	rec, err := a.st.Recover(e.ctx, c.Account)
+	var ce *store.CorruptError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Msg: fmt.Sprintf("account %s has no record and no backup that holds its last refresh token", c.Account),
+			Hint: "mailkey login " + c.Account, Err: err}
+	case errors.As(err, &ce):
+		return &Error{Msg: err.Error(), Hint: "log in again (the unreadable file is kept): mailkey login " + c.Account, Err: err}
+	case err != nil:
+		return storeError(err)
+	}
+	e.notef("account %s restored from its backup (written %s); an unreadable record is kept, moved aside", c.Account, rec.Updated.Local().Format(time.DateTime))
 	return nil
 }
 

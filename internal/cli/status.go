@@ -35,6 +35,12 @@ type accountStatus struct {
 	Scopes      []string  `json:"scopes,omitempty"`
 	Identity    string    `json:"identity,omitempty"`
 	Warnings    []string  `json:"warnings,omitempty"`
+	// Recovered is when the store adopted the record from a write that was
+	// interrupted (until the next write); Written is when that write began.
+	Recovered time.Time `json:"recovered,omitzero"`
+	Written   time.Time `json:"written,omitzero"`
+	// Hint is the next step for an unreadable record.
+	Hint string `json:"hint,omitempty"`
 }
 
 func (c *statusCmd) Run(e *env) error {
@@ -88,6 +94,13 @@ func (c *statusCmd) Run(e *env) error {
 		if s.Identity != "" {
 			fmt.Fprintf(e.stdout, "  signed in as: %s\n", s.Identity)
 		}
+		if !s.Recovered.IsZero() {
+			fmt.Fprintf(e.stdout, "  recovered:    from an interrupted write (of %s) at %s\n",
+				s.Written.Local().Format(time.DateTime), s.Recovered.Local().Format(time.DateTime))
+		}
+		if s.Hint != "" {
+			fmt.Fprintf(e.stdout, "  next step:    %s\n", strings.ReplaceAll(s.Hint, "\n", "\n                "))
+		}
 		for _, w := range s.Warnings {
 			fmt.Fprintf(e.stdout, "  warning:      %s\n", w)
 		}
@@ -139,7 +152,15 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 	case err != nil:
 		s.State = "unreadable"
 		s.Detail = err.Error()
+		var ce *store.CorruptError
+		if errors.As(err, &ce) {
+			s.Hint = corruptHint(ce)
+		}
 		return s
+	}
+	s.Recovered = rec.Recovered
+	if !rec.Recovered.IsZero() {
+		s.Written = rec.Updated
 	}
 	s.LastRefresh = rec.LastRefresh
 	s.HasRefresh = rec.RefreshToken != ""

@@ -53,11 +53,22 @@ func (e *LockedError) Unwrap() error { return e.Err }
 // CorruptError reports a record file that exists but cannot be decrypted or
 // decoded. The store never overwrites such a file silently: see
 // FileStore.Recover, FileStore.Quarantine and PutOptions.Replace.
+//
+// At most one of Backup and SpentBackup is set. Providers that rotate
+// refresh tokens revoke the whole grant when a replaced one comes back, so
+// a backup is offered for restoring only when it provably holds the refresh
+// token the unreadable record last held.
 type CorruptError struct {
 	Account string
 	Path    string
-	// Backup is the last good copy of the record, "" when there is none.
+	// Backup is the backup file when it can be read and holds the same
+	// refresh token as the unreadable record: restoring it (FileStore.Recover)
+	// spends nothing. "" otherwise.
 	Backup string
+	// SpentBackup is the backup file when it can be read but a rotation may
+	// have replaced its refresh token since (or the backup does not say
+	// which token replaced it): it must not be restored. "" otherwise.
+	SpentBackup string
 	// Err says what is wrong; it never holds file contents.
 	Err error
 }
@@ -65,9 +76,12 @@ type CorruptError struct {
 func (e *CorruptError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "stored tokens for account %q cannot be read from %s: %v", e.Account, e.Path, e.Err)
-	if e.Backup != "" {
-		fmt.Fprintf(&b, "; the last good copy is at %s", e.Backup)
-	} else {
+	switch {
+	case e.Backup != "":
+		fmt.Fprintf(&b, "; the backup at %s holds the same refresh token and can be restored", e.Backup)
+	case e.SpentBackup != "":
+		fmt.Fprintf(&b, "; the backup at %s holds an older refresh token that a rotation has replaced, or may have: using it would make the provider revoke the grant", e.SpentBackup)
+	default:
 		b.WriteString("; no earlier good copy exists")
 	}
 	return b.String()

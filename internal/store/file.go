@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +30,13 @@ import (
 //	DIR/key.txt               the age identity, when protected by a key file
 //	DIR/key.age               the age identity encrypted with the passphrase
 //	DIR/tokens/NAME.age       the record of account NAME
-//	DIR/tokens/NAME.age.bak   the record NAME had before the last Put
+//	DIR/tokens/NAME.age.bak   the record NAME had before the last Put, with a
+//	                          digest of the refresh token that replaced it
 //	DIR/tokens/NAME.age.corrupt-TIMESTAMP   an unreadable record, moved aside
 //	DIR/tokens/NAME.lock      the account's cross-process lock
+//	DIR/tokens/.NAME.age.tmp-*       a record being written, or left by a write
+//	DIR/tokens/.NAME.age.bak.tmp-*   that was interrupted (see recover.go)
+//	DIR/tokens/.write.lock    taken while a record file is written or recovered
 //	DIR/tokens/.open.lock     taken while a new store makes its key
 //
 // Records live in their own folder so that no account name can collide
@@ -42,6 +48,7 @@ const (
 	lockExt       = ".lock"
 	corruptMarker = ".corrupt-"
 	corruptTime   = "20060102T150405Z"
+	writeLockFile = ".write.lock"
 )
 
 var corruptSuffix = regexp.MustCompile(`^\.age\.corrupt-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$`)
@@ -78,7 +85,8 @@ type PutOptions struct {
 //
 // Put and Delete do not take the account lock (callers doing a
 // read-modify-write hold Lock around it), but each write is atomic on its
-// own.
+// own, and every change to the files of the tokens folder happens under the
+// store's write lock (see lockWrites).
 type FileStore struct {
 	dir        string
 	tokens     string
@@ -86,7 +94,7 @@ type FileStore struct {
 	identity   *age.X25519Identity
 	recipient  *age.X25519Recipient
 	locks      localLocks
-	writeMu    sync.Mutex // orders the backup and rename steps of one process's writes
+	writeMu    sync.Mutex // queues this process's goroutines for the write lock
 }
 
 var _ Store = (*FileStore)(nil)
@@ -175,13 +183,21 @@ func (s *FileStore) recordPath(account string) string {
 }
 
 // Get returns the account's record. A missing record wraps ErrNotFound; a
-// record file that cannot be decrypted or decoded is a *CorruptError, whose
-// Backup names the last good copy when there is one.
+// record file that cannot be decrypted or decoded is a *CorruptError, which
+// says whether its backup can be restored.
+//
+// Get first finishes what an interrupted write of the account left behind
+// (see recoverLocked): a complete temporary record newer than the current
+// one takes its place, and other leftovers are removed. That waits for the
+// store's write lock only when such files exist.
 func (s *FileStore) Get(ctx context.Context, account string) (*Record, error) {
 	if err := ValidateAccount(account); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.recoverIfLeft(ctx, account); err != nil {
 		return nil, err
 	}
 	rec, err := s.read(account, s.recordPath(account))
@@ -190,7 +206,7 @@ func (s *FileStore) Get(ctx context.Context, account string) (*Record, error) {
 	}
 	var ce *CorruptError
 	if errors.As(err, &ce) {
-		ce.Backup = s.goodBackup(account)
+		s.describeBackup(ce)
 	}
 	return rec, err
 }
@@ -227,13 +243,33 @@ func (s *FileStore) read(account, path string) (*Record, error) {
 	return rec, nil
 }
 
-// goodBackup returns the path of account's backup when it can be read.
-func (s *FileStore) goodBackup(account string) string {
-	p := s.recordPath(account) + backupExt
-	if _, err := s.read(account, p); err != nil {
-		return ""
+// describeBackup fills in ce.Backup or ce.SpentBackup from the account's
+// backup file, when it can be read.
+func (s *FileStore) describeBackup(ce *CorruptError) {
+	p := s.recordPath(ce.Account) + backupExt
+	b, err := s.read(ce.Account, p)
+	switch {
+	case err != nil:
+	case restorable(b):
+		ce.Backup = p
+	default:
+		ce.SpentBackup = p
 	}
-	return p
+}
+
+// restorable reports whether backup b holds the refresh token of the record
+// that replaced it, so that restoring it spends no refresh token a rotation
+// has replaced. A backup that does not say (written before SupersededBy
+// existed) is not restorable.
+func restorable(b *Record) bool {
+	return b.SupersededBy != "" && b.SupersededBy == refreshDigest(b.RefreshToken)
+}
+
+// refreshDigest names a refresh token without holding it: a truncated
+// SHA-256, never empty (an absent token has a digest too).
+func refreshDigest(rt string) string {
+	sum := sha256.Sum256([]byte(rt))
+	return "sha256:" + hex.EncodeToString(sum[:16])
 }
 
 // Put writes rec atomically. A record that cannot be read is not written
@@ -244,9 +280,12 @@ func (s *FileStore) Put(ctx context.Context, rec *Record) error {
 
 // PutWithOptions writes rec atomically: the record is encrypted to a temp
 // file in the same folder, synced, and renamed over the old one, which is
-// kept first as NAME.age.bak. Readers see the old record or the new one.
-// Over a record that cannot be read it fails with a *CorruptError unless
-// opts.Replace is set, in which case the unreadable file is moved aside.
+// kept first as NAME.age.bak (noting which refresh token replaced it).
+// Readers see the old record or the new one. Over a record that cannot be
+// read it fails with a *CorruptError unless opts.Replace is set, in which
+// case the unreadable file is moved aside. Leftovers of an interrupted
+// write are recovered first. rec.Recovered and rec.SupersededBy are not
+// stored: a write clears them.
 func (s *FileStore) PutWithOptions(ctx context.Context, rec *Record, opts *PutOptions) error {
 	if rec == nil {
 		return errors.New("put: nil record")
@@ -257,77 +296,96 @@ func (s *FileStore) PutWithOptions(ctx context.Context, rec *Record, opts *PutOp
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	replace := opts != nil && opts.Replace
+	next := *rec
+	next.Recovered, next.SupersededBy = time.Time{}, ""
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return fmt.Errorf("put %q: %w", rec.Account, err)
+	}
+	defer unlock()
+	if err := s.recoverLocked(rec.Account); err != nil {
+		return err
+	}
+	return s.installLocked(&next, opts != nil && opts.Replace)
+}
+
+// encrypt encodes and encrypts rec to the store's key.
+func (s *FileStore) encrypt(rec *Record) ([]byte, error) {
 	plain, err := encodeRecord(rec)
 	if err != nil {
-		return fmt.Errorf("put %q: encode record: %w", rec.Account, err)
+		return nil, fmt.Errorf("put %q: encode record: %w", rec.Account, err)
 	}
 	var buf bytes.Buffer
 	w, err := age.Encrypt(&buf, s.recipient)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := w.Write(plain); err != nil {
-		return err
+		return nil, err
 	}
 	if err := w.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	return s.install(rec.Account, buf.Bytes(), replace)
+	return buf.Bytes(), nil
 }
 
-// install puts ciphertext in place as account's record, keeping the
-// current record as the backup when it is good.
-func (s *FileStore) install(account string, ciphertext []byte, replace bool) error {
+// installLocked puts rec in place as its account's record; the write lock
+// is held. The record it replaces, when good (else the backup there is),
+// becomes the backup, re-encrypted with SupersededBy naming rec's refresh
+// token, so that a later unreadable record can tell whether its backup is
+// safe to restore. With replace, an unreadable record is moved aside.
+func (s *FileStore) installLocked(rec *Record, replace bool) error {
+	account := rec.Account
 	path := s.recordPath(account)
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-
-	_, err := s.read(account, path)
-	current := err == nil
+	cur, err := s.read(account, path)
 	var ce *CorruptError
 	switch {
 	case err == nil, errors.Is(err, fs.ErrNotExist):
 	case errors.As(err, &ce) && replace:
 	case errors.As(err, &ce):
-		ce.Backup = s.goodBackup(account)
+		s.describeBackup(ce)
 		return err
 	default:
 		return err
 	}
+	keep := cur
+	if keep == nil {
+		if b, err := s.read(account, path+backupExt); err == nil {
+			keep = b
+		}
+	}
+	ciphertext, err := s.encrypt(rec)
+	if err != nil {
+		return err
+	}
+	var backup []byte
+	if keep != nil {
+		k := *keep
+		k.Recovered, k.SupersededBy = time.Time{}, refreshDigest(rec.RefreshToken)
+		if backup, err = s.encrypt(&k); err != nil {
+			return err
+		}
+	}
 
-	// The old record gets its second name (or is moved aside) only once
-	// the new one is safely on disk.
+	// The backup is replaced (and an unreadable record moved aside) only
+	// once the new record is safely on disk.
 	return atomicfile.WriteFileWith(path, ciphertext, 0o600, atomicfile.Options{BeforeRename: func() error {
 		if beforeRename != nil {
 			if err := beforeRename(); err != nil {
 				return err
 			}
 		}
-		switch {
-		case current:
-			return s.keepBackup(path)
-		case ce != nil:
+		if backup != nil {
+			if err := atomicfile.WriteFile(path+backupExt, backup, 0o600); err != nil {
+				return err
+			}
+		}
+		if ce != nil {
 			_, err := s.moveAside(path)
 			return err
 		}
 		return nil
 	}})
-}
-
-// keepBackup makes NAME.age.bak a second name of the current NAME.age: a
-// hard link under a temp name, renamed over the old backup, so the backup
-// is always a whole file.
-func (s *FileStore) keepBackup(path string) error {
-	tmp := filepath.Join(s.tokens, "."+filepath.Base(path)+backupExt+".tmp-"+randomSuffix())
-	if err := os.Link(path, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path+backupExt); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // moveAside renames path to PATH.corrupt-TIMESTAMP without replacing an
@@ -363,8 +421,11 @@ func (s *FileStore) Quarantine(ctx context.Context, account string) (string, err
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	path := s.recordPath(account)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("account %q: %w", account, ErrNotFound)
@@ -372,11 +433,14 @@ func (s *FileStore) Quarantine(ctx context.Context, account string) (string, err
 	return s.moveAside(path)
 }
 
-// Recover restores the account's record from its last good copy when the
-// current file is unreadable or missing; the unreadable file is moved aside
-// to NAME.age.corrupt-TIMESTAMP. When the current record reads fine it is
-// returned untouched: rolling back would lose a rotated refresh token.
-// Without a good copy the *CorruptError (or ErrNotFound) stands.
+// Recover makes the account's record readable again without asking the
+// provider. It adopts what an interrupted write left, as Get does; then,
+// when the record is unreadable or missing, it restores the backup if the
+// backup holds the refresh token the lost record last held (restoring it
+// spends nothing), moving an unreadable file aside to
+// NAME.age.corrupt-TIMESTAMP. A backup older than the last rotation is
+// never restored: the *CorruptError (with SpentBackup) or ErrNotFound
+// stands. A record that reads fine is returned untouched.
 func (s *FileStore) Recover(ctx context.Context, account string) (*Record, error) {
 	if err := ValidateAccount(account); err != nil {
 		return nil, err
@@ -384,46 +448,45 @@ func (s *FileStore) Recover(ctx context.Context, account string) (*Record, error
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.recoverLocked(account); err != nil {
+		return nil, err
+	}
 	path := s.recordPath(account)
 	rec, err := s.read(account, path)
 	if err == nil {
 		return rec, nil
 	}
-	var ce *CorruptError
-	if !errors.As(err, &ce) && !errors.Is(err, fs.ErrNotExist) {
+	ce := &CorruptError{Account: account, Path: path}
+	missing := errors.Is(err, fs.ErrNotExist)
+	if !missing && !errors.As(err, &ce) {
 		return nil, err
 	}
-	bak := path + backupExt
-	good, berr := s.read(account, bak)
-	if berr != nil {
-		if ce != nil {
-			return nil, ce
+	s.describeBackup(ce)
+	if ce.Backup == "" {
+		if missing {
+			return nil, fmt.Errorf("account %q: %w", account, ErrNotFound)
 		}
-		return nil, fmt.Errorf("account %q: %w", account, ErrNotFound)
+		return nil, ce
 	}
-	// Copy rather than link: the backup stays a file of its own.
-	ciphertext, _, err := secperm.ReadFile(bak, maxRecordSize)
+	good, err := s.read(account, ce.Backup)
 	if err != nil {
 		return nil, err
 	}
-	err = atomicfile.WriteFileWith(path, ciphertext, 0o600, atomicfile.Options{BeforeRename: func() error {
-		if ce != nil {
-			_, err := s.moveAside(path)
-			return err
-		}
-		return nil
-	}})
-	if err != nil {
+	good.SupersededBy = ""
+	if err := s.installLocked(good, true); err != nil {
 		return nil, err
 	}
 	return good, nil
 }
 
-// Delete forgets the account: its record, its backup and any unreadable
-// copies moved aside. The lock file stays (see flock.Lock). Deleting a missing
-// record is not an error.
+// Delete forgets the account: its record, its backup, any unreadable
+// copies moved aside and any leftovers of interrupted writes. The lock file
+// stays (see flock.Lock). Deleting a missing record is not an error.
 func (s *FileStore) Delete(ctx context.Context, account string) error {
 	if err := ValidateAccount(account); err != nil {
 		return err
@@ -431,8 +494,11 @@ func (s *FileStore) Delete(ctx context.Context, account string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	path := s.recordPath(account)
 	victims := []string{path, path + backupExt}
 	entries, err := os.ReadDir(s.tokens)
@@ -440,8 +506,9 @@ func (s *FileStore) Delete(ctx context.Context, account string) error {
 		return err
 	}
 	for _, e := range entries {
-		if rest, ok := strings.CutPrefix(e.Name(), account); ok && corruptSuffix.MatchString(rest) {
-			victims = append(victims, filepath.Join(s.tokens, e.Name()))
+		n := e.Name()
+		if rest, ok := strings.CutPrefix(n, account); ok && corruptSuffix.MatchString(rest) || isLeftover(n, account) {
+			victims = append(victims, filepath.Join(s.tokens, n))
 		}
 	}
 	// The record first: once it is gone the account is forgotten even if
@@ -455,7 +522,8 @@ func (s *FileStore) Delete(ctx context.Context, account string) error {
 }
 
 // List returns the accounts that have a record file (readable or not),
-// sorted.
+// sorted. It first recovers what interrupted writes left, for every
+// account, so an account whose first write was interrupted is listed.
 func (s *FileStore) List(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -463,6 +531,14 @@ func (s *FileStore) List(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(s.tokens)
 	if err != nil {
 		return nil, err
+	}
+	if left := leftoverAccounts(entries); len(left) > 0 {
+		if err := s.recoverAll(ctx, left); err != nil {
+			return nil, err
+		}
+		if entries, err = os.ReadDir(s.tokens); err != nil {
+			return nil, err
+		}
 	}
 	var names []string
 	for _, e := range entries {
@@ -511,4 +587,23 @@ func (s *FileStore) Lock(ctx context.Context, account string) (func(), error) {
 		unlockFile()
 		release()
 	}), nil
+}
+
+// lockWrites takes the store's write lock: writeMu among this process's
+// goroutines, then an advisory lock on tokens/.write.lock across processes.
+// Every write of a record, backup or temp file happens under it, and it is
+// held only around local file I/O, never the network. So while it is held
+// no writer is halfway through a temp file: any temp file there is left by
+// a write that was interrupted.
+func (s *FileStore) lockWrites(ctx context.Context) (func(), error) {
+	s.writeMu.Lock()
+	unlock, err := flock.Lock(ctx, filepath.Join(s.tokens, writeLockFile))
+	if err != nil {
+		s.writeMu.Unlock()
+		return nil, fmt.Errorf("take the token store's write lock: %w", err)
+	}
+	return func() {
+		unlock()
+		s.writeMu.Unlock()
+	}, nil
 }

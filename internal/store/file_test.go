@@ -190,28 +190,32 @@ func TestPermissionHintQuotesPath(t *testing.T) {
 	}
 }
 
+// TestCorruptRecord: the backup of a record whose last write did not
+// rotate the refresh token holds that same token, so it is offered and
+// Recover restores it.
 func TestCorruptRecord(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t, stateDir(t), nil)
-	mustPut(t, s, testRecord("a", "first"))
-	mustPut(t, s, testRecord("a", "second")) // "first" becomes the backup
+	first := testRecord("a", "first")
+	mustPut(t, s, first)
+	second := testRecord("a", "first")
+	second.AccessToken, second.Updated = "at-second", first.Updated.Add(time.Hour)
+	mustPut(t, s, second) // same refresh token: the backup (first) is still good
 	path := s.recordPath("a")
 	bak := path + backupExt
 
 	// Damage the ciphertext of the current record.
-	raw, _ := os.ReadFile(path)
-	raw[len(raw)-5] ^= 0xff
-	writeRaw(t, path, raw)
+	raw := damage(t, path)
 
 	_, err := s.Get(ctx, "a")
 	var ce *CorruptError
 	if !errors.As(err, &ce) {
 		t.Fatalf("Get of a damaged record: %v, want *CorruptError", err)
 	}
-	if ce.Account != "a" || ce.Path != path || ce.Backup != bak {
+	if ce.Account != "a" || ce.Path != path || ce.Backup != bak || ce.SpentBackup != "" {
 		t.Errorf("CorruptError = %+v", ce)
 	}
-	if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, "last good copy is at "+bak) {
+	if msg := err.Error(); !strings.Contains(msg, path) || !strings.Contains(msg, "the backup at "+bak+" holds the same refresh token") {
 		t.Errorf("message %q should name the file and the backup", msg)
 	}
 
@@ -227,13 +231,14 @@ func TestCorruptRecord(t *testing.T) {
 		t.Error("Put changed the backup")
 	}
 
-	// Recover restores the last good copy and keeps the damaged file.
+	// Recover restores the backup and keeps the damaged file.
 	rec, err := s.Recover(ctx, "a")
 	if err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
-	if rec.RefreshToken != "rt-first" || mustGet(t, s, "a").RefreshToken != "rt-first" {
-		t.Errorf("Recover gave %q", rec.RefreshToken)
+	got := mustGet(t, s, "a")
+	if rec.RefreshToken != "rt-first" || got.RefreshToken != "rt-first" || got.AccessToken != "at-first" || got.SupersededBy != "" {
+		t.Errorf("Recover gave %v, Get %v", rec, got)
 	}
 	aside := corruptCopies(t, s, "a")
 	if len(aside) != 1 {
@@ -241,10 +246,6 @@ func TestCorruptRecord(t *testing.T) {
 	}
 	if kept, _ := os.ReadFile(aside[0]); !bytes.Equal(kept, raw) {
 		t.Error("the damaged file was not kept as is")
-	}
-	// The backup is still a file of its own.
-	if now, _ := os.ReadFile(bak); !bytes.Equal(now, bakBefore) {
-		t.Error("Recover changed the backup")
 	}
 	// Recover on a readable record changes nothing.
 	if rec, err := s.Recover(ctx, "a"); err != nil || rec.RefreshToken != "rt-first" {
@@ -262,6 +263,78 @@ func TestCorruptRecord(t *testing.T) {
 	if left := corruptCopies(t, s, "a"); len(left) != 0 {
 		t.Errorf("Delete left %v", left)
 	}
+}
+
+// TestCorruptRecordSpentBackup pins the grant-destroying hint: after a
+// write that rotated the refresh token, the backup holds the replaced one,
+// which a provider with reuse detection answers by revoking the grant. It
+// is never offered, and Recover does not restore it.
+func TestCorruptRecordSpentBackup(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, stateDir(t), nil)
+	mustPut(t, s, testRecord("a", "first"))
+	mustPut(t, s, testRecord("a", "second")) // rotated: the backup's rt-first is spent
+	path := s.recordPath("a")
+	bak := path + backupExt
+	raw := damage(t, path)
+	bakBefore, _ := os.ReadFile(bak)
+
+	_, err := s.Get(ctx, "a")
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Backup != "" || ce.SpentBackup != bak {
+		t.Fatalf("Get: %v (%+v), want a *CorruptError with a spent backup", err, ce)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "a rotation has replaced") || strings.Contains(msg, "can be restored") {
+		t.Errorf("message %q should say the backup's refresh token is spent", msg)
+	}
+	if _, err := s.Recover(ctx, "a"); !errors.As(err, &ce) || ce.SpentBackup != bak {
+		t.Fatalf("Recover with a spent backup: %v, want the *CorruptError", err)
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, raw) {
+		t.Error("Recover changed the damaged record")
+	}
+	if now, _ := os.ReadFile(bak); !bytes.Equal(now, bakBefore) {
+		t.Error("Recover changed the backup")
+	}
+
+	// A backup that does not say which token replaced it (as earlier
+	// releases wrote it) is not offered either.
+	old := testRecord("a", "second")
+	plain, _ := encodeRecord(old)
+	writeRaw(t, bak, encryptRaw(t, s, plain))
+	if _, err := s.Get(ctx, "a"); !errors.As(err, &ce) || ce.Backup != "" || ce.SpentBackup != bak {
+		t.Errorf("Get with a backup that does not say: %v", err)
+	}
+
+	// A login replaces the damaged record: it is moved aside, and the next
+	// backup notes the new refresh token.
+	if err := s.PutWithOptions(ctx, testRecord("a", "login"), &PutOptions{Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b := readBackup(t, s, "a"); b.SupersededBy != refreshDigest("rt-login") || restorable(b) {
+		t.Errorf("backup after the login: %v", b)
+	}
+}
+
+// damage flips a byte of the ciphertext at path and returns the result.
+func damage(t *testing.T, path string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-5] ^= 0xff
+	writeRaw(t, path, raw)
+	return raw
+}
+
+func readBackup(t *testing.T, s *FileStore, account string) *Record {
+	t.Helper()
+	b, err := s.read(account, s.recordPath(account)+backupExt)
+	if err != nil {
+		t.Fatalf("read the backup: %v", err)
+	}
+	return b
 }
 
 func corruptCopies(t *testing.T, s *FileStore, account string) []string {

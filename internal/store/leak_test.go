@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zalando/go-keyring"
 )
@@ -64,9 +65,45 @@ func TestErrorsNeverHoldSecrets(t *testing.T) {
 		_, err := s.Get(ctx, "a")
 		collect(fmt.Sprintf("Get of raw file %d", i), err)
 	}
+	// A damaged record whose backup holds a replaced refresh token: Get and
+	// Recover say so.
+	if err := s.PutWithOptions(ctx, testRecord("a", "rotated-"+secretToken), &PutOptions{Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, path)
+	_, err := s.Get(ctx, "a")
+	collect("Get with a spent backup", err)
+	_, err = s.Recover(ctx, "a")
+	collect("Recover with a spent backup", err)
+	// Leftovers of interrupted writes that hold the token, but cannot be
+	// adopted, go without an error; one that cannot be written in place
+	// fails the read.
+	for i, plain := range []string{
+		`{"account":"a","refresh_token":` + secretToken + `}`,
+		`{"account":"b","refresh_token":"` + secretToken + `"}`,
+	} {
+		plantTemp(t, s, "a", fmt.Sprint(i), encryptRaw(t, s, []byte(plain)))
+	}
+	plantTemp(t, s, "a", "raw", []byte(secretToken))
+	_, err = s.Get(ctx, "a")
+	collect("Get with leftovers beside a damaged record", err)
+	if left := leftoverNames(t, s); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if os.Geteuid() != 0 { // root writes into a read-only folder
+		rec := newer("a", secretToken, time.Hour)
+		rec.RefreshToken = secretToken
+		p := plantTemp(t, s, "a", "9", encryptRecord(t, s, rec))
+		os.Chmod(s.tokens, 0o500)
+		_, err = s.Get(ctx, "a")
+		os.Chmod(s.tokens, 0o700)
+		collect("Get that cannot write the recovered record", err)
+		os.Remove(p)
+	}
+
 	// Corrupt current and backup: Recover fails.
 	writeRaw(t, path+backupExt, []byte(secretToken))
-	_, err := s.Recover(ctx, "a")
+	_, err = s.Recover(ctx, "a")
 	collect("Recover without a good backup", err)
 	// Permissions.
 	os.Chmod(path, 0o644)

@@ -36,7 +36,9 @@ func runHelper(kind string) int {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
-		s.Put(ctx, testRecord(account, "second"))
+		second := testRecord(account, "second")
+		second.Updated = second.Updated.Add(time.Minute)
+		s.Put(ctx, second)
 		fmt.Fprintln(os.Stderr, "survived SIGKILL")
 		return 3
 
@@ -120,7 +122,7 @@ func (h *helper) expect(t *testing.T, want string) {
 }
 
 // TestKilledMidWrite kills a second process by SIGKILL between writing the
-// new record and renaming it over the old one.
+// new record and renaming it over the old one, as a crash would.
 func TestKilledMidWrite(t *testing.T) {
 	ctx := context.Background()
 	dir := stateDir(t)
@@ -148,16 +150,21 @@ func TestKilledMidWrite(t *testing.T) {
 	if temps != 1 {
 		t.Errorf("want the killed write's temp file left behind, found %d", temps)
 	}
+	// The next reader adopts the complete record the killed write left: it
+	// may hold the only copy of a rotated refresh token.
 	s2 := openTest(t, dir, nil)
-	if got := mustGet(t, s2, "a").RefreshToken; got != "rt-first" {
-		t.Errorf("after a killed Put: %q", got)
+	if got := mustGet(t, s2, "a"); got.RefreshToken != "rt-second" || got.Recovered.IsZero() {
+		t.Errorf("after a killed Put: %v, want the killed write's record, marked recovered", got)
 	}
 	if names, _ := s2.List(ctx); !slices.Equal(names, []string{"a"}) {
 		t.Errorf("List = %v", names)
 	}
+	if left := leftoverNames(t, s2); len(left) != 0 {
+		t.Errorf("left behind after the recovery: %v", left)
+	}
 	mustPut(t, s2, testRecord("a", "third"))
-	if got := mustGet(t, s2, "a").RefreshToken; got != "rt-third" {
-		t.Errorf("Put after the crash: %q", got)
+	if got := mustGet(t, s2, "a"); got.RefreshToken != "rt-third" || !got.Recovered.IsZero() {
+		t.Errorf("Put after the crash: %v", got)
 	}
 }
 

@@ -49,6 +49,17 @@ type Record struct {
 	Created     time.Time `json:"created,omitzero"`
 	Updated     time.Time `json:"updated,omitzero"`
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
+
+	// Recovered is when the file store adopted this record from an
+	// interrupted write: a complete temporary record, newer than the one in
+	// place, that its writer never renamed into place (it was killed, or the
+	// machine stopped). The store sets it; the next Put clears it.
+	Recovered time.Time `json:"recovered,omitzero"`
+	// SupersededBy is set only in the file store's backup copy of a record:
+	// a digest of the refresh token of the record that replaced it. When it
+	// is the digest of the backup's own refresh token, restoring the backup
+	// spends no refresh token that a rotation has replaced.
+	SupersededBy string `json:"superseded_by,omitempty"`
 }
 
 // Store persists records. Implementations are safe for concurrent use by
