@@ -78,17 +78,19 @@ func (c *loginCmd) Run(e *env) error {
 		return loginError(c.Account, err)
 	}
 
+	now := time.Now()
 	rec := &store.Record{
 		Account:       c.Account,
 		AccessToken:   tok.AccessToken,
 		TokenType:     tok.TokenType,
 		Expiry:        tok.Expiry,
+		Issued:        now,
 		RefreshToken:  tok.RefreshToken,
 		RefreshExpiry: tok.RefreshExpiry,
 		Scopes:        tok.Scopes,
 		TokenURL:      a.r.TokenURL,
 		Tenant:        a.r.Tenant,
-		LastRefresh:   time.Now(),
+		LastRefresh:   now,
 	}
 	if tok.IDToken != "" && a.r.Issuer != "" {
 		id, err := a.client.Identify(e.ctx, tok)

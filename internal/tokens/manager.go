@@ -453,6 +453,7 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 	next.AccessToken = fresh.AccessToken
 	next.TokenType = cmp.Or(fresh.TokenType, cur.TokenType)
 	next.Expiry = fresh.Expiry
+	next.Issued = now
 	rotated := fresh.RefreshToken != "" && fresh.RefreshToken != cur.RefreshToken
 	if fresh.RefreshToken != "" {
 		next.RefreshToken = fresh.RefreshToken
