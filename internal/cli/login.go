@@ -94,17 +94,19 @@ func (c *loginCmd) Run(e *env) error {
 	ctx, end := e.seeThrough(c.Account)
 	defer end()
 
+	now := time.Now()
 	rec := &store.Record{
 		Account:       c.Account,
 		AccessToken:   tok.AccessToken,
 		TokenType:     tok.TokenType,
 		Expiry:        tok.Expiry,
+		Issued:        now,
 		RefreshToken:  tok.RefreshToken,
 		RefreshExpiry: tok.RefreshExpiry,
 		Scopes:        tok.Scopes,
 		TokenURL:      a.r.TokenURL,
 		Tenant:        a.r.Tenant,
-		LastRefresh:   time.Now(),
+		LastRefresh:   now,
 	}
 	if tok.IDToken != "" && a.r.Issuer != "" {
 		id, err := a.client.Identify(ctx, tok)

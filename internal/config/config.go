@@ -34,7 +34,8 @@ const (
 type Config struct {
 	// File is the path Load read.
 	File string
-	// RefreshMargin: a token with less time than this left is refreshed.
+	// RefreshMargin: a token with less time than this left is refreshed;
+	// the token manager lowers it to half a short token's lifetime.
 	RefreshMargin time.Duration
 	Proxy         Proxy
 	// Accounts in the order the file first mentions them.

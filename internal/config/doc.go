@@ -12,7 +12,7 @@
 //
 // # Schema
 //
-//	refresh_margin = "5m"   # refresh tokens with less than this left (default 5m, under 1h)
+//	refresh_margin = "5m"   # refresh tokens with less than this left, at most half their lifetime (default 5m, under 1h)
 //
 //	[proxy]                 # listeners of mailkey serve; "" turns one off
 //	imap  = "127.0.0.1:1143"    # default; plain, clients may use STARTTLS

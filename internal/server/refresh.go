@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
 
@@ -35,9 +36,13 @@ const (
 type refresher struct {
 	account string
 	tokens  Tokens
-	window  time.Duration // refresh when the token expires within this
-	log     *slog.Logger
-	m       *metrics
+	margin  time.Duration // the token manager's margin, where callers refresh
+	// window: refresh when the token expires within this, adapted to the
+	// token's lifetime as the manager adapts its margin (tokens.Margin).
+	window time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+	m      *metrics
 	// kick makes the refresher look at the token now: the proxy replaced
 	// it after an upstream refusal, so its expiry changed.
 	kick chan struct{}
@@ -47,8 +52,12 @@ type refresher struct {
 	last     string // the access token seen last, to tell a refresh
 }
 
-func newRefresher(account string, tok Tokens, window time.Duration, log *slog.Logger, m *metrics) *refresher {
-	return &refresher{account: account, tokens: tok, window: window, log: log, m: m, kick: make(chan struct{}, 1)}
+// newRefresher returns the refresher of account for the token manager's
+// margin: it refreshes a token once it expires within twice the margin, or
+// at half its life when it lives shorter than four margins.
+func newRefresher(account string, tok Tokens, margin time.Duration, log *slog.Logger, m *metrics) *refresher {
+	return &refresher{account: account, tokens: tok, margin: margin, window: 2 * margin, now: time.Now,
+		log: log, m: m, kick: make(chan struct{}, 1)}
 }
 
 // poke asks for a check now, without blocking.
@@ -103,7 +112,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		}
 		r.last = rec.AccessToken
 		r.m.refreshes.WithLabelValues(r.account, result).Inc()
-		return min(r.next(rec.Expiry), maxCheckWait)
+		return min(r.next(rec), maxCheckWait)
 	case errors.As(err, &nl):
 		r.failures = 0
 		r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
@@ -130,15 +139,19 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	return wait
 }
 
-// next is the wait before the token that expires at expiry enters the
-// window, minus up to a tenth of the window of jitter; but at least half
-// the token's remaining life, so that a provider issuing tokens shorter
-// than the window is not asked again at once.
-func (r *refresher) next(expiry time.Time) time.Duration {
-	if expiry.IsZero() {
+// next is the wait before rec's token enters the window as adapted to its
+// lifetime, so that each token is refreshed once, and never with more than
+// half its life left: a provider issuing tokens shorter than the window is
+// not asked again at once. The wake-up falls just inside the window, so
+// that the check finds the token due; a random delay of up to a quarter of
+// the lead the window keeps over the manager's margin spreads accounts
+// without letting callers reach that margin first.
+func (r *refresher) next(rec *store.Record) time.Duration {
+	if rec.Expiry.IsZero() {
 		return noExpiryWait
 	}
-	left := time.Until(expiry)
-	jitter := time.Duration(rand.Int64N(int64(r.window/10) + 1))
-	return max(minRefreshWait, left-r.window-jitter, left/2)
+	window := tokens.Margin(rec, r.window)
+	lead := max(window-tokens.Margin(rec, r.margin), 0)
+	jitter := 1 + time.Duration(rand.Int64N(int64(lead/4)+1))
+	return max(minRefreshWait, rec.Expiry.Sub(r.now())-window+jitter)
 }

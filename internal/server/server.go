@@ -73,7 +73,8 @@ type Config struct {
 	// StateDir holds the generated listener certificate.
 	StateDir string
 	// RefreshMargin is the token manager's margin; tokens are refreshed in
-	// the background when they expire within twice this.
+	// the background when they expire within twice this, or at half their
+	// life when they live shorter than four margins.
 	RefreshMargin time.Duration
 	// ShutdownTimeout bounds how long running sessions may go on after
 	// Run's context ends. Default DefaultShutdownTimeout.
@@ -221,7 +222,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.refreshers = map[string]*refresher{}
 	for _, a := range cfg.Accounts {
-		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, 2*cfg.RefreshMargin, s.log, s.m)
+		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, cfg.RefreshMargin, s.log, s.m)
 	}
 	s.dialer.refreshed = func(account string) {
 		if r := s.refreshers[account]; r != nil {

@@ -29,6 +29,10 @@ type Record struct {
 	AccessToken string    `json:"access_token,omitempty"`
 	TokenType   string    `json:"token_type,omitempty"`
 	Expiry      time.Time `json:"expiry,omitzero"`
+	// Issued is when the access token was received: Expiry minus Issued
+	// is the lifetime the provider gave it, which sets how early it is
+	// refreshed. Records written before this field have it zero.
+	Issued time.Time `json:"issued,omitzero"`
 
 	RefreshToken string `json:"refresh_token,omitempty"`
 	// RefreshExpiry is when the provider said the refresh token dies

@@ -1,6 +1,9 @@
 // Package tokens manages the life of each account's OAuth 2.0 tokens: it
 // hands out access tokens that stay valid for a safety margin and refreshes
-// them (RFC 6749 section 6) when they do not.
+// them (RFC 6749 section 6) when they do not. The margin adapts to the
+// lifetime each token was issued with (see Margin): a token is never
+// refreshed with more than half its life left, so there is one refresh per
+// token however short the provider makes them.
 //
 // At most one refresh per account runs at a time: callers in one process
 // share a single flight, and processes sharing a store take the store's
@@ -90,7 +93,9 @@ type Fresh struct {
 // Options tune a Manager. The zero value (or nil) means the defaults.
 type Options struct {
 	// Margin is how long an access token must stay valid to be handed out
-	// without a refresh. Default DefaultMargin.
+	// without a refresh, for tokens that live at least twice as long;
+	// shorter-lived ones get half their lifetime (see Margin). Default
+	// DefaultMargin.
 	Margin time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -200,9 +205,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // mode says what a caller needs, which decides whether a refresh is due.
 type mode struct {
-	kind   string        // "get", "force" or "due", for logs and flight keys
-	within time.Duration // the access token must stay valid this long
-	stale  string        // force: the access token a server rejected
+	kind string // "get", "force" or "due", for logs and flight keys
+	// within is the configured margin: the access token must stay valid
+	// for Margin(rec, within).
+	within time.Duration
+	stale  string // force: the access token a server rejected
+	// seen is the access token the caller found due; under the lock, a
+	// different one means another process has just refreshed.
+	seen string
 	// useCurrent: on a transient failure, hand out the current access
 	// token while it is still valid.
 	useCurrent bool
@@ -213,8 +223,23 @@ func (md mode) due(rec *store.Record, now time.Time) bool {
 	if md.kind == "force" && (md.stale == "" || rec.AccessToken == md.stale) {
 		return true
 	}
-	return !validFor(rec, now, md.within)
+	return !validFor(rec, now, Margin(rec, md.within))
 }
+
+// replaced reports whether rec, re-read under the lock, holds a token that
+// another process stored after this caller found its token due, and that
+// is still valid for a moment: the caller uses it rather than refresh
+// again. This keeps callers queued on the lock to one refresh even when
+// the provider issues tokens shorter than MinMargin, or when they wait
+// so long that the new token is due by the margin. A forced refresh has
+// its own rule (stale).
+func (md mode) replaced(rec *store.Record, now time.Time) bool {
+	return md.kind != "force" && rec.AccessToken != md.seen && validFor(rec, now, min(md.within, replacedMinLeft))
+}
+
+// replacedMinLeft is how long a token another process just stored must
+// stay valid for a caller waiting on the lock to take it.
+const replacedMinLeft = time.Second
 
 // validFor reports whether rec's access token stays valid for at least d.
 // A token without an expiry counts as valid (as in golang.org/x/oauth2);
@@ -232,8 +257,9 @@ func validNow(rec *store.Record, now time.Time) bool {
 }
 
 // Get returns the account's record with an access token valid for at least
-// the margin, refreshing it when needed. When the store holds such a token,
-// Get takes no lock and does no network I/O.
+// the margin (adapted to the token's lifetime, see Margin), refreshing it
+// when needed. When the store holds such a token, Get takes no lock and
+// does no network I/O.
 //
 // Errors: *NeedsLoginError (never logged in: wraps ErrNoToken; or the grant
 // is dead), *RefusedError (an app-only source was refused for good),
@@ -285,14 +311,15 @@ func (m *Manager) Peek(ctx context.Context, account string) (*store.Record, Fres
 
 // ForceRefresh replaces an access token that a server rejected. stale is the
 // rejected token: when the store no longer holds it (someone already
-// refreshed) and the stored one is valid for the margin, that one is
-// returned without a refresh. An empty stale refreshes unconditionally.
+// refreshed) and the stored one is valid for the margin (see Margin), that
+// one is returned without a refresh. An empty stale refreshes unconditionally.
 // Transient failures never hand the stale token back.
 func (m *Manager) ForceRefresh(ctx context.Context, account string, stale string) (*store.Record, error) {
 	return m.get(ctx, account, mode{kind: "force", within: m.margin, stale: stale})
 }
 
 // RefreshDue refreshes the account's token when it expires within `within`,
+// adapted to the token's lifetime as the margin is (Margin(rec, within)),
 // for a background refresher, and returns the current record. Unlike Get, a
 // transient failure is returned as *TransientError even while the stored
 // token is valid, so the caller can reschedule; the store is unchanged then.
@@ -308,6 +335,7 @@ func (m *Manager) get(ctx context.Context, account string, md mode) (*store.Reco
 	if !md.due(rec, m.now()) {
 		return rec, nil
 	}
+	md.seen = rec.AccessToken
 
 	key := md.kind + "\x00" + account + "\x00" + md.within.String()
 	if md.kind == "force" {
@@ -404,12 +432,13 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 	defer unlock()
 
 	// Another process (or an earlier flight here) may have refreshed while
-	// this one waited for the lock.
+	// this one waited for the lock. Its token is judged by its own
+	// lifetime, as every process judges it.
 	cur, err := m.read(ctx, account)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !md.due(cur, m.now()) {
+	if now := m.now(); !md.due(cur, now) || md.replaced(cur, now) {
 		return cur, nil, nil
 	}
 
@@ -453,6 +482,7 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 	next.AccessToken = fresh.AccessToken
 	next.TokenType = cmp.Or(fresh.TokenType, cur.TokenType)
 	next.Expiry = fresh.Expiry
+	next.Issued = now
 	rotated := fresh.RefreshToken != "" && fresh.RefreshToken != cur.RefreshToken
 	if fresh.RefreshToken != "" {
 		next.RefreshToken = fresh.RefreshToken

@@ -33,10 +33,12 @@ func (e *Env) EditRecord(ctx context.Context, name string, edit func(rec *store.
 }
 
 // Due makes a stored access token look like one issued an hour ago that expires in a minute:
-// still valid (the provider issued it for longer), but due for an early refresh.
+// still valid (the provider issued it for longer), but due for an early refresh. The margin
+// follows the token's lifetime, so the time it was issued moves back an hour too.
 func Due(rec *store.Record) {
 	now := time.Now()
 	rec.Expiry = now.Add(time.Minute)
+	rec.Issued = now.Add(-time.Hour)
 	rec.Created, rec.Updated, rec.LastRefresh = now.Add(-time.Hour), now.Add(-time.Hour), now.Add(-time.Hour)
 }
 

@@ -1,0 +1,98 @@
+package clitest
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
+)
+
+// marginTimeout bounds TestAdaptiveMargin: it starts 400 mailkey processes, which is slow on
+// a small machine; nothing asserts on time.
+const marginTimeout = 10 * time.Minute
+
+// tokenProcs runs n mailkey token processes for name at once and returns their results,
+// each recorded for the leak check.
+func tokenProcs(t *testing.T, ctx context.Context, m *mk, name string, n int) []mailkeytest.Result {
+	t.Helper()
+	results := make([]mailkeytest.Result, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			cmd := m.Command(ctx, "token", name, "--wait", "0") // an expired token waits for its refresh however long that takes
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			<-start
+			err := cmd.Run()
+			results[i] = mailkeytest.Result{Stdout: out.String(), Stderr: errb.String(), Code: -1}
+			if cmd.ProcessState != nil {
+				results[i].Code = cmd.ProcessState.ExitCode()
+			} else {
+				results[i].Stderr += err.Error()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, r := range results {
+		m.Record([]string{"token", name, "--wait", "0"}, r)
+		if tok := strings.TrimSpace(r.Stdout); tok != "" {
+			m.Leaks.Secret("access token", tok)
+		}
+	}
+	return results
+}
+
+// TestAdaptiveMargin runs mailkey with the default refresh_margin (5m) against tokens that
+// live one minute and five minutes (Keycloak's default): at or under the margin, where a
+// fixed margin made every call refresh. 200 mail clients asking at once for an expired token
+// make one refresh: the refreshers queued on the account's lock re-read the record and find
+// the new token, judged by its own lifetime, fresh.
+func TestAdaptiveMargin(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Minute))
+	ctx := mailkeytest.Context(t, marginTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("access token", 2)
+	const acct = "work"
+	m := newMailkey(t, leaks, "") // the default margin
+	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+
+	for _, ttl := range []time.Duration{time.Minute, 5 * time.Minute} {
+		t.Run(ttl.String(), func(t *testing.T) {
+			const procs = 200
+			if err := s.SetTTL(ttl, 0); err != nil {
+				t.Fatal(err)
+			}
+			m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+			// At expiry, without waiting for it.
+			m.On(t).EditRecord(ctx, acct, mailkeytest.Expired)
+			if _, err := s.TokenStats(true); err != nil {
+				t.Fatal(err)
+			}
+			results := tokenProcs(t, ctx, &mk{m.On(t)}, acct, procs)
+			stats, err := s.TokenStats(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range results {
+				if r.Code != 0 {
+					t.Fatalf("process %d: exit %d\n%s", i, r.Code, r.Stderr)
+				}
+				if r.Stdout != results[0].Stdout {
+					t.Errorf("process %d printed another token than process 0", i)
+				}
+			}
+			if got := stats["refresh_token.success"]; got != 1 {
+				t.Errorf("%d processes with %v tokens at expiry caused %d refreshes at the provider, want 1 (stats %v)",
+					procs, ttl, got, stats)
+			}
+			imapOK(t, ctx, s, strings.TrimSpace(results[0].Stdout))
+		})
+	}
+}
