@@ -1,0 +1,230 @@
+package clitest
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
+)
+
+// waitStat polls the provider's token-endpoint counts until key reaches want; the bound is
+// the test's context, only so that a bug cannot hang the test.
+func waitStat(t *testing.T, ctx context.Context, s *e2e.Stack, key string, want int) map[string]int {
+	t.Helper()
+	for {
+		st, err := s.TokenStats(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[key] >= want {
+			return st
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatalf("the provider counted %d %s, want %d (all: %v)", st[key], key, want, st)
+		}
+	}
+}
+
+// TestRefreshClientRejected: the token endpoint rejects the client once (401 invalid_client,
+// as for a wrong or expired client secret). That is the app's configuration, not the user's
+// grant: a valid token is still handed out, an expired one fails with a hint about the client
+// secret and EX_CONFIG, nothing is marked in the store, and once the provider accepts the
+// client again the next refresh works without a login.
+func TestRefreshClientRejected(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t, e2e.WithOPEnv("OP_DEBUG", "1"))
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
+	const acct = "work"
+
+	// The stored token is valid but due: the margin is longer than the token's lifetime, so
+	// every call asks the provider.
+	t.Run("valid token", func(t *testing.T) {
+		if err := s.SetTTL(time.Minute, 0); err != nil {
+			t.Fatal(err)
+		}
+		m := newMailkey(t, leaks, "10m")
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+		valid := m.tokenJSON(ctx, acct)
+		if time.Until(valid.Expiry) < 10*time.Second {
+			t.Fatalf("the stored token expires too soon for this test: %v", valid.Expiry)
+		}
+		if _, err := s.TokenStats(true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailTokenEndpointWith(1, 401, "invalid_client"); err != nil {
+			t.Fatal(err)
+		}
+		r := m.Run(ctx, "", "token", acct)
+		if r.Code != 0 || strings.TrimSpace(r.Stdout) != valid.AccessToken {
+			t.Fatalf("mailkey token while the client is rejected did not hand out the valid token: %s", r)
+		}
+		waitStat(t, ctx, s, "injected.invalid_client", 1)
+		if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh {
+			t.Errorf("status after the rejected refresh: %+v", st)
+		}
+		// The provider is healthy again: a refresh succeeds with the kept grant.
+		tok := m.Token(ctx, acct)
+		stats := waitStat(t, ctx, s, "refresh_token.success", 1)
+		if stats["injected.invalid_client"] != 1 {
+			t.Errorf("token endpoint outcomes %v, want one injected invalid_client", stats)
+		}
+		if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh {
+			t.Errorf("status after the provider accepted the client again: %+v", st)
+		}
+		imapOK(t, ctx, s, tok)
+	})
+
+	// The stored token has expired: mailkey token fails, says what to fix, exits 78, and
+	// works on the next call once the provider accepts the client.
+	t.Run("expired token", func(t *testing.T) {
+		if err := s.SetTTL(2*time.Second, 0); err != nil {
+			t.Fatal(err)
+		}
+		m := newMailkey(t, leaks, "1s")
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+		old := waitExpiry(t, ctx, m, acct)
+		if _, err := s.TokenStats(true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FailTokenEndpointWith(1, 401, "invalid_client"); err != nil {
+			t.Fatal(err)
+		}
+		r := m.Run(ctx, "", "token", acct)
+		t.Logf("mailkey token while the client is rejected:\n%s", r.Stderr)
+		if r.Code != 78 || r.Stdout != "" {
+			t.Errorf("mailkey token while the client is rejected: %s\nwant exit 78 (EX_CONFIG) and no token", r)
+		}
+		for _, want := range []string{
+			"mailkey: error: account work: the provider rejected the app's client credentials: invalid_client",
+			"mailkey: hint: check client_secret (or client_secret_cmd) or the certificate of account work",
+			"console", "mailkey token work",
+		} {
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("stderr lacks %q", want)
+			}
+		}
+		if strings.Contains(r.Stderr, "mailkey login") || strings.Contains(r.Stderr, "needs a new login") {
+			t.Errorf("a rejected client asks for a login:\n%s", r.Stderr)
+		}
+		if st := m.status(ctx, acct); st.State != "expired" || !st.HasRefresh {
+			t.Errorf("status after the rejected refresh: %+v", st)
+		}
+		if err := s.SetTTL(time.Minute, 0); err != nil {
+			t.Fatal(err)
+		}
+		tok := m.Token(ctx, acct)
+		if tok == old.AccessToken {
+			t.Fatal("mailkey token handed out the expired token")
+		}
+		stats, err := s.TokenStats(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats["injected.invalid_client"] != 1 || stats["refresh_token.success"] != 1 {
+			t.Errorf("token endpoint outcomes %v, want one injected invalid_client and one refresh", stats)
+		}
+		if st := m.status(ctx, acct); st.State != "valid" {
+			t.Errorf("status after the provider accepted the client again: %+v", st)
+		}
+		imapOK(t, ctx, s, tok)
+	})
+}
+
+// TestRefreshUngrantedScope: the account asks for offline_access, which the provider leaves
+// out of the grant without prompt=consent. A refresh asks only for what was granted, so the
+// account keeps refreshing; asking for offline_access got invalid_scope and a dead account.
+func TestRefreshUngrantedScope(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Minute), e2e.WithOPEnv("OP_DEBUG", "1"))
+	ctx := mailkeytest.Context(t, testTimeout)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
+	const acct = "work"
+	m := newMailkey(t, leaks, "1s")
+	scopes := append(slices.Clone(e2e.DefaultScopes), "offline_access")
+	var flags []string
+	for _, sc := range scopes {
+		flags = append(flags, "--scope", sc)
+	}
+	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice, flags...)
+
+	// An imported refresh token: what it was granted is unknown, so the first refresh asks
+	// for every configured scope, is refused, and asks again without a scope parameter.
+	if _, err := s.TokenStats(true); err != nil {
+		t.Fatal(err)
+	}
+	m.Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword, scopes...)
+	stats, err := s.TokenStats(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats["refresh_token.error.invalid_scope"] != 1 || stats["refresh_token.success"] != 1 {
+		t.Errorf("the import's refresh: token endpoint outcomes %v, want one invalid_scope, then one success", stats)
+	}
+	st := m.status(ctx, acct)
+	if slices.Contains(st.Scopes, "offline_access") || !slices.Contains(st.Scopes, e2e.ScopeMail) {
+		t.Fatalf("granted scopes %q: the test needs a grant with mail and without offline_access", st.Scopes)
+	}
+
+	// Ten refreshes, each forced by a token the provider no longer knows: mailkey test sees
+	// the IMAP server refuse it, refreshes, and logs in with the new one.
+	const rounds = 10
+	tok := m.Token(ctx, acct)
+	for i := range rounds {
+		if err := s.DropToken(tok); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		r := m.Run(ctx, "", "test", acct, "--imap")
+		if r.Code != 0 {
+			t.Fatalf("round %d: mailkey test after the token was dropped: %s", i, r)
+		}
+		next := m.Token(ctx, acct)
+		if next == tok {
+			t.Fatalf("round %d: the dropped token is still handed out", i)
+		}
+		tok = next
+	}
+	// And one more when the token expires on the clock.
+	if err := s.SetTTL(2*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropToken(tok); err != nil {
+		t.Fatal(err)
+	}
+	m.Must(ctx, "", "test", acct, "--imap") // a two-second token
+	old := waitExpiry(t, ctx, m, acct)
+	if err := s.SetTTL(time.Minute, 0); err != nil {
+		t.Fatal(err)
+	}
+	tok = m.Token(ctx, acct)
+	if tok == old.AccessToken {
+		t.Fatal("mailkey token handed out the expired token")
+	}
+	imapOK(t, ctx, s, tok)
+
+	stats, err = s.TokenStats(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stats["refresh_token.success"]; got != rounds+2 {
+		t.Errorf("the provider answered %d refreshes, want %d (outcomes %v)", got, rounds+2, stats)
+	}
+	for k, n := range stats {
+		if strings.Contains(k, ".error.") {
+			t.Errorf("the provider answered %d × %s", n, k)
+		}
+	}
+	if st := m.status(ctx, acct); st.State != "valid" || !st.HasRefresh {
+		t.Errorf("status after the refreshes: %+v", st)
+	}
+}
