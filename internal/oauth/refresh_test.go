@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -184,5 +185,42 @@ func TestRefreshNoRetryForOtherErrors(t *testing.T) {
 	defer mu.Unlock()
 	if n != 1 {
 		t.Errorf("%d requests for an invalid_grant, want 1", n)
+	}
+}
+
+// TestInvalidScopeRetryLeaksNothing: the provider echoes each request,
+// secrets included, in its invalid_scope answers; neither the retried
+// request's error nor its classification shows one.
+func TestInvalidScopeRetryLeaksNothing(t *testing.T) {
+	for _, need := range []bool{false, true} {
+		p := newProvider(t)
+		var mu sync.Mutex
+		n := 0
+		p.token = func(w http.ResponseWriter, form url.Values) bool {
+			mu.Lock()
+			n++
+			mu.Unlock()
+			jsonError(w, 400, "invalid_scope", "scope refused for "+form.Encode())
+			return true
+		}
+		c := p.client()
+		c.Config.Endpoint.AuthStyle = 1 // oauth2.AuthStyleInParams: the secret is in the echoed form
+		c.RefreshNeedsScope = need
+		const rt = "rt-very-secret-refresh"
+		_, err := c.RefreshGranted(context.Background(), rt, nil)
+		e := Classify(err)
+		if e == nil || e.Code != "invalid_scope" {
+			t.Fatalf("need %v: err = %v, want invalid_scope", need, err)
+		}
+		mu.Lock()
+		if n != 2 {
+			t.Errorf("need %v: %d requests, want 2", need, n)
+		}
+		mu.Unlock()
+		text := fmt.Sprintf("%v %+v %s", err, e, e.Description)
+		assertNoSecret(t, "refresh error", text, []string{rt, testSecret})
+		if !strings.Contains(text, redacted) {
+			t.Errorf("need %v: no redaction marker in %q", need, text)
+		}
 	}
 }
