@@ -267,10 +267,10 @@ func randomString(n int) string {
 
 // tokenRequest posts form to the token endpoint with the client's
 // authentication and parses the answer; requested are the scopes the
-// request asked for, which the response's scope parameter may override
-// (RFC 6749 §5.1). x/oauth2 offers no way to send a
-// scope with a refresh (Microsoft wants one) or to poll the device endpoint
-// with an injectable clock; every other grant goes through x/oauth2.
+// request asked for, which the response's scope parameter overrides
+// (RFC 6749 §5.1). x/oauth2 offers no way to send a scope with a refresh
+// (Microsoft wants one) or to poll the device endpoint with an injectable
+// clock; every other grant goes through x/oauth2.
 func (c *Client) tokenRequest(ctx context.Context, op string, form url.Values, requested []string, now time.Time, secrets ...string) (*Token, error) {
 	secrets = append(secrets, c.Config.ClientSecret)
 	resp, body, err := c.post(ctx, c.Config.Endpoint.TokenURL, form, true)

@@ -383,6 +383,7 @@ func (m *Manager) refresh(ctx context.Context, account string, md mode) (*store.
 					"account", account, "expiry", rec.Expiry, "error", terr.Error(), "fix", ce.Hint())
 				return rec, nil
 			}
+			m.log.Warn("the provider rejected the client; the stored login is kept", "account", account, "error", terr.Error())
 			return nil, ce
 		}
 		c := classify(terr, m.now())
@@ -419,7 +420,7 @@ func (m *Manager) backoff(attempt int, retryAfter time.Duration) time.Duration {
 // is still due, asks src for one. It returns the record to hand out, or a
 // soft error with the current record (a transient refresh error, or a
 // *ClientConfigError), or a final error.
-func (m *Manager) attempt(ctx context.Context, account string, src Source, md mode) (rec *store.Record, transient error, err error) {
+func (m *Manager) attempt(ctx context.Context, account string, src Source, md mode) (rec *store.Record, soft error, err error) {
 	unlock, err := m.lock(ctx, account)
 	if err != nil {
 		return nil, nil, err
@@ -474,7 +475,6 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 			if code == "" && desc == "" {
 				desc = rerr.Error()
 			}
-			m.log.Warn("the provider rejected the client; the stored login is kept", "account", account, "code", code, "reason", desc)
 			return cur, &ClientConfigError{Account: account, Code: code, Reason: desc, Err: rerr}, nil
 		}
 		return nil, nil, m.markNeedsLogin(ctx, cur, c, rerr, secrets)
