@@ -119,6 +119,16 @@ func TestRefreshClientRejected(t *testing.T) {
 		if st := m.status(ctx, acct); st.State != "expired" || !st.HasRefresh {
 			t.Errorf("status after the rejected refresh: %+v", st)
 		}
+		// mailkey test names the cause and the fix.
+		if err := s.FailTokenEndpointWith(1, 401, "invalid_client"); err != nil {
+			t.Fatal(err)
+		}
+		r = m.Run(ctx, "", "test", acct, "--imap")
+		t.Logf("mailkey test while the client is rejected:\n%s%s", r.Stdout, r.Stderr)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "IMAP failed at token: the account's OAuth client is misconfigured") ||
+			!strings.Contains(r.Stderr, "mailkey: hint: check client_secret (or client_secret_cmd)") || strings.Contains(r.Stderr, "mailkey login") {
+			t.Errorf("mailkey test while the client is rejected: %s", r)
+		}
 		if err := s.SetTTL(time.Minute, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -130,8 +140,8 @@ func TestRefreshClientRejected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if stats["injected.invalid_client"] != 1 || stats["refresh_token.success"] != 1 {
-			t.Errorf("token endpoint outcomes %v, want one injected invalid_client and one refresh", stats)
+		if stats["injected.invalid_client"] != 2 || stats["refresh_token.success"] != 1 {
+			t.Errorf("token endpoint outcomes %v, want two injected invalid_client and one refresh", stats)
 		}
 		if st := m.status(ctx, acct); st.State != "valid" {
 			t.Errorf("status after the provider accepted the client again: %+v", st)
