@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -107,6 +108,9 @@ func OAuthClient(ctx context.Context, r *config.Resolved, hc *http.Client) (*oau
 		LoginHint:          r.Email,
 		RequireIssuerParam: r.IssParameter,
 	}
+	if p, err := provider.Lookup(r.Provider); err == nil {
+		c.RefreshNeedsScope = p.RefreshNeedsScope
+	}
 	if r.Provider == "microsoft" || r.Provider == "outlook" {
 		switch strings.ToLower(r.Tenant) {
 		case "common", "organizations", "consumers":
@@ -174,7 +178,8 @@ func (s *Source) Refresh(ctx context.Context, rec *store.Record) (*tokens.Fresh,
 		if rec.RefreshToken == "" {
 			return nil, noRefreshError{}
 		}
-		t, err = s.Client.Refresh(ctx, rec.RefreshToken)
+		// Ask for what was granted: more would be refused (invalid_scope).
+		t, err = s.Client.RefreshGranted(ctx, rec.RefreshToken, rec.Scopes)
 	}
 	if err != nil {
 		return nil, err

@@ -77,3 +77,45 @@ func TestRefreshWithoutRefreshTokenNeedsLogin(t *testing.T) {
 		t.Errorf("err = %v is not permanent", err)
 	}
 }
+
+// TestRefreshAsksForStoredScopes: the source refreshes with the scopes the
+// record says were granted, not every configured one (offline_access
+// configured but not granted made every refresh fail with invalid_scope).
+func TestRefreshAsksForStoredScopes(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got = append(got, r.PostForm.Get("scope"))
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"at-new-0123","token_type":"Bearer","expires_in":3600,"scope":"openid mail"}`)
+	}))
+	defer srv.Close()
+	r := &config.Resolved{Account: "work", Provider: "generic", Flow: config.FlowInteractive, ClientID: "c", TokenURL: srv.URL + "/token",
+		Scopes: []string{"openid", "mail", "offline_access"}}
+	c, err := OAuthClient(context.Background(), r, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RefreshNeedsScope {
+		t.Error("the generic provider needs no scope on a refresh")
+	}
+	s := &Source{R: r, Client: c}
+	fresh, err := s.Refresh(context.Background(), &store.Record{Account: "work", RefreshToken: "rt-0123", Scopes: []string{"openid", "mail"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "openid mail" {
+		t.Errorf("refresh asked for %q, want the granted scopes", got)
+	}
+	if fresh.AccessToken != "at-new-0123" || fresh.RefreshToken != "rt-0123" {
+		t.Errorf("fresh = %+v", fresh)
+	}
+
+	ms, err := OAuthClient(context.Background(), &config.Resolved{Provider: "microsoft", Tenant: "contoso.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ms.RefreshNeedsScope {
+		t.Error("Microsoft wants a scope on every refresh")
+	}
+}

@@ -171,8 +171,8 @@ var rules = []Rule{
 	{
 		ID: "invalid-scope", Step: StepToken,
 		Symptom: "invalid_scope from the token endpoint",
-		Cause:   "the provider does not know or does not allow a scope the account asks for",
-		Fix:     "check the account's scopes (mailkey config check), then: mailkey login {account}",
+		Cause:   "the provider does not know or does not allow a scope the account asks for; a refresh asks only for the scopes the login granted, and the stored login is kept",
+		Fix:     "check the account's scopes (mailkey config check) against what the provider offers; after changing them: mailkey login {account}",
 		match: func(o *Observation) bool {
 			code, _ := o.oauthError()
 			return code == "invalid_scope"
@@ -206,6 +206,16 @@ var rules = []Rule{
 		match: func(o *Observation) bool {
 			var rf *tokens.RefusedError
 			return errors.As(o.TokenErr, &rf)
+		},
+	},
+	{
+		ID: "client-rejected", Step: StepToken,
+		Symptom: "the provider rejects the app's client credentials or the scopes when refreshing (invalid_client, unauthorized_client, invalid_scope)",
+		Cause:   "the account's OAuth client is misconfigured: its client secret or certificate is wrong or expired, its registration may not refresh tokens, or the account asks for scopes the login did not grant; the user's login is fine, and mailkey keeps it",
+		Fix:     "check client_secret (or client_secret_cmd), the certificate and the scopes of account {account} against the app's registration in the provider's console (create a new secret if it expired); no login is needed: then run mailkey token {account}",
+		match: func(o *Observation) bool {
+			var ce *tokens.ClientConfigError
+			return errors.As(o.TokenErr, &ce)
 		},
 	},
 	{
@@ -548,6 +558,10 @@ func (o *Observation) oauthError() (code, desc string) {
 	var nl *tokens.NeedsLoginError
 	if errors.As(o.TokenErr, &nl) && nl.Code != "" {
 		return nl.Code, nl.Reason
+	}
+	var ce *tokens.ClientConfigError
+	if errors.As(o.TokenErr, &ce) && ce.Code != "" {
+		return ce.Code, ce.Reason
 	}
 	var oe tokens.OAuthErrorer
 	if errors.As(o.TokenErr, &oe) {

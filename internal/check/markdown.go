@@ -19,6 +19,35 @@ var stepTitles = []struct{ step, title string }{
 	{"any", "Any step"},
 }
 
+// stepIntros opens a section of the troubleshooting page.
+var stepIntros = map[string]string{
+	StepToken: `When a token cannot be refreshed, what the provider's error means decides what mailkey does
+and what you do:
+
+- **The grant is dead** (` + "`invalid_grant`" + `, revoked consent: ` + "`interaction_required`" + `,
+  ` + "`consent_required`" + `, ` + "`login_required`" + `): the login was revoked, expired or needs a new
+  sign-in. mailkey marks the account "needs login" (` + "`mailkey status`" + ` shows it) and stops asking the
+  provider. Fix: ` + "`mailkey login ACCOUNT`" + `.
+- **The client is rejected** (` + "`invalid_client`" + `, ` + "`unauthorized_client`" + `, Microsoft's AADSTS7000215
+  wrong secret, AADSTS7000222 expired secret, AADSTS700027 certificate not accepted, AADSTS700016 unknown
+  client_id, …): the app's configuration is wrong, not your login. mailkey keeps the login, marks nothing,
+  keeps handing out the current token while it is valid, and asks the provider again on every later
+  request; ` + "`mailkey token`" + ` exits 78 (EX_CONFIG) once the token has expired. Fix: ` + "`client_secret`" + `
+  (or ` + "`client_secret_cmd`" + `) or the certificate in the account, as the app's registration in the
+  provider's console has it (create a new secret when it expired); then ` + "`mailkey token ACCOUNT`" + `, no
+  login needed. An account that an older mailkey marked "needs login" after such an error is asked
+  about again.
+- **A scope is refused** (` + "`invalid_scope`" + ` on a refresh): a refresh asks only for the scopes the login
+  granted (the provider may grant fewer than the account asks for: ` + "`offline_access`" + ` is often left out),
+  and when the provider still refuses, once more without a scope parameter (with fewer scopes where the
+  provider needs one, as Microsoft does). If that fails too, it is treated like a rejected client: the
+  login is kept. Fix: the account's scopes (` + "`mailkey config check`" + `).
+- **Anything else is temporary** (network errors, timeouts, HTTP 5xx and 429): the stored tokens are kept,
+  the current token is used while it is valid, and ` + "`mailkey token`" + ` exits 75 (EX_TEMPFAIL) once it
+  has expired. Fix: try again later.
+`,
+}
+
 // Markdown renders the troubleshooting page from the diagnosis table:
 // docs/troubleshooting.md is this, written by go generate.
 func Markdown() []byte {
@@ -58,6 +87,9 @@ issued to, MECHANISMS what the server offered, CODE the server's reply code and 
 			continue
 		}
 		fmt.Fprintf(&b, "\n## %s\n", s.title)
+		if intro := stepIntros[s.step]; intro != "" {
+			fmt.Fprintf(&b, "\n%s", intro)
+		}
 		for _, r := range section {
 			fmt.Fprintf(&b, "\n### %s\n\n", mdText(capitalize(placeholders.Replace(r.Symptom))))
 			fmt.Fprintf(&b, "`%s`\n\n", r.ID)

@@ -277,12 +277,16 @@ func tokenError(conf *config.Account, err error) error {
 	var nl *tokens.NeedsLoginError
 	var te *tokens.TransientError
 	var rf *tokens.RefusedError
+	var ce *tokens.ClientConfigError
 	var ee *Error
 	switch {
 	case errors.As(err, &ee):
 		return ee // worded already (the provider's discovery failed)
 	case errors.As(err, &rf):
 		return &Error{Msg: err.Error(), Hint: refusedHint(conf), Err: err}
+	case errors.As(err, &ce):
+		// The app's configuration, not the user's login: EX_CONFIG.
+		return &Error{Msg: err.Error(), Hint: ce.Hint() + "\n" + "mailkey test " + name + " explains provider error codes", Err: err, Code: 78}
 	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
 		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
 	case errors.As(err, &nl):

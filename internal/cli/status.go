@@ -167,7 +167,7 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 	s.Scopes = rec.Scopes
 	s.Identity = rec.Identity
 	switch {
-	case rec.NeedsLogin:
+	case tokens.NeedsLogin(rec):
 		s.State = "needs_login"
 		s.Detail = rec.Reason
 	case rec.AccessToken == "" && a.Flow != "":
@@ -195,6 +195,11 @@ func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
 	var ws []string
 	if w := tokens.RefreshExpiryWarning(rec, now); w != "" {
 		ws = append(ws, w)
+	}
+	if rec.NeedsLogin && !tokens.NeedsLogin(rec) {
+		// Marked by an older version after a client configuration error:
+		// the grant is kept and the next use asks the provider again.
+		ws = append(ws, "a refresh failed with "+rec.Reason+": the provider rejected the app's client credentials or scopes, not the login; check client_secret (or client_secret_cmd), the certificate and scopes of account "+a.Name+", then: mailkey token "+a.Name)
 	}
 	if a.Flow == "" && rec.RefreshToken == "" && !rec.NeedsLogin {
 		w := "no refresh token was granted: you will have to log in again when the token expires"

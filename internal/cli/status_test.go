@@ -34,6 +34,11 @@ func TestStatusWarnings(t *testing.T) {
 		{"refresh token with a deadline", &config.Account{Name: "g", Provider: "google", Protocols: []provider.Protocol{provider.IMAP}},
 			&store.Record{RefreshToken: "r", Scopes: []string{"https://mail.google.com/"}, TokenURL: "https://oauth2.googleapis.com/token", RefreshExpiry: now.Add(48 * time.Hour)},
 			[]string{"Testing"}},
+		{"a client error marked by an older version is no dead grant", ms,
+			&store.Record{RefreshToken: "r", Scopes: []string{imap, smtp}, NeedsLogin: true, Reason: "invalid_client: client authentication failed"},
+			[]string{"rejected the app's client credentials or scopes, not the login; check client_secret"}},
+		{"a dead grant has no such warning", ms,
+			&store.Record{RefreshToken: "r", Scopes: []string{imap, smtp}, NeedsLogin: true, Reason: "invalid_grant"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := warnings(tc.a, tc.rec, now)

@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +70,11 @@ type Client struct {
 	HTTPClient *http.Client
 	// LoginHint is the mailbox address, sent as login_hint.
 	LoginHint string
+	// RefreshNeedsScope: the token endpoint wants a scope parameter on every
+	// refresh (the Microsoft identity platform v2). Without it a refresh
+	// the provider refuses with invalid_scope is retried once with no scope
+	// parameter, which means "the scopes granted" (RFC 6749 §6).
+	RefreshNeedsScope bool
 	// RedirectHost is the loopback host named in redirect URIs:
 	// "127.0.0.1" (the default, RFC 8252 §7.3), "::1", or "localhost" for
 	// registrations that only allow that name (Microsoft Entra). With
@@ -259,10 +266,12 @@ func randomString(n int) string {
 }
 
 // tokenRequest posts form to the token endpoint with the client's
-// authentication and parses the answer. x/oauth2 offers no way to send a
-// scope with a refresh (Microsoft wants one) or to poll the device endpoint
-// with an injectable clock; every other grant goes through x/oauth2.
-func (c *Client) tokenRequest(ctx context.Context, op string, form url.Values, now time.Time, secrets ...string) (*Token, error) {
+// authentication and parses the answer; requested are the scopes the
+// request asked for, which the response's scope parameter overrides
+// (RFC 6749 §5.1). x/oauth2 offers no way to send a scope with a refresh
+// (Microsoft wants one) or to poll the device endpoint with an injectable
+// clock; every other grant goes through x/oauth2.
+func (c *Client) tokenRequest(ctx context.Context, op string, form url.Values, requested []string, now time.Time, secrets ...string) (*Token, error) {
 	secrets = append(secrets, c.Config.ClientSecret)
 	resp, body, err := c.post(ctx, c.Config.Endpoint.TokenURL, form, true)
 	if err != nil {
@@ -304,7 +313,7 @@ func (c *Client) tokenRequest(ctx context.Context, op string, form url.Values, n
 	if t.ExpiresIn > 0 {
 		t.Expiry = now.Add(time.Duration(t.ExpiresIn) * time.Second)
 	}
-	return newToken(t, c.Config.Scopes, now), nil
+	return newToken(t, requested, now), nil
 }
 
 var (
@@ -361,21 +370,39 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// Refresh exchanges refreshToken for a new access token (RFC 6749 §6). The
-// request carries Config.Scopes when set (the Microsoft identity platform
-// wants them; they must not exceed what was granted). When the response has
-// no refresh token the old one is kept; a rotated one replaces it, and the
-// caller must persist it before using the new access token.
+// Refresh exchanges refreshToken for a new access token (RFC 6749 §6),
+// for a grant whose scopes are not known: RefreshGranted with none.
 func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Token, error) {
+	return c.RefreshGranted(ctx, refreshToken, nil)
+}
+
+// RefreshGranted exchanges refreshToken for a new access token (RFC 6749
+// §6). granted are the scopes the token endpoint last said it granted
+// (nil when unknown). A refresh may not ask for more than was granted, so
+// the request carries Config.Scopes limited to granted (RefreshScopes);
+// the Microsoft identity platform wants a scope on every refresh. When the
+// provider still answers invalid_scope (it granted less than the response
+// said, or granted is unknown), the request is sent once more with fewer
+// scopes (FallbackScopes): none at all, which means "as originally
+// granted", or where a scope is required, without the OpenID Connect
+// scopes. An invalid_scope answer does not spend the refresh token.
+//
+// When the response has no refresh token the old one is kept; a rotated
+// one replaces it, and the caller must persist it before using the new
+// access token.
+func (c *Client) RefreshGranted(ctx context.Context, refreshToken string, granted []string) (*Token, error) {
 	const op = "refresh"
 	if err := checkEndpoints(c.Config.Endpoint.TokenURL); err != nil {
 		return nil, classify(op, err, nil)
 	}
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-	if len(c.Config.Scopes) > 0 {
-		form.Set("scope", strings.Join(c.Config.Scopes, " "))
+	scopes := RefreshScopes(c.Config.Scopes, granted)
+	tok, err := c.refresh(ctx, op, refreshToken, scopes)
+	var e *Error
+	if errors.As(err, &e) && e.Code == "invalid_scope" {
+		if fewer, retry := FallbackScopes(scopes, c.RefreshNeedsScope); retry {
+			tok, err = c.refresh(ctx, op, refreshToken, fewer)
+		}
 	}
-	tok, err := c.tokenRequest(ctx, op, form, time.Now(), refreshToken)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +410,66 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (*Token, erro
 		tok.RefreshToken = refreshToken
 	}
 	return tok, nil
+}
+
+// refresh sends one refresh_token grant asking for scopes (none: no scope
+// parameter). The token's Scopes are the response's, else scopes.
+func (c *Client) refresh(ctx context.Context, op, refreshToken string, scopes []string) (*Token, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+	return c.tokenRequest(ctx, op, form, scopes, time.Now(), refreshToken)
+}
+
+// RefreshScopes returns the scopes a refresh asks for: the configured ones
+// the grant holds, in configured order. With granted unknown (empty) it is
+// configured; when none of configured was granted (the account's scopes
+// changed since the login), it is granted, which the provider cannot
+// refuse. Nil means no scope parameter.
+func RefreshScopes(configured, granted []string) []string {
+	if len(configured) == 0 || len(granted) == 0 {
+		return slices.Clone(configured)
+	}
+	var out []string
+	for _, s := range configured {
+		if slices.Contains(granted, s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return slices.Clone(granted)
+	}
+	return out
+}
+
+// oidcScopes are OpenID Connect scopes (Core §5.4, §11): they ask for
+// identity claims or a refresh token, not for mail access, and providers
+// grant or trim them on their own (oidc-provider drops offline_access
+// without prompt=consent).
+var oidcScopes = []string{"openid", "profile", "email", "offline_access"}
+
+// FallbackScopes returns what to ask for after a refresh asking for sent
+// was refused with invalid_scope, and whether another request can help:
+// no scope parameter at all (nil), or, when the provider needs a scope,
+// sent without the OpenID Connect scopes.
+func FallbackScopes(sent []string, needScope bool) ([]string, bool) {
+	if len(sent) == 0 {
+		return nil, false
+	}
+	if !needScope {
+		return nil, true
+	}
+	var out []string
+	for _, s := range sent {
+		if !slices.Contains(oidcScopes, s) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 || len(out) == len(sent) {
+		return nil, false
+	}
+	return out, true
 }
 
 // exchange redeems an authorization code with its PKCE verifier.

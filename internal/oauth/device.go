@@ -117,7 +117,7 @@ func (c *Client) DeviceLogin(ctx context.Context, out io.Writer, opts DeviceOpti
 			fmt.Fprintln(out)
 			return nil, classify(op, err, nil)
 		}
-		tok, err := c.tokenRequest(ctx, op, form, time.Now(), da.DeviceCode)
+		tok, err := c.tokenRequest(ctx, op, form, c.Config.Scopes, time.Now(), da.DeviceCode)
 		if err == nil {
 			fmt.Fprintln(out, " approved.")
 			return tok, nil

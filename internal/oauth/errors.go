@@ -55,8 +55,11 @@ const (
 	Other Kind = iota
 	// Permanent: the provider refused the grant or the client (invalid_grant,
 	// invalid_client, unauthorized_client, invalid_scope, access_denied, …).
-	// Retrying will not help; the user or an administrator must act, usually
-	// by logging in again.
+	// Retrying the same request will not help; the code says who must act:
+	// the user logs in again after invalid_grant, while invalid_client,
+	// unauthorized_client and invalid_scope call for a fix of the client's
+	// configuration (its secret, certificate or scopes) and leave the grant
+	// alive (internal/tokens sorts them).
 	Permanent
 	// Transient: network failure, timeout, 5xx, 429 or the provider's
 	// temporarily_unavailable/server_error. Retry later (honour RetryAfter).

@@ -86,6 +86,10 @@ type Preset struct {
 	// RefreshRotates: every refresh returns a new refresh token and the
 	// old one stops working, so the new one must be stored before use.
 	RefreshRotates bool
+	// RefreshNeedsScope: a refresh request must carry a scope parameter
+	// (the Microsoft identity platform v2); elsewhere it may be left out,
+	// which means "the scopes granted" (RFC 6749 section 6).
+	RefreshNeedsScope bool
 	// VerifyAfterAuth: the server may accept a token issued for another
 	// mailbox, so a login should be checked with a command afterwards.
 	VerifyAfterAuth bool
@@ -122,11 +126,12 @@ func microsoft(name, title, tenant, smtpHost string) Preset {
 			POP3: "pop3s://outlook.office365.com:995",
 			SMTP: "smtp://" + smtpHost + ":587",
 		},
-		PreferSASL:      SASLXOAuth2,
-		OAuthBearer:     false,
-		DeviceFlow:      true,
-		RefreshRotates:  true,
-		VerifyAfterAuth: true,
+		PreferSASL:        SASLXOAuth2,
+		OAuthBearer:       false,
+		DeviceFlow:        true,
+		RefreshRotates:    true,
+		RefreshNeedsScope: true,
+		VerifyAfterAuth:   true,
 		Notes: []string{
 			"Exchange Online offers XOAUTH2 only, never OAUTHBEARER",
 			"refresh against the tenant you authorised with; refresh tokens rotate on every use",

@@ -39,7 +39,7 @@ func TestPresetFacts(t *testing.T) {
 				SMTP: "smtp://" + smtp + ":587",
 			},
 			PreferSASL: "xoauth2", OAuthBearer: false,
-			DeviceFlow: true, RefreshRotates: true, VerifyAfterAuth: true,
+			DeviceFlow: true, RefreshRotates: true, RefreshNeedsScope: true, VerifyAfterAuth: true,
 		}
 	}
 	yahoo := func(name, title, auth, token, imap, pop, smtp string) Preset {

@@ -160,6 +160,13 @@ func tokenFailure(name string, err error) error {
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
 		}
 	}
+	var ce *tokens.ClientConfigError
+	if errors.As(err, &ce) {
+		return &proxy.UpstreamError{
+			Message: fmt.Sprintf("the provider rejected mailkey's client for %s (check its client_secret; run mailkey test %s)", name, name),
+			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
+		}
+	}
 	var rf *tokens.RefusedError
 	if errors.As(err, &rf) {
 		return &proxy.UpstreamError{

@@ -34,7 +34,7 @@ func newMetrics() *metrics {
 		}, []string{"protocol"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailkey_token_refreshes_total",
-			Help: "Background token checks by result: refreshed, fresh (nothing to do), transient, permanent, refused.",
+			Help: "Background token checks by result: refreshed, fresh (nothing to do), transient, permanent (needs a login), client (client configuration rejected), refused.",
 		}, []string{"account", "result"}),
 	}
 	m.reg.MustRegister(m.dials, m.logins, m.forced, m.refreshes,

@@ -101,6 +101,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	}
 	var nl *tokens.NeedsLoginError
 	var rf *tokens.RefusedError
+	var ce *tokens.ClientConfigError
 	var te *tokens.TransientError
 	switch {
 	case err == nil:
@@ -118,6 +119,14 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
 		r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
 			"class", "permanent", "error", err.Error(), "run", nl.Hint())
+		return needsLoginWait
+	case errors.As(err, &ce):
+		// The app's configuration: the grant is kept; ask again later, in
+		// case the client secret has been fixed.
+		r.failures = 0
+		r.m.refreshes.WithLabelValues(r.account, "client").Inc()
+		r.log.Warn("the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed",
+			"account", r.account, "class", "client", "error", err.Error(), "fix", ce.Hint(), "retry_in", needsLoginWait)
 		return needsLoginWait
 	case errors.As(err, &rf):
 		// App-only: nothing to log in to; ask again later, in case

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/tokens"
 )
 
 // statusPage never shows a token: only states, times and counts.
@@ -107,7 +108,7 @@ func (s *Server) tokenState(ctx context.Context, account string, appOnly bool, n
 		return "needs login (mailkey login " + account + ")"
 	case err != nil:
 		return "unreadable"
-	case rec.NeedsLogin:
+	case tokens.NeedsLogin(rec):
 		return "needs login (mailkey login " + account + ")"
 	case rec.AccessToken == "":
 		return "expired (renewed on next use)"

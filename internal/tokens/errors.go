@@ -4,21 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/mailkey/mailkey/internal/store"
 )
 
 // ErrNoToken is the cause of the *NeedsLoginError returned for an account
 // that has never logged in (the store has no record for it).
 var ErrNoToken = errors.New("no token yet")
 
-// Permanenter is implemented by refresh errors that know whether the grant
-// is dead. Permanent() == true means no retry can succeed and the user has to
-// log in again (invalid_grant, invalid_client, unauthorized_client, revoked
-// consent). When an error in the chain implements it, its answer decides.
+// Permanenter is implemented by refresh errors that know whether retrying
+// can help. Permanent() == true means no retry of the same request can
+// succeed; the error code then says who has to act: a dead grant
+// (invalid_grant, revoked consent) needs a new login, a rejected client
+// (invalid_client, unauthorized_client, an expired client secret) or a
+// refused scope needs a configuration fix and keeps the grant. When an error
+// in the chain implements it, its answer decides.
 type Permanenter interface {
 	Permanent() bool
 }
@@ -37,18 +43,62 @@ type OAuthErrorer interface {
 	OAuthError() (code, description string)
 }
 
-// permanentCodes are the RFC 6749 section 5.2 (and OpenID Connect Core
-// section 3.1.2.6) error codes after which only a new login helps, used when
-// the error does not classify itself. Microsoft answers a refresh with
-// interaction_required or consent_required when consent was revoked or MFA
-// is newly required.
-var permanentCodes = map[string]bool{
+// grantCodes are the RFC 6749 section 5.2 (and OpenID Connect Core section
+// 3.1.2.6) error codes that say the grant is dead: only a new login helps.
+// Microsoft answers a refresh with interaction_required or consent_required
+// when consent was revoked or MFA is newly required.
+var grantCodes = map[string]bool{
 	"invalid_grant":        true,
-	"invalid_client":       true,
-	"unauthorized_client":  true,
 	"interaction_required": true,
 	"consent_required":     true,
 	"login_required":       true,
+}
+
+// clientCodes are the error codes that blame the request's client or scope,
+// not the user's grant (RFC 6749 section 5.2): invalid_client (its
+// authentication failed: a wrong or expired secret or certificate),
+// unauthorized_client (the registration may not use this grant) and
+// invalid_scope (the refresh asked for more than was granted). A new login
+// cannot fix them, so the grant is kept.
+var clientCodes = map[string]bool{
+	"invalid_client":      true,
+	"unauthorized_client": true,
+	"invalid_scope":       true,
+}
+
+// clientAADSTS are Microsoft Entra error codes about the app's own
+// credentials or registration, whatever OAuth error code carries them
+// (Entra's error code reference; the Azure SDK's service principal
+// troubleshooting guide).
+var clientAADSTS = map[string]bool{
+	"AADSTS7000215": true, // invalid client secret: not the secret's value, or another app's
+	"AADSTS7000222": true, // the client secret has expired
+	"AADSTS7000218": true, // the request needs client_secret or client_assertion
+	"AADSTS700025":  true, // public client: neither client_secret nor client_assertion allowed
+	"AADSTS700027":  true, // the client assertion's signature is invalid (certificate not uploaded, or expired)
+	"AADSTS700021":  true, // the client assertion's issuer is not the client_id
+	"AADSTS700023":  true, // the client assertion's audience is not the token endpoint
+	"AADSTS700024":  true, // the client assertion is outside its validity time range
+	"AADSTS700016":  true, // no application with this client_id in the tenant
+	"AADSTS7000112": true, // the application is disabled in the tenant
+}
+
+var aadstsRE = regexp.MustCompile(`\bAADSTS\d+\b`)
+
+// ClientProblem reports whether a token endpoint error (its RFC 6749 code
+// and description) blames the client's credentials or registration, or the
+// scope asked for, rather than the user's grant: a configuration problem
+// that keeps the grant.
+func ClientProblem(code, desc string) bool {
+	if clientCodes[code] {
+		return true
+	}
+	for _, c := range aadstsRE.FindAllString(desc, -1) {
+		if clientAADSTS[c] {
+			return true
+		}
+	}
+	return false
 }
 
 // NeedsLoginError says that the account cannot get a token until the user
@@ -88,6 +138,40 @@ func (e *NeedsLoginError) Unwrap() error { return e.Err }
 
 // Hint returns the command that fixes the error: "mailkey login ACCOUNT".
 func (e *NeedsLoginError) Hint() string { return "mailkey login " + e.Account }
+
+// ClientConfigError says that the provider rejected the account's OAuth
+// client (invalid_client, unauthorized_client, an expired or wrong client
+// secret or certificate) or the scopes of a refresh (invalid_scope): the
+// app's configuration is wrong, not the user's grant. Nothing is marked or
+// deleted in the store; a still valid access token keeps being handed out,
+// and the next request after the fix refreshes without a login.
+type ClientConfigError struct {
+	Account string
+	// Code is the provider's error code (invalid_client, …), "" if unknown.
+	Code string
+	// Reason is the provider's description, with secrets removed.
+	Reason string
+	Err    error
+}
+
+func (e *ClientConfigError) Error() string {
+	what := "the provider rejected the app's client credentials"
+	if e.Code == "invalid_scope" {
+		what = "the provider refused the scopes asked for"
+	}
+	return withProviderError(fmt.Sprintf("account %s: %s", e.Account, what), e.Code, e.Reason)
+}
+
+func (e *ClientConfigError) Unwrap() error { return e.Err }
+
+// Hint says what to fix. The stored login is kept, so no login is needed.
+func (e *ClientConfigError) Hint() string {
+	if e.Code == "invalid_scope" {
+		return "check the scopes of account " + e.Account + " (mailkey config check): a refresh may not ask for more than the login granted; the stored login is kept, then: mailkey token " + e.Account
+	}
+	return "check client_secret (or client_secret_cmd) or the certificate of account " + e.Account +
+		" against the app's registration in the provider's console (a new or expired secret, a wrong client_id); the stored login is kept, then: mailkey token " + e.Account
+}
 
 // RefusedError says that the provider refused to mint a token for a source
 // that holds no grant (an app-only flow, whose errors went through Refusal):
@@ -170,16 +254,32 @@ func redact(s string, secrets []string) string {
 	return s
 }
 
+// class is what a refresh failure means for the account.
+type class int
+
+const (
+	// classTransient: it may pass (network, timeout, 5xx, 429): retry.
+	classTransient class = iota
+	// classDeadGrant: the provider called the grant dead: a new login.
+	classDeadGrant
+	// classClient: the client or the scope was rejected: fix the
+	// configuration; the grant is kept.
+	classClient
+)
+
 // classification is what the manager needs to know about a refresh error.
 type classification struct {
-	permanent  bool
+	class      class
 	code, desc string
 	retryAfter time.Duration
 }
 
-// classify sorts a refresh error into permanent or transient. Errors that
-// implement Permanenter decide for themselves; an *oauth2.RetrieveError is
-// judged by its error code; everything else is transient.
+// classify sorts a refresh error into transient, dead grant or client
+// configuration. Errors that implement Permanenter decide whether retrying
+// can help; an *oauth2.RetrieveError is judged by its error code;
+// everything else is transient. A permanent error is a client
+// configuration problem when its code or a Microsoft AADSTS code in its
+// description says so (ClientProblem), else a dead grant.
 func classify(err error, now time.Time) classification {
 	var c classification
 	var re *oauth2.RetrieveError
@@ -192,11 +292,20 @@ func classify(err error, now time.Time) classification {
 		c.code, c.desc = re.ErrorCode, re.ErrorDescription
 	}
 
+	var permanent bool
 	var p Permanenter
 	if errors.As(err, &p) {
-		c.permanent = p.Permanent()
+		permanent = p.Permanent()
 	} else if hasRE {
-		c.permanent = permanentCodes[re.ErrorCode]
+		permanent = grantCodes[re.ErrorCode] || clientCodes[re.ErrorCode]
+	}
+	switch {
+	case !permanent:
+		c.class = classTransient
+	case ClientProblem(c.code, c.desc):
+		c.class = classClient
+	default:
+		c.class = classDeadGrant
 	}
 
 	var h RetryAfterHinter
@@ -239,13 +348,12 @@ func storedReason(code, desc string) string {
 	return desc
 }
 
-// storedCodes are the error codes parseStoredReason splits off: those after
-// which this package asks for a login, and the other standard ones a Source
+// storedCodes are the error codes parseStoredReason splits off besides
+// grantCodes and clientCodes: the other standard ones a Source
 // may call permanent (RFC 6749 sections 4.1.2.1 and 5.2, RFC 8628 section
 // 3.5), so that a stored failure reads back with the code it was stored with.
 var storedCodes = map[string]bool{
 	"invalid_request":        true,
-	"invalid_scope":          true,
 	"unsupported_grant_type": true,
 	"access_denied":          true,
 	"expired_token":          true,
@@ -254,7 +362,7 @@ var storedCodes = map[string]bool{
 // parseStoredReason splits what storedReason wrote. Only known codes are
 // split off, so a free-text reason stays whole.
 func parseStoredReason(reason string) (code, desc string) {
-	known := func(c string) bool { return permanentCodes[c] || storedCodes[c] }
+	known := func(c string) bool { return grantCodes[c] || clientCodes[c] || storedCodes[c] }
 	if known(reason) {
 		return reason, ""
 	}
@@ -262,4 +370,12 @@ func parseStoredReason(reason string) (code, desc string) {
 		return c, d
 	}
 	return "", reason
+}
+
+// NeedsLogin reports whether rec's "needs login" mark stands for a dead
+// grant. Older versions also marked accounts after a client configuration
+// error (invalid_client, an expired client secret, invalid_scope); such a
+// mark is not a dead grant: the manager asks the provider again.
+func NeedsLogin(rec *store.Record) bool {
+	return rec.NeedsLogin && !ClientProblem(parseStoredReason(rec.Reason))
 }

@@ -12,17 +12,22 @@
 // written to the store before the new access token is handed out, and a
 // refresh token is never dropped unless the provider said it is dead.
 //
-// Refresh errors are classified. Permanent ones (invalid_grant,
-// invalid_client, unauthorized_client, revoked consent) mark the account
-// "needs login" in the store and return a *NeedsLoginError. Everything else
-// (network, timeouts, HTTP 5xx, 429) is transient: Get keeps handing out
-// the current access token while it is valid, and otherwise retries with
-// exponential backoff and full jitter before returning a *TransientError.
+// Refresh errors are classified by what they mean. A dead grant
+// (invalid_grant, revoked consent) marks the account "needs login" in the
+// store and returns a *NeedsLoginError. A rejected client (invalid_client,
+// unauthorized_client, an expired client secret) or a refused scope
+// (invalid_scope) is a configuration problem: nothing is marked, Get keeps
+// handing out the current access token while it is valid, and otherwise a
+// *ClientConfigError is returned at once; the next call asks the provider
+// again. Everything else (network, timeouts, HTTP 5xx, 429) is transient:
+// Get keeps handing out the current access token while it is valid, and
+// otherwise retries with exponential backoff and full jitter before
+// returning a *TransientError.
 //
 // A Source's errors tell the manager what they are through small
 // interfaces, all optional:
 //
-//	Permanent() bool                        // Permanenter: true means a new login is needed
+//	Permanent() bool                        // Permanenter: true means retrying cannot help
 //	RetryAfterHint() time.Duration          // RetryAfterHinter: the provider's Retry-After
 //	OAuthError() (code, description string) // OAuthErrorer: RFC 6749 section 5.2 error response
 //
@@ -262,9 +267,10 @@ func validNow(rec *store.Record, now time.Time) bool {
 // does no network I/O.
 //
 // Errors: *NeedsLoginError (never logged in: wraps ErrNoToken; or the grant
-// is dead), *RefusedError (an app-only source was refused for good),
-// *TransientError (refresh failed and the stored token has expired), or a
-// store or context error.
+// is dead), *ClientConfigError (the provider rejected the client or the
+// scopes and the stored token has expired), *RefusedError (an app-only
+// source was refused for good), *TransientError (refresh failed and the
+// stored token has expired), or a store or context error.
 func (m *Manager) Get(ctx context.Context, account string) (*store.Record, error) {
 	return m.get(ctx, account, mode{kind: "get", within: m.margin, useCurrent: true})
 }
@@ -371,7 +377,13 @@ func (m *Manager) read(ctx context.Context, account string) (*store.Record, erro
 	}
 	if rec.NeedsLogin {
 		code, desc := parseStoredReason(rec.Reason)
-		return nil, &NeedsLoginError{Account: account, Code: code, Reason: desc}
+		if !ClientProblem(code, desc) {
+			return nil, &NeedsLoginError{Account: account, Code: code, Reason: desc}
+		}
+		// An older version marked a client configuration error as a dead
+		// grant; the grant may well be alive: ask the provider again. A
+		// successful refresh clears the stored mark.
+		rec.NeedsLogin, rec.Reason = false, ""
 	}
 	return rec, nil
 }
@@ -390,6 +402,17 @@ func (m *Manager) refresh(ctx context.Context, account string, md mode) (*store.
 		}
 		if terr == nil {
 			return rec, nil
+		}
+		var ce *ClientConfigError
+		if errors.As(terr, &ce) {
+			// Retrying now cannot help; a later call asks again.
+			if md.useCurrent && validNow(rec, m.now()) {
+				m.log.Warn("the provider rejected the client; using the current token while it lasts",
+					"account", account, "expiry", rec.Expiry, "error", terr.Error(), "fix", ce.Hint())
+				return rec, nil
+			}
+			m.log.Warn("the provider rejected the client; the stored login is kept", "account", account, "error", terr.Error())
+			return nil, ce
 		}
 		c := classify(terr, m.now())
 		if md.useCurrent && validNow(rec, m.now()) {
@@ -423,8 +446,9 @@ func (m *Manager) backoff(attempt int, retryAfter time.Duration) time.Duration {
 
 // attempt takes the account's locks, re-reads the record and, if a refresh
 // is still due, asks src for one. It returns the record to hand out, or a
-// transient refresh error (with the current record), or a final error.
-func (m *Manager) attempt(ctx context.Context, account string, src Source, md mode) (rec *store.Record, transient error, err error) {
+// soft error with the current record (a transient refresh error, or a
+// *ClientConfigError), or a final error.
+func (m *Manager) attempt(ctx context.Context, account string, src Source, md mode) (rec *store.Record, soft error, err error) {
 	unlock, err := m.lock(ctx, account)
 	if err != nil {
 		return nil, nil, err
@@ -462,7 +486,7 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		}
 		rerr = redactError(rerr, secrets)
 		c := classify(rerr, m.now())
-		if !c.permanent {
+		if c.class == classTransient {
 			return cur, rerr, nil
 		}
 		var rf *refusal
@@ -473,6 +497,14 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 			}
 			m.log.Info("the provider refused to issue a token", "account", account, "code", code, "reason", desc)
 			return nil, nil, &RefusedError{Account: account, Code: code, Reason: desc, Err: rerr}
+		}
+		if c.class == classClient {
+			// Not the grant's fault: keep it, mark nothing.
+			code, desc := c.code, redact(c.desc, secrets)
+			if code == "" && desc == "" {
+				desc = rerr.Error()
+			}
+			return cur, &ClientConfigError{Account: account, Code: code, Reason: desc, Err: rerr}, nil
 		}
 		return nil, nil, m.markNeedsLogin(ctx, cur, c, rerr, secrets)
 	}

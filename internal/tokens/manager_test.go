@@ -443,12 +443,11 @@ func TestPermanentFailureMarksNeedsLogin(t *testing.T) {
 	}
 }
 
-// TestStoredNeedsLoginKeepsCode pins a bug: a Source that calls an
-// invalid_scope refusal permanent (as internal/oauth does) got a
-// NeedsLoginError with Code "invalid_scope" the first time, and with no code
-// (and the code inside Reason) on every later call, read from the store.
+// TestStoredNeedsLoginKeepsCode pins a bug: a dead grant got a
+// NeedsLoginError with its code the first time, and with no code (and the
+// code inside Reason) on every later call, read from the store.
 func TestStoredNeedsLoginKeepsCode(t *testing.T) {
-	perm := &oauthErr{code: "invalid_scope", desc: "The requested scope is invalid.", permanent: true}
+	perm := &oauthErr{code: "consent_required", desc: "The requested scope is invalid.", permanent: true}
 	e := newEnv(t, record(-time.Minute), failing(perm), nil)
 	for i := range 2 {
 		_, err := e.m.Get(context.Background(), "work")
@@ -456,8 +455,8 @@ func TestStoredNeedsLoginKeepsCode(t *testing.T) {
 		if !errors.As(err, &nl) {
 			t.Fatalf("call %d: err = %v, want *NeedsLoginError", i+1, err)
 		}
-		if nl.Code != "invalid_scope" || nl.Reason != "The requested scope is invalid." {
-			t.Errorf("call %d: Code %q Reason %q, want invalid_scope and the description", i+1, nl.Code, nl.Reason)
+		if nl.Code != "consent_required" || nl.Reason != "The requested scope is invalid." {
+			t.Errorf("call %d: Code %q Reason %q, want consent_required and the description", i+1, nl.Code, nl.Reason)
 		}
 	}
 	if n := e.src.count(); n != 1 {
@@ -465,29 +464,190 @@ func TestStoredNeedsLoginKeepsCode(t *testing.T) {
 	}
 }
 
-func TestRetrieveErrorClassification(t *testing.T) {
+// TestClassification is the table of what a refresh error means: a dead
+// grant needs a login, a rejected client or scope is configuration that
+// keeps the grant, everything else is transient.
+func TestClassification(t *testing.T) {
+	perm := func(code, desc string) error { return &oauthErr{code: code, desc: desc, permanent: true} }
 	for _, tc := range []struct {
-		name      string
-		err       error
-		permanent bool
-		retry     time.Duration
+		name  string
+		err   error
+		class class
+		retry time.Duration
 	}{
-		{"invalid_grant", &oauth2.RetrieveError{ErrorCode: "invalid_grant", ErrorDescription: "AADSTS70043: expired"}, true, 0},
-		{"invalid_client", &oauth2.RetrieveError{ErrorCode: "invalid_client"}, true, 0},
-		{"unauthorized_client", &oauth2.RetrieveError{ErrorCode: "unauthorized_client"}, true, 0},
-		{"consent revoked", &oauth2.RetrieveError{ErrorCode: "interaction_required", ErrorDescription: "AADSTS65001"}, true, 0},
-		{"invalid_request", &oauth2.RetrieveError{ErrorCode: "invalid_request"}, false, 0},
-		{"429 seconds", &oauth2.RetrieveError{Response: &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"12"}}}}, false, 12 * time.Second},
-		{"503 date", &oauth2.RetrieveError{Response: &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {t0.Add(90 * time.Second).Format(http.TimeFormat)}}}}, false, 90 * time.Second},
-		{"self-classified wins", &oauthErr{code: "invalid_grant", permanent: false}, false, 0},
-		{"wrapped", errors.Join(errors.New("context"), &oauthErr{code: "x", permanent: true, retryAfter: time.Second}), true, time.Second},
-		{"unknown", errNetwork, false, 0},
-		{"deadline", context.DeadlineExceeded, false, 0},
+		{"invalid_grant", &oauth2.RetrieveError{ErrorCode: "invalid_grant", ErrorDescription: "AADSTS70043: expired"}, classDeadGrant, 0},
+		{"invalid_client", &oauth2.RetrieveError{ErrorCode: "invalid_client"}, classClient, 0},
+		{"unauthorized_client", &oauth2.RetrieveError{ErrorCode: "unauthorized_client"}, classClient, 0},
+		{"invalid_scope", &oauth2.RetrieveError{ErrorCode: "invalid_scope", ErrorDescription: "refresh token missing requested scope"}, classClient, 0},
+		{"consent revoked", &oauth2.RetrieveError{ErrorCode: "interaction_required", ErrorDescription: "AADSTS65001"}, classDeadGrant, 0},
+		{"invalid_request", &oauth2.RetrieveError{ErrorCode: "invalid_request"}, classTransient, 0},
+		{"429 seconds", &oauth2.RetrieveError{Response: &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"12"}}}}, classTransient, 12 * time.Second},
+		{"503 date", &oauth2.RetrieveError{Response: &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {t0.Add(90 * time.Second).Format(http.TimeFormat)}}}}, classTransient, 90 * time.Second},
+		{"self-classified wins", &oauthErr{code: "invalid_grant", permanent: false}, classTransient, 0},
+		{"self-classified client, transient", &oauthErr{code: "invalid_client", permanent: false}, classTransient, 0},
+		{"wrapped", errors.Join(errors.New("context"), &oauthErr{code: "x", permanent: true, retryAfter: time.Second}), classDeadGrant, time.Second},
+		{"unknown", errNetwork, classTransient, 0},
+		{"deadline", context.DeadlineExceeded, classTransient, 0},
+
+		{"oauth invalid_grant", perm("invalid_grant", "Token has been expired or revoked."), classDeadGrant, 0},
+		{"oauth interaction_required", perm("interaction_required", "AADSTS50076: MFA required"), classDeadGrant, 0},
+		{"oauth consent_required", perm("consent_required", ""), classDeadGrant, 0},
+		{"oauth login_required", perm("login_required", ""), classDeadGrant, 0},
+		{"oauth no code", perm("", "no refresh token stored"), classDeadGrant, 0},
+		{"oauth invalid_client", perm("invalid_client", "client authentication failed"), classClient, 0},
+		{"oauth unauthorized_client", perm("unauthorized_client", ""), classClient, 0},
+		{"oauth invalid_scope", perm("invalid_scope", "refresh token missing requested scope"), classClient, 0},
+		{"AADSTS7000215 invalid secret", perm("invalid_client", "AADSTS7000215: Invalid client secret provided."), classClient, 0},
+		{"AADSTS7000222 expired secret", perm("invalid_client", "AADSTS7000222: The provided client secret keys for app are expired."), classClient, 0},
+		{"AADSTS7000218 secret required", perm("invalid_client", "AADSTS7000218: The request body must contain client_assertion or client_secret."), classClient, 0},
+		{"AADSTS700027 bad assertion", perm("invalid_client", "AADSTS700027: Client assertion contains an invalid signature."), classClient, 0},
+		{"AADSTS700024 assertion time", perm("invalid_client", "AADSTS700024: Client assertion is not within its valid time range."), classClient, 0},
+		{"AADSTS700016 no such app", perm("unauthorized_client", "AADSTS700016: Application not found in the directory."), classClient, 0},
+		{"AADSTS7000112 app disabled", perm("unauthorized_client", "AADSTS7000112: Application is disabled."), classClient, 0},
+		{"client AADSTS under invalid_grant", perm("invalid_grant", "AADSTS7000222: The provided client secret keys are expired."), classClient, 0},
+		{"AADSTS70043 stays a dead grant", perm("invalid_grant", "AADSTS70043: The refresh token has expired."), classDeadGrant, 0},
+		{"AADSTS prefix is not a match", perm("invalid_grant", "AADSTS70002150: something else"), classDeadGrant, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := classify(tc.err, t0)
-			if c.permanent != tc.permanent || c.retryAfter != tc.retry {
-				t.Errorf("classify = permanent %v retry %v, want %v %v", c.permanent, c.retryAfter, tc.permanent, tc.retry)
+			if c.class != tc.class || c.retryAfter != tc.retry {
+				t.Errorf("classify = class %v retry %v, want %v %v", c.class, c.retryAfter, tc.class, tc.retry)
+			}
+		})
+	}
+}
+
+// TestClientConfigKeepsGrant pins a bug: one invalid_client answer marked
+// the account "needs login" for good, the still valid access token was not
+// handed out, and later calls never asked the provider again.
+func TestClientConfigKeepsGrant(t *testing.T) {
+	bad := &oauthErr{code: "invalid_client", desc: "AADSTS7000222: The provided client secret keys are expired.", permanent: true}
+	fixed := false
+	old := record(2 * time.Minute) // inside the margin, still valid
+	e := newEnv(t, old, func(ctx context.Context, n int, rec *store.Record) (*Fresh, error) {
+		if fixed {
+			return rotating(ctx, n, rec)
+		}
+		return nil, bad
+	}, nil)
+
+	// A valid token is handed out while the client is rejected.
+	rec, err := e.m.Get(context.Background(), "work")
+	if err != nil || rec.AccessToken != oldAT {
+		t.Fatalf("Get with a valid token: %v", err)
+	}
+	if !strings.Contains(e.logs.String(), "client_secret") {
+		t.Errorf("the warning does not say what to fix:\n%s", e.logs.String())
+	}
+	// Callers that need a fresh token get the configuration error, at once.
+	for name, call := range map[string]func() (*store.Record, error){
+		"ForceRefresh": func() (*store.Record, error) { return e.m.ForceRefresh(context.Background(), "work", oldAT) },
+		"RefreshDue":   func() (*store.Record, error) { return e.m.RefreshDue(context.Background(), "work", time.Hour) },
+	} {
+		_, err := call()
+		var ce *ClientConfigError
+		if !errors.As(err, &ce) || ce.Code != "invalid_client" || !errors.Is(err, bad) {
+			t.Fatalf("%s: err = %v, want *ClientConfigError wrapping the provider's error", name, err)
+		}
+		var nl *NeedsLoginError
+		if errors.As(err, &nl) {
+			t.Errorf("%s: a client error became NeedsLoginError", name)
+		}
+	}
+	// An expired token: the configuration error, not retried, nothing marked.
+	e.clk.t = t0.Add(3 * time.Minute)
+	_, err = e.m.Get(context.Background(), "work")
+	var ce *ClientConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Get with an expired token: err = %v, want *ClientConfigError", err)
+	}
+	if want := "account work: the provider rejected the app's client credentials: invalid_client: AADSTS7000222: The provided client secret keys are expired."; err.Error() != want {
+		t.Errorf("message = %q, want %q", err, want)
+	}
+	for _, want := range []string{"client_secret", "client_secret_cmd", "certificate", "account work", "console", "mailkey token work"} {
+		if !strings.Contains(ce.Hint(), want) {
+			t.Errorf("Hint() = %q lacks %q", ce.Hint(), want)
+		}
+	}
+	if strings.Contains(ce.Hint(), "mailkey login") {
+		t.Errorf("Hint() = %q asks for a login", ce.Hint())
+	}
+	if len(e.sl.list()) != 0 {
+		t.Errorf("a client error was retried with backoff: %v", e.sl.list())
+	}
+	if n := e.src.count(); n != 4 {
+		t.Errorf("Source called %d times, want 4 (every call asks again)", n)
+	}
+	if !reflect.DeepEqual(e.st.rec("work"), old) {
+		t.Errorf("stored record changed: %+v", e.st.rec("work"))
+	}
+
+	// Once the secret is fixed, the next call refreshes with the kept grant.
+	fixed = true
+	rec, err = e.m.Get(context.Background(), "work")
+	if err != nil || rec.AccessToken != newAT {
+		t.Fatalf("after the fix: %v", err)
+	}
+	if got := e.st.rec("work"); got.RefreshToken != newRT || got.NeedsLogin {
+		t.Errorf("after the fix: stored %+v", got)
+	}
+}
+
+func TestInvalidScopeKeepsGrant(t *testing.T) {
+	bad := &oauthErr{code: "invalid_scope", desc: "refresh token missing requested scope", permanent: true}
+	e := newEnv(t, record(-time.Minute), failing(bad), nil)
+	_, err := e.m.Get(context.Background(), "work")
+	var ce *ClientConfigError
+	if !errors.As(err, &ce) || ce.Code != "invalid_scope" {
+		t.Fatalf("err = %v, want *ClientConfigError", err)
+	}
+	if want := "account work: the provider refused the scopes asked for: invalid_scope: refresh token missing requested scope"; err.Error() != want {
+		t.Errorf("message = %q, want %q", err, want)
+	}
+	if !strings.Contains(ce.Hint(), "scopes of account work") || strings.Contains(ce.Hint(), "mailkey login") {
+		t.Errorf("Hint() = %q", ce.Hint())
+	}
+	if st := e.st.rec("work"); st.NeedsLogin || st.RefreshToken != oldRT {
+		t.Errorf("store: %+v", st)
+	}
+}
+
+// TestStaleClientMarkAsksAgain: a record that an older version marked
+// "needs login" after a client error is not a dead grant; one marked after
+// a dead grant stays marked.
+func TestStaleClientMarkAsksAgain(t *testing.T) {
+	for _, tc := range []struct {
+		reason string
+		stale  bool
+	}{
+		{"invalid_client: client authentication failed", true},
+		{"unauthorized_client", true},
+		{"invalid_scope: refresh token missing requested scope", true},
+		{"AADSTS7000222: The provided client secret keys are expired.", true},
+		{"invalid_grant: Token has been expired or revoked.", false},
+		{"consent_required", false},
+		{"no refresh token stored", false},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			old := record(-time.Minute)
+			old.NeedsLogin, old.Reason = true, tc.reason
+			if got := NeedsLogin(old); got == tc.stale {
+				t.Errorf("NeedsLogin = %v, want %v", got, !tc.stale)
+			}
+			e := newEnv(t, old, rotating, nil)
+			rec, err := e.m.Get(context.Background(), "work")
+			if !tc.stale {
+				var nl *NeedsLoginError
+				if !errors.As(err, &nl) || e.src.count() != 0 {
+					t.Fatalf("err = %v after %d refreshes, want the stored NeedsLoginError", err, e.src.count())
+				}
+				return
+			}
+			if err != nil || rec.AccessToken != newAT {
+				t.Fatalf("Get: %v", err)
+			}
+			if st := e.st.rec("work"); st.NeedsLogin || st.Reason != "" || NeedsLogin(st) {
+				t.Errorf("the stale mark was not cleared: %+v", st)
 			}
 		})
 	}
@@ -842,6 +1002,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		{"transient expired", -time.Minute, failing(errors.New(leakyText))},
 		{"permanent", -time.Minute, failing(&oauthErr{code: "invalid_grant", desc: leakyText, permanent: true})},
 		{"permanent no code", -time.Minute, failing(&oauthErr{permanent: true, desc: leakyText})},
+		{"permanent client, expired", -time.Minute, failing(&oauthErr{code: "invalid_client", desc: leakyText, permanent: true})},
+		{"permanent client, valid", 2 * time.Minute, failing(&oauthErr{code: "invalid_client", desc: leakyText, permanent: true})},
+		{"permanent scope", -time.Minute, failing(&oauthErr{code: "invalid_scope", desc: leakyText, permanent: true})},
 		{"retrieve error", -time.Minute, failing(&oauth2.RetrieveError{ErrorCode: "invalid_grant", ErrorDescription: leakyText})},
 		{"empty answer", -time.Minute, func(context.Context, int, *store.Record) (*Fresh, error) {
 			return &Fresh{RefreshToken: newRT}, nil
@@ -864,6 +1027,10 @@ func TestSecretsNeverLeak(t *testing.T) {
 					var nl *NeedsLoginError
 					if errors.As(err, &nl) {
 						texts = append(texts, nl.Reason, nl.Hint())
+					}
+					var ce *ClientConfigError
+					if errors.As(err, &ce) {
+						texts = append(texts, ce.Reason, ce.Hint())
 					}
 				}
 			}

@@ -65,6 +65,7 @@ type accountStatus struct {
 	Detail     string    `json:"detail"`
 	HasRefresh bool      `json:"has_refresh_token"`
 	Identity   string    `json:"identity"`
+	Scopes     []string  `json:"scopes"`
 }
 
 func (m *mk) status(ctx context.Context, name string) accountStatus {
