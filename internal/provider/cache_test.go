@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -421,5 +422,49 @@ func TestCacheControlMaxAge(t *testing.T) {
 		if got != tc.want || known != tc.known {
 			t.Errorf("cacheControlMaxAge(%q) = %v, %v; want %v, %v", tc.values, got, known, tc.want, tc.known)
 		}
+	}
+}
+
+// TestDiscoverUnavailable: what may pass by itself matches ErrUnavailable
+// (and a network error stays a net.Error); a server that answers wrongly,
+// and a caller that gave up, do not.
+func TestDiscoverUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sick    func(p *sickProvider)
+		cancel  bool
+		want    bool
+		wantNet bool
+	}{
+		{"503", func(p *sickProvider) { p.status = http.StatusServiceUnavailable }, false, true, false},
+		{"502", func(p *sickProvider) { p.status = http.StatusBadGateway }, false, true, false},
+		{"429", func(p *sickProvider) { p.status = http.StatusTooManyRequests }, false, true, false},
+		{"connection refused", func(p *sickProvider) { p.Close() }, false, true, true},
+		{"403", func(p *sickProvider) { p.status = http.StatusForbidden }, false, false, false},
+		{"issuer mismatch", func(p *sickProvider) {
+			p.doc = func(string) map[string]any { return fullDoc("https://evil.example") }
+		}, false, false, false},
+		{"caller gave up", func(*sickProvider) {}, true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newSickProvider(t)
+			p.set(tc.sick)
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.cancel {
+				cancel()
+			}
+			defer cancel()
+			_, err := Discover(ctx, p.Client(), p.URL)
+			if err == nil {
+				t.Fatal("Discover succeeded")
+			}
+			if got := errors.Is(err, ErrUnavailable); got != tc.want {
+				t.Errorf("errors.Is(%v, ErrUnavailable) = %v, want %v", err, got, tc.want)
+			}
+			var ne net.Error
+			if got := errors.As(err, &ne); got != tc.wantNet {
+				t.Errorf("errors.As(%v, net.Error) = %v, want %v", err, got, tc.wantNet)
+			}
+		})
 	}
 }

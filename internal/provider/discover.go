@@ -58,8 +58,13 @@ type unavailableError struct {
 	cause error
 }
 
-func (e *unavailableError) Error() string   { return e.msg }
-func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+func (e *unavailableError) Error() string { return e.msg }
+func (e *unavailableError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrUnavailable}
+	}
+	return []error{ErrUnavailable, e.cause}
+}
 
 // Discover fetches the metadata of the authorization server identified by
 // issuer. It tries OpenID Connect Discovery (ISSUER/.well-known/openid-configuration)
@@ -151,12 +156,11 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*document, e
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		msg := fmt.Sprintf("discovery: cannot fetch %s: %v", u, err)
 		if ctx.Err() != nil {
 			// The caller gave up: that is no outage of the server.
 			return nil, fmt.Errorf("discovery: cannot fetch %s: %w", u, err)
 		}
-		return nil, &unavailableError{msg: msg, cause: err}
+		return nil, &unavailableError{msg: fmt.Sprintf("discovery: cannot fetch %s: %v", u, err), cause: err}
 	}
 	defer resp.Body.Close()
 	switch code := resp.StatusCode; {
@@ -175,11 +179,10 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*document, e
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, metadataLimit+1))
 	if err != nil {
-		msg := fmt.Sprintf("discovery: reading %s: %v", u, err)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("discovery: reading %s: %w", u, err)
 		}
-		return nil, &unavailableError{msg: msg, cause: err}
+		return nil, &unavailableError{msg: fmt.Sprintf("discovery: reading %s: %v", u, err), cause: err}
 	}
 	if len(body) > metadataLimit {
 		return nil, fmt.Errorf("discovery: %s is larger than %d bytes", u, metadataLimit)
