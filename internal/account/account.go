@@ -53,13 +53,18 @@ func CertPool(caFile string) (*x509.CertPool, error) {
 
 // Resolve loads what an account needs from the network (discovery for a
 // generic provider) with a client that trusts the account's ca_file, and
-// returns that client for the account's provider requests too.
-func Resolve(ctx context.Context, a *config.Account) (*config.Resolved, *http.Client, error) {
+// returns that client for the account's provider requests too. Discovery
+// goes through cache, which a nil cache leaves out.
+func Resolve(ctx context.Context, a *config.Account, cache *provider.DiscoveryCache) (*config.Resolved, *http.Client, error) {
 	hc, err := httpClient(a.CAFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := a.Resolve(ctx, hc)
+	discover := provider.Discover
+	if cache != nil {
+		discover = cache.Discover
+	}
+	r, err := a.ResolveWith(ctx, hc, discover)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -140,6 +141,7 @@ type acct struct {
 	conf *config.Account
 	st   *store.FileStore
 	mgr  *tokens.Manager
+	log  *slog.Logger // warnings, such as a stale discovery document in use
 
 	mu     sync.Mutex // guards the fields resolve sets
 	r      *config.Resolved
@@ -148,7 +150,8 @@ type acct struct {
 }
 
 // openAccount loads the configuration and the store and prepares account
-// name. It does network I/O only for a generic provider's discovery.
+// name. It does network I/O only for a generic provider's discovery, and
+// none while its cached discovery document is fresh.
 func (e *env) openAccount(name string) (*acct, error) {
 	a, err := e.openAccountDeferred(name)
 	if err != nil {
@@ -174,16 +177,17 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &acct{cfg: cfg, conf: conf}
+	a := &acct{cfg: cfg, conf: conf, log: e.logger()}
 	a.st, err = e.openStore()
 	if err != nil {
 		return nil, err
 	}
-	a.mgr = e.newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, e.logger())
+	a.mgr = e.newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, a.log)
 	return a, nil
 }
 
-// resolve runs the account's discovery and builds its OAuth client, once.
+// resolve runs the account's discovery, through the cache in the state
+// folder, and builds its OAuth client, once.
 func (a *acct) resolve(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -191,14 +195,15 @@ func (a *acct) resolve(ctx context.Context) error {
 		return nil
 	}
 	name := a.conf.Name
-	r, hc, err := account.Resolve(ctx, a.conf)
+	cache := &provider.DiscoveryCache{Dir: provider.CacheDir(a.st.Dir()), Logger: a.log}
+	r, hc, err := account.Resolve(ctx, a.conf, cache)
 	if err != nil {
 		msg := err.Error()
 		if !strings.HasPrefix(msg, "account "+name+":") {
 			msg = "account " + name + ": " + msg
 		}
 		var ne net.Error
-		if errors.As(err, &ne) {
+		if errors.As(err, &ne) || errors.Is(err, provider.ErrUnavailable) {
 			// The provider is down or unreachable: nothing is wrong with the
 			// account, and nothing stored was touched.
 			return &Error{Msg: msg, Err: err, Code: 75, // EX_TEMPFAIL
@@ -217,6 +222,15 @@ func (a *acct) resolve(ctx context.Context) error {
 // source resolves the account and returns what mints its tokens.
 func (a *acct) source(ctx context.Context) (tokens.Source, error) {
 	if err := a.resolve(ctx); err != nil {
+		// The manager asks for a source only to get a new token: say that
+		// this is what failed, not only the discovery under it.
+		var ee *Error
+		if errors.As(err, &ee) {
+			prefix := "account " + a.conf.Name + ": "
+			c := *ee
+			c.Msg = prefix + "token refresh failed: " + strings.TrimPrefix(ee.Msg, prefix)
+			return nil, &c
+		}
 		return nil, err
 	}
 	return &account.Source{R: a.r, Client: a.client}, nil

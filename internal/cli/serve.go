@@ -118,7 +118,7 @@ type serveTokens struct {
 func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.Logger) *serveTokens {
 	t := &serveTokens{accts: map[string]*acct{}}
 	for _, a := range cfg.Accounts {
-		t.accts[a.Name] = &acct{cfg: cfg, conf: a, st: st}
+		t.accts[a.Name] = &acct{cfg: cfg, conf: a, st: st, log: log}
 	}
 	t.mgr = e.newManager(cfg, st, func(name string) (tokens.Source, error) {
 		a, ok := t.accts[name]

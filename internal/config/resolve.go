@@ -124,6 +124,15 @@ func runSecretCmd(ctx context.Context, command string) (string, error) {
 // http.DefaultClient); that is the only network I/O. Explicit endpoint
 // settings win over discovered ones.
 func (a *Account) Resolve(ctx context.Context, hc *http.Client) (*Resolved, error) {
+	return a.ResolveWith(ctx, hc, provider.Discover)
+}
+
+// DiscoverFunc looks up an issuer's metadata: provider.Discover, or a
+// provider.DiscoveryCache's Discover.
+type DiscoverFunc func(ctx context.Context, hc *http.Client, issuer string) (*provider.Metadata, error)
+
+// ResolveWith is Resolve with discover in place of provider.Discover.
+func (a *Account) ResolveWith(ctx context.Context, hc *http.Client, discover DiscoverFunc) (*Resolved, error) {
 	preset, err := provider.Lookup(a.Provider)
 	if err != nil {
 		return nil, err
@@ -167,7 +176,7 @@ func (a *Account) Resolve(ctx context.Context, hc *http.Client) (*Resolved, erro
 	if a.Issuer != "" {
 		r.Issuer = a.Issuer
 		if preset.Name == provider.Generic {
-			md, err := provider.Discover(ctx, hc, a.Issuer)
+			md, err := discover(ctx, hc, a.Issuer)
 			if err != nil {
 				return nil, fmt.Errorf("account %s: %w", a.Name, err)
 			}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // metadataLimit bounds a metadata document; real ones are a few KiB.
@@ -42,7 +45,26 @@ var (
 	// ErrIssuerMismatch: the document names another issuer, so it must
 	// not be trusted (RFC 8414 section 3.3).
 	ErrIssuerMismatch = errors.New("metadata issuer does not match")
+	// ErrUnavailable: the server could not be reached, timed out or
+	// answered 429 or 5xx. The failure may pass by itself, and a cached
+	// document may stand in meanwhile (see DiscoveryCache).
+	ErrUnavailable = errors.New("authorization server unavailable")
 )
+
+// unavailableError words a failure that matches ErrUnavailable and keeps
+// its cause (a net.Error, say) in the chain.
+type unavailableError struct {
+	msg   string
+	cause error
+}
+
+func (e *unavailableError) Error() string { return e.msg }
+func (e *unavailableError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrUnavailable}
+	}
+	return []error{ErrUnavailable, e.cause}
+}
 
 // Discover fetches the metadata of the authorization server identified by
 // issuer. It tries OpenID Connect Discovery (ISSUER/.well-known/openid-configuration)
@@ -52,9 +74,51 @@ var (
 // every endpoint must pass CheckEndpoint. A nil hc means
 // http.DefaultClient; ctx bounds the whole call.
 func Discover(ctx context.Context, hc *http.Client, issuer string) (*Metadata, error) {
+	md, _, err := discover(ctx, hc, issuer)
+	return md, err
+}
+
+// document is a metadata document as the server sent it.
+type document struct {
+	source string
+	body   []byte
+	// freshFor is how long the server lets it be reused (Cache-Control);
+	// known says whether it said.
+	freshFor time.Duration
+	known    bool
+}
+
+// discover is Discover that also returns the document it accepted.
+func discover(ctx context.Context, hc *http.Client, issuer string) (*Metadata, *document, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	candidates, err := metadataURLs(issuer)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tried []string
+	for _, c := range candidates {
+		doc, err := fetchMetadata(ctx, hc, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if doc == nil {
+			tried = append(tried, c)
+			continue
+		}
+		md, err := parseMetadata(issuer, c, doc.body)
+		if err != nil {
+			return nil, nil, err
+		}
+		return md, doc, nil
+	}
+	return nil, nil, fmt.Errorf("%w for issuer %s (tried %s)", ErrNoMetadata, issuer, strings.Join(tried, ", "))
+}
+
+// metadataURLs checks issuer and returns where its metadata may be, in
+// the order to try.
+func metadataURLs(issuer string) ([]string, error) {
 	if err := CheckEndpoint(issuer); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
@@ -70,39 +134,19 @@ func Discover(ctx context.Context, hc *http.Client, issuer string) (*Metadata, e
 	rfc8414 := *u
 	rfc8414.RawPath = ""
 	rfc8414.Path = ""
-	candidates := []string{
+	return []string{
 		base + "/.well-known/openid-configuration",
 		strings.TrimSuffix(rfc8414.String(), "/") + "/.well-known/oauth-authorization-server" + path,
-	}
-	var tried []string
-	for _, c := range candidates {
-		md, found, err := fetchMetadata(ctx, hc, c)
-		if err != nil {
-			return nil, err
-		}
-		if !found {
-			tried = append(tried, c)
-			continue
-		}
-		if strings.TrimSuffix(md.Issuer, "/") != base {
-			return nil, fmt.Errorf("%s names issuer %q, not %q: %w", c, md.Issuer, issuer, ErrIssuerMismatch)
-		}
-		if err := md.check(); err != nil {
-			return nil, fmt.Errorf("%s: %w", c, err)
-		}
-		md.Source = c
-		return md, nil
-	}
-	return nil, fmt.Errorf("%w for issuer %s (tried %s)", ErrNoMetadata, issuer, strings.Join(tried, ", "))
+	}, nil
 }
 
 // fetchMetadata GETs one candidate URL. A 404 (or 400/405/410, which some
-// servers answer for unknown paths) means "not here"; other failures are
-// errors.
-func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*Metadata, bool, error) {
+// servers answer for unknown paths) means "not here" (nil, nil); other
+// failures are errors, matching ErrUnavailable when they may pass.
+func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*document, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, false, fmt.Errorf("discovery request: %w", err)
+		return nil, fmt.Errorf("discovery request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := hc.Do(req)
@@ -112,28 +156,71 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*Metadata, b
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, false, fmt.Errorf("discovery: cannot fetch %s: %w", u, err)
+		if ctx.Err() != nil {
+			// The caller gave up: that is no outage of the server.
+			return nil, fmt.Errorf("discovery: cannot fetch %s: %w", u, err)
+		}
+		return nil, &unavailableError{msg: fmt.Sprintf("discovery: cannot fetch %s: %v", u, err), cause: err}
 	}
 	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound, http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusGone:
-		return nil, false, nil
+	switch code := resp.StatusCode; {
+	case code == http.StatusOK:
+	case code == http.StatusNotFound, code == http.StatusBadRequest, code == http.StatusMethodNotAllowed, code == http.StatusGone:
+		return nil, nil
+	case code == http.StatusTooManyRequests, code >= 500:
+		return nil, &unavailableError{msg: fmt.Sprintf("discovery: %s answered %s", u, resp.Status)}
 	default:
-		return nil, false, fmt.Errorf("discovery: %s answered %s", u, resp.Status)
+		return nil, fmt.Errorf("discovery: %s answered %s", u, resp.Status)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-			return nil, false, fmt.Errorf("discovery: %s answered %s, not JSON", u, mt)
+			return nil, fmt.Errorf("discovery: %s answered %s, not JSON", u, mt)
 		}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, metadataLimit+1))
 	if err != nil {
-		return nil, false, fmt.Errorf("discovery: reading %s: %w", u, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("discovery: reading %s: %w", u, err)
+		}
+		return nil, &unavailableError{msg: fmt.Sprintf("discovery: reading %s: %v", u, err), cause: err}
 	}
 	if len(body) > metadataLimit {
-		return nil, false, fmt.Errorf("discovery: %s is larger than %d bytes", u, metadataLimit)
+		return nil, fmt.Errorf("discovery: %s is larger than %d bytes", u, metadataLimit)
 	}
+	doc := &document{source: u, body: body}
+	doc.freshFor, doc.known = cacheControlMaxAge(resp.Header.Values("Cache-Control"))
+	return doc, nil
+}
+
+// cacheControlMaxAge reads how long a response may be reused from its
+// Cache-Control headers (RFC 9111 section 5.2.2): max-age, or zero for
+// no-cache and no-store. known is false when they say neither.
+func cacheControlMaxAge(values []string) (d time.Duration, known bool) {
+	for _, v := range values {
+		for _, dir := range strings.Split(v, ",") {
+			name, arg, _ := strings.Cut(strings.TrimSpace(dir), "=")
+			switch strings.ToLower(name) {
+			case "no-cache", "no-store":
+				return 0, true
+			case "max-age":
+				n, err := strconv.ParseInt(strings.Trim(arg, `"`), 10, 64)
+				if err != nil || n < 0 {
+					continue
+				}
+				if n > int64(math.MaxInt64/time.Second) {
+					n = int64(math.MaxInt64 / time.Second)
+				}
+				d, known = time.Duration(n)*time.Second, true
+			}
+		}
+	}
+	return d, known
+}
+
+// parseMetadata decodes the document found at source for issuer and
+// checks it: the issuer it names, a token endpoint, and every endpoint.
+// Fetched and cached documents both pass through it.
+func parseMetadata(issuer, source string, body []byte) (*Metadata, error) {
 	var doc struct {
 		Issuer                string   `json:"issuer"`
 		Authorization         string   `json:"authorization_endpoint"`
@@ -148,9 +235,9 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*Metadata, b
 		IssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, false, fmt.Errorf("discovery: %s is not valid metadata JSON", u)
+		return nil, fmt.Errorf("discovery: %s is not valid metadata JSON", source)
 	}
-	return &Metadata{
+	md := &Metadata{
 		Issuer:               doc.Issuer,
 		AuthURL:              doc.Authorization,
 		TokenURL:             doc.Token,
@@ -162,7 +249,15 @@ func fetchMetadata(ctx context.Context, hc *http.Client, u string) (*Metadata, b
 		GrantTypes:           doc.GrantTypes,
 		ScopesSupported:      doc.Scopes,
 		IssParameter:         doc.IssParameterSupported,
-	}, true, nil
+		Source:               source,
+	}
+	if strings.TrimSuffix(md.Issuer, "/") != strings.TrimSuffix(issuer, "/") {
+		return nil, fmt.Errorf("%s names issuer %q, not %q: %w", source, md.Issuer, issuer, ErrIssuerMismatch)
+	}
+	if err := md.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return md, nil
 }
 
 func (m *Metadata) check() error {

@@ -9,5 +9,9 @@
 // and RFC 3207, see ParseServer) and checks that endpoints use HTTPS except on
 // loopback, as RFC 6749 section 3.1 and RFC 8252 require (CheckEndpoint).
 //
-// Nothing in this package performs I/O except Discover.
+// DiscoveryCache keeps discovery documents in the state directory, so that
+// a refresh needs no discovery request most of the time and survives an
+// outage of the discovery endpoint.
+//
+// Nothing in this package performs I/O except Discover and DiscoveryCache.
 package provider

@@ -393,6 +393,15 @@ func (m *Manager) read(ctx context.Context, account string) (*store.Record, erro
 func (m *Manager) refresh(ctx context.Context, account string, md mode) (*store.Record, error) {
 	src, err := m.sources(account)
 	if err != nil {
+		// Making the source may need the provider (its discovery): that
+		// failing is a refresh failing, and a valid token is still good.
+		if md.useCurrent {
+			if rec, rerr := m.read(ctx, account); rerr == nil && validNow(rec, m.now()) {
+				m.log.Warn("token refresh failed; using the current token while it lasts",
+					"account", account, "expiry", rec.Expiry, "error", redact(err.Error(), []string{rec.AccessToken, rec.RefreshToken}))
+				return rec, nil
+			}
+		}
 		return nil, fmt.Errorf("account %q: %w", account, err)
 	}
 	for attempt := 1; ; attempt++ {
