@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,14 +52,46 @@ type refreshResult struct {
 	Error string `json:"error,omitempty"`
 	Hint  string `json:"hint,omitempty"`
 	Code  int    `json:"code,omitempty"`
+	// Log holds the warnings the refresh wrote (never secrets), for the
+	// caller to show: the refresher's own stderr goes nowhere, since a
+	// caller's pipe held open by it would keep a mail client waiting.
+	Log []string `json:"log,omitempty"`
 }
 
 func (c *refreshCmd) Run(e *env) error {
 	// The caller and its terminal may be gone; only SIGTERM (a shutdown)
 	// still ends it, after its request is seen through.
 	signal.Ignore(os.Interrupt, syscall.SIGHUP)
+	var log lineBuffer
+	stderr := e.stderr
+	e.stderr = io.MultiWriter(stderr, &log)
 	rr := c.refresh(e)
+	rr.Log = log.lines()
 	return json.NewEncoder(e.stdout).Encode(rr) // the caller may have left: nothing to do then
+}
+
+// lineBuffer collects what is written to it, as lines.
+type lineBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lineBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lineBuffer) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(l.b.String(), "\n"), "\n") {
+		if line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 func (c *refreshCmd) refresh(e *env) refreshResult {
@@ -201,6 +236,9 @@ func (a *acct) refreshDetached(e *env, wait time.Duration) (*store.Record, error
 	for {
 		select {
 		case rr := <-answer:
+			for _, line := range rr.Log {
+				fmt.Fprintln(e.stderr, line)
+			}
 			if !rr.OK {
 				return nil, &Error{Msg: rr.Error, Hint: rr.Hint, Code: rr.Code}
 			}
