@@ -246,3 +246,25 @@ func TestExpiredTokenProviderDown(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusShowsFailedBackgroundRefresh: a detached refresh that fails
+// with nobody watching shows in mailkey status until a refresh succeeds.
+func TestStatusShowsFailedBackgroundRefresh(t *testing.T) {
+	p := newDiscoveryProvider(t)
+	issuerAccount(t, p.URL, -time.Minute)
+	p.set(func(p *discoveryProvider) { p.discoverySick, p.tokenSick = true, true })
+	if code, out, errs := runCLI("background-refresh", "work"); code != 0 || strings.Contains(out, `"ok":true`) {
+		t.Fatalf("background refresh, provider down: exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+	_, out, _ := runCLI("status", "work")
+	if !strings.Contains(out, "the last background refresh (") || !strings.Contains(out, "failed: account work") {
+		t.Errorf("status does not show the failed background refresh:\n%s", out)
+	}
+	p.set(func(p *discoveryProvider) { p.discoverySick, p.tokenSick = false, false })
+	if code, out, errs := runCLI("background-refresh", "work"); code != 0 || !strings.Contains(out, `"ok":true`) {
+		t.Fatalf("background refresh, provider up: exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+	if _, out, _ := runCLI("status", "work"); strings.Contains(out, "background refresh") {
+		t.Errorf("status still shows a failed background refresh after one succeeded:\n%s", out)
+	}
+}

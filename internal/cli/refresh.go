@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/atomicfile"
 	"github.com/mailkey/mailkey/internal/flock"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
@@ -65,9 +66,49 @@ func (c *refreshCmd) Run(e *env) error {
 	var log lineBuffer
 	stderr := e.stderr
 	e.stderr = io.MultiWriter(stderr, &log)
-	rr := c.refresh(e)
+	rr, ran := c.refresh(e)
 	rr.Log = log.lines()
+	if ran {
+		// For mailkey status: a due token's refresh fails with nobody
+		// watching, and the token keeps working until it expires.
+		saveLastRefresh(c.Account, rr)
+	}
 	return json.NewEncoder(e.stdout).Encode(rr) // the caller may have left: nothing to do then
+}
+
+// lastRefresh is what STATE/refresh/ACCOUNT.json says of the latest
+// detached refresh: when it ran and how it ended. It holds no secret.
+type lastRefresh struct {
+	Time time.Time `json:"time"`
+	refreshResult
+}
+
+func lastRefreshPath(dir, account string) string {
+	return filepath.Join(dir, refreshDirName, account+".json")
+}
+
+// saveLastRefresh records how a detached refresh ended; a failure to write
+// it changes nothing else.
+func saveLastRefresh(account string, rr refreshResult) {
+	dir, err := stateDir()
+	if err != nil {
+		return
+	}
+	b, err := json.Marshal(lastRefresh{Time: time.Now().UTC(), refreshResult: rr})
+	if err != nil {
+		return
+	}
+	_ = atomicfile.WriteFile(lastRefreshPath(dir, account), append(b, '\n'), 0o600)
+}
+
+// loadLastRefresh reads what saveLastRefresh wrote, if anything.
+func loadLastRefresh(dir, account string) (lastRefresh, bool) {
+	var lr lastRefresh
+	b, err := os.ReadFile(lastRefreshPath(dir, account))
+	if err != nil || json.Unmarshal(b, &lr) != nil || lr.Time.IsZero() {
+		return lastRefresh{}, false
+	}
+	return lr, true
 }
 
 // lineBuffer collects what is written to it, as lines.
@@ -94,7 +135,9 @@ func (l *lineBuffer) lines() []string {
 	return out
 }
 
-func (c *refreshCmd) refresh(e *env) refreshResult {
+// refresh runs the refresh; ran is false when it did nothing (a bad name,
+// or another refresher was at it).
+func (c *refreshCmd) refresh(e *env) (rr refreshResult, ran bool) {
 	fail := func(err error) refreshResult {
 		rr := refreshResult{Error: err.Error(), Code: 1}
 		var ee *Error
@@ -111,15 +154,15 @@ func (c *refreshCmd) refresh(e *env) refreshResult {
 		return rr
 	}
 	if err := store.ValidateAccount(c.Account); err != nil {
-		return fail(err)
+		return fail(err), false
 	}
 	dir, err := stateDir()
 	if err != nil {
-		return fail(err)
+		return fail(err), false
 	}
 	locks := filepath.Join(dir, refreshDirName)
 	if err := os.MkdirAll(locks, 0o700); err != nil {
-		return fail(fmt.Errorf("create %s: %w", locks, err))
+		return fail(fmt.Errorf("create %s: %w", locks, err)), false
 	}
 	lctx := e.ctx
 	if c.IfIdle {
@@ -130,19 +173,19 @@ func (c *refreshCmd) refresh(e *env) refreshResult {
 	unlock, err := flock.Lock(lctx, filepath.Join(locks, c.Account+".lock"))
 	if err != nil {
 		if c.IfIdle && errors.Is(err, context.Canceled) && e.ctx.Err() == nil {
-			return refreshResult{OK: true} // another refresher is at it
+			return refreshResult{OK: true}, false // another refresher is at it
 		}
-		return fail(fmt.Errorf("account %s: %w", c.Account, err))
+		return fail(fmt.Errorf("account %s: %w", c.Account, err)), false
 	}
 	defer unlock()
 	a, err := e.openAccountDeferred(c.Account)
 	if err != nil {
-		return fail(err)
+		return fail(err), true
 	}
 	if _, err := a.token(e.ctx); err != nil {
-		return fail(err)
+		return fail(err), true
 	}
-	return refreshResult{OK: true}
+	return refreshResult{OK: true}, true
 }
 
 // startRefresher starts a detached `mailkey background-refresh` for

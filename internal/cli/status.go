@@ -186,6 +186,15 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 		s.Expiry = rec.Expiry
 	}
 	s.Warnings = warnings(a, rec, now)
+	if dir, err := stateDir(); err == nil {
+		if lr, ok := loadLastRefresh(dir, a.Name); ok && !lr.OK && lr.Time.After(rec.LastRefresh) && lr.Time.After(rec.Updated) {
+			w := "the last background refresh (" + lr.Time.Local().Format(time.DateTime) + ") failed: " + lr.Error
+			if lr.Hint != "" {
+				w += "; " + lr.Hint
+			}
+			s.Warnings = append(s.Warnings, w)
+		}
+	}
 	return s
 }
 
