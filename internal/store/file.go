@@ -298,6 +298,12 @@ func (s *FileStore) PutWithOptions(ctx context.Context, rec *Record, opts *PutOp
 	}
 	next := *rec
 	next.Recovered, next.SupersededBy = time.Time{}, ""
+	// Encrypted before anything else: a rotated refresh token exists only
+	// in memory until its temp file is written, so that comes first.
+	ciphertext, err := s.encrypt(&next)
+	if err != nil {
+		return err
+	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return fmt.Errorf("put %q: %w", rec.Account, err)
@@ -306,7 +312,7 @@ func (s *FileStore) PutWithOptions(ctx context.Context, rec *Record, opts *PutOp
 	if err := s.recoverLocked(rec.Account); err != nil {
 		return err
 	}
-	return s.installLocked(&next, opts != nil && opts.Replace)
+	return s.installCiphertext(&next, ciphertext, opts != nil && opts.Replace)
 }
 
 // encrypt encodes and encrypts rec to the store's key.
@@ -335,47 +341,52 @@ func (s *FileStore) encrypt(rec *Record) ([]byte, error) {
 // token, so that a later unreadable record can tell whether its backup is
 // safe to restore. With replace, an unreadable record is moved aside.
 func (s *FileStore) installLocked(rec *Record, replace bool) error {
-	account := rec.Account
-	path := s.recordPath(account)
-	cur, err := s.read(account, path)
-	var ce *CorruptError
-	switch {
-	case err == nil, errors.Is(err, fs.ErrNotExist):
-	case errors.As(err, &ce) && replace:
-	case errors.As(err, &ce):
-		s.describeBackup(ce)
-		return err
-	default:
-		return err
-	}
-	keep := cur
-	if keep == nil {
-		if b, err := s.read(account, path+backupExt); err == nil {
-			keep = b
-		}
-	}
 	ciphertext, err := s.encrypt(rec)
 	if err != nil {
 		return err
 	}
-	var backup []byte
-	if keep != nil {
-		k := *keep
-		k.Recovered, k.SupersededBy = time.Time{}, refreshDigest(rec.RefreshToken)
-		if backup, err = s.encrypt(&k); err != nil {
-			return err
-		}
-	}
+	return s.installCiphertext(rec, ciphertext, replace)
+}
 
-	// The backup is replaced (and an unreadable record moved aside) only
-	// once the new record is safely on disk.
+// installCiphertext is installLocked with rec already encrypted. The new
+// record's temp file is written first, before the current record is read
+// for the backup: should the process be killed from then on, the next
+// read of the store adopts the complete temp record.
+func (s *FileStore) installCiphertext(rec *Record, ciphertext []byte, replace bool) error {
+	account := rec.Account
+	path := s.recordPath(account)
 	return atomicfile.WriteFileWith(path, ciphertext, 0o600, atomicfile.Options{BeforeRename: func() error {
 		if beforeRename != nil {
 			if err := beforeRename(); err != nil {
 				return err
 			}
 		}
-		if backup != nil {
+		cur, err := s.read(account, path)
+		var ce *CorruptError
+		switch {
+		case err == nil, errors.Is(err, fs.ErrNotExist):
+		case errors.As(err, &ce) && replace:
+		case errors.As(err, &ce):
+			s.describeBackup(ce)
+			return err
+		default:
+			return err
+		}
+		keep := cur
+		if keep == nil {
+			if b, err := s.read(account, path+backupExt); err == nil {
+				keep = b
+			}
+		}
+		// The backup is replaced (and an unreadable record moved aside)
+		// only once the new record is safely on disk.
+		if keep != nil {
+			k := *keep
+			k.Recovered, k.SupersededBy = time.Time{}, refreshDigest(rec.RefreshToken)
+			backup, err := s.encrypt(&k)
+			if err != nil {
+				return err
+			}
 			if err := atomicfile.WriteFile(path+backupExt, backup, 0o600); err != nil {
 				return err
 			}

@@ -72,6 +72,9 @@ func tempLeft(t *testing.T, m *mk) []string {
 // mailkey command must leave no temporary file behind.
 //
 //	MAILKEY_E2E=1 MAILKEY_TORTURE_KILLS=300 go test -run TestTorture -v -timeout 60m ./test/e2e/clitest/
+//
+// MAILKEY_TORTURE_SIGNALS=KILL (or TERM,INT) picks the signals; MAILKEY_TORTURE_SEED repeats a
+// run's kill points.
 func TestTorture(t *testing.T) {
 	t.Parallel()
 	kills := tortureKills(t)
@@ -90,8 +93,19 @@ func TestTorture(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	t.Logf("seed %d (MAILKEY_TORTURE_SEED=%d repeats the kill points), %d kills per signal", seed, seed, kills)
 
+	signals := []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL}
+	if v := os.Getenv("MAILKEY_TORTURE_SIGNALS"); v != "" { // e.g. KILL or TERM,INT
+		signals = nil
+		for _, name := range strings.Split(v, ",") {
+			sig, ok := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL}[strings.TrimSpace(name)]
+			if !ok {
+				t.Fatalf("MAILKEY_TORTURE_SIGNALS=%q: name TERM, INT or KILL", v)
+			}
+			signals = append(signals, sig)
+		}
+	}
 	var summary []string
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGKILL} {
+	for _, sig := range signals {
 		lost := 0
 		if _, err := s.TokenStats(true); err != nil {
 			t.Fatal(err)
