@@ -30,7 +30,9 @@ const (
 type bench struct {
 	stack    *e2e.Stack
 	dir      string
+	root     string   // the module root
 	bin      string   // the mailkey binary
+	spawn    string   // bench/cmd/spawn, which starts the token part's processes
 	env      []string // mailkey's environment
 	config   string
 	password string // carol's app password (a secret)
@@ -54,11 +56,12 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// buildMailkey builds pkg (./cmd/mailkey, or its profiling build) into dir/bin/mailkey.
-func buildMailkey(ctx context.Context, root, dir, pkg string) (string, error) {
+// buildMailkey builds pkg (./cmd/mailkey, its profiling build, or another command of this
+// module) into dir/bin/NAME.
+func buildMailkey(ctx context.Context, root, dir, pkg, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
-	bin := filepath.Join(dir, "bin", "mailkey")
+	bin := filepath.Join(dir, "bin", name)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -143,10 +146,15 @@ func (b *bench) setupMailkey(ctx context.Context) error {
 // mailkey runs one mailkey command and returns its stdout. The error carries mailkey's
 // stderr, which never holds a secret.
 func (b *bench) mailkey(ctx context.Context, stdin string, args ...string) (string, error) {
+	return b.mailkeyEnv(ctx, b.env, stdin, args...)
+}
+
+// mailkeyEnv is mailkey with another environment.
+func (b *bench) mailkeyEnv(ctx context.Context, env []string, stdin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.bin, args...)
-	cmd.Env = b.env
+	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
