@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/store"
@@ -12,7 +13,9 @@ import (
 )
 
 // statusPage never shows a token: only states, times and counts.
-var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+// It is parsed on first use: every command of the binary would pay for parsing it at start-up.
+var statusPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("status").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mailkey serve</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}code{font-size:90%}</style>
 </head><body>
@@ -34,6 +37,7 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <p><a href="/metrics">metrics</a> · <a href="/healthz">healthz</a></p>
 </body></html>
 `))
+})
 
 type statusData struct {
 	Version, Started, CertFile, Fingerprint string
@@ -61,7 +65,7 @@ func (s *Server) statusHandler() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		w.Header().Set("X-Frame-Options", "DENY")
-		statusPage.Execute(w, s.statusData(r.Context()))
+		statusPage().Execute(w, s.statusData(r.Context()))
 	})
 	return mux
 }
