@@ -295,7 +295,8 @@ func (t *tokenResult) markdown(w io.Writer) {
 	m := t.machine
 	fmt.Fprintf(w, "### Token helper: results of %s\n\n", t.date.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Command (as root, from the repository root): `%s`\n\n", t.command)
-	fmt.Fprintf(w, "%d CPUs (%s), %s memory, %s; %s; mailkey binary %.1f MB.\n\n", m.cpus, orDash(m.cpu), orDash(m.memory),
+	fmt.Fprintf(w, "%d CPUs (%s), %s memory, %s; %s; mailkey and the hello-world built as `make build` does "+
+		"(`CGO_ENABLED=0 go build -trimpath`), mailkey %.1f MB.\n\n", m.cpus, orDash(m.cpu), orDash(m.memory),
 		orDash(m.kernel), m.goVer, float64(t.binSize)/1e6)
 	fmt.Fprintf(w, "Each row is a whole process, started by `bench/cmd/spawn` (a small Go program that forks, execs and waits "+
 		"with the syscall package), timed from before the fork to the end of wait4; CPU (user + system) and peak memory "+

@@ -345,7 +345,7 @@ func (b *bench) prepareTokenMode(ctx context.Context, m tokenMode) (env []string
 	return env, stop, nil
 }
 
-// buildHello builds a Go hello-world into dir/bin/hello with the Go that builds mailkey.
+// buildHello builds a Go hello-world into dir/bin/hello with the Go and flags that build mailkey.
 func buildHello(ctx context.Context, dir string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
@@ -360,9 +360,9 @@ func buildHello(ctx context.Context, dir string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "bin", "hello")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd := exec.CommandContext(ctx, "go", append(buildFlags, "-o", bin, ".")...)
 	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	cmd.Env = append(buildEnv(), "GOFLAGS=", "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build hello-world: %v\n%s", err, out)
 	}
