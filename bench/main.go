@@ -205,7 +205,11 @@ func run() error {
 	if tok != nil {
 		tok.markdown(&tokenReport)
 	}
-	fmt.Print(report.String(), tokenReport.String())
+	fmt.Print(report.String())
+	if report.Len() > 0 && tokenReport.Len() > 0 {
+		fmt.Println()
+	}
+	fmt.Print(tokenReport.String())
 	if f.write {
 		out := f.out
 		if !filepath.IsAbs(out) {

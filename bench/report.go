@@ -307,7 +307,7 @@ func (t *tokenResult) markdown(w io.Writer) {
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range t.stats {
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f×, %.2f× | %s | %s (%s) | %.2f× |\n", s.label, s.n, ms(s.wallMed), ms(s.wallP90),
-			s.ratioMed, s.ratioP9, ms(s.cpuMed), mib(s.rssMed), mib(s.rssMax), s.rssRatio)
+			s.ratioMed, s.ratioP90, ms(s.cpuMed), mib(s.rssMed), mib(s.rssMax), s.rssRatio)
 	}
 	fmt.Fprintln(w)
 	for _, s := range t.stats {

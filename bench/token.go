@@ -154,13 +154,13 @@ func oneToken(stdout string) error {
 
 // cmdStats summarises a command's timed runs.
 type cmdStats struct {
-	label, what       string
-	n                 int
-	wallMed, wallP90  time.Duration
-	cpuMed            time.Duration
-	rssMed, rssMax    int64 // KiB
-	ratioMed, ratioP9 float64
-	rssRatio          float64
+	label, what        string
+	n                  int
+	wallMed, wallP90   time.Duration
+	cpuMed             time.Duration
+	rssMed, rssMax     int64 // KiB
+	ratioMed, ratioP90 float64
+	rssRatio           float64
 }
 
 func summarize(c *command, what string) cmdStats {
@@ -183,11 +183,9 @@ type tokenResult struct {
 	runs       int
 	warmup     int
 	slowRuns   int
-	modes      []tokenMode
 	stats      []cmdStats // baselines first, then mailkey version, then one per mode
-	hello      cmdStats
-	endpoint   int    // token-endpoint requests the provider served during the timed calls
-	pythonNote string // why python3 is missing, if it is
+	endpoint   int        // token-endpoint requests the provider served during the timed calls
+	pythonNote string     // why python3 is missing, if it is
 	binSize    int64
 }
 
@@ -202,7 +200,7 @@ type tokenBench struct {
 // version`. Fast commands run round-robin, the starting command rotating each round; slow modes
 // run on their own afterwards. The provider's token endpoint must stay untouched throughout.
 func (b *bench) measureToken(ctx context.Context, tb tokenBench, progress func(string)) (*tokenResult, error) {
-	res := &tokenResult{runs: tb.runs, warmup: tb.warmup, slowRuns: tb.slowRuns, modes: tb.modes}
+	res := &tokenResult{runs: tb.runs, warmup: tb.warmup, slowRuns: tb.slowRuns}
 	if fi, err := os.Stat(b.bin); err == nil {
 		res.binSize = fi.Size()
 	}
@@ -290,7 +288,7 @@ func (b *bench) measureToken(ctx context.Context, tb tokenBench, progress func(s
 		res.endpoint += n
 	}
 
-	res.hello = summarize(helloCmd, whats[helloCmd])
+	hs := summarize(helloCmd, whats[helloCmd])
 	ordered := fast
 	for _, m := range tb.modes {
 		if c := modeCmd[m.name]; m.slow {
@@ -299,10 +297,10 @@ func (b *bench) measureToken(ctx context.Context, tb tokenBench, progress func(s
 	}
 	for _, c := range ordered {
 		s := summarize(c, whats[c])
-		if res.hello.wallMed > 0 && res.hello.rssMed > 0 {
-			s.ratioMed = float64(s.wallMed) / float64(res.hello.wallMed)
-			s.ratioP9 = float64(s.wallP90) / float64(res.hello.wallP90)
-			s.rssRatio = float64(s.rssMed) / float64(res.hello.rssMed)
+		if hs.wallMed > 0 && hs.rssMed > 0 {
+			s.ratioMed = float64(s.wallMed) / float64(hs.wallMed)
+			s.ratioP90 = float64(s.wallP90) / float64(hs.wallP90)
+			s.rssRatio = float64(s.rssMed) / float64(hs.rssMed)
 		}
 		res.stats = append(res.stats, s)
 	}
