@@ -150,7 +150,7 @@ func TestQuantile(t *testing.T) {
 
 func TestWriteReportKeepsHandWrittenText(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "docs", "benchmarks.md")
-	if err := writeReport(p, []byte("first\n")); err != nil {
+	if err := writeReport(p, reportBegin, reportEnd, []byte("first\n")); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(p)
@@ -161,7 +161,7 @@ func TestWriteReportKeepsHandWrittenText(t *testing.T) {
 	if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeReport(p, []byte("second\n")); err != nil {
+	if err := writeReport(p, reportBegin, reportEnd, []byte("second\n")); err != nil {
 		t.Fatal(err)
 	}
 	b, _ = os.ReadFile(p)
@@ -180,5 +180,61 @@ func TestMaildirSize(t *testing.T) {
 	c, s, err := maildirSize(md)
 	if err != nil || c != 2 || s != 115 {
 		t.Fatalf("maildirSize = %d, %d, %v", c, s, err)
+	}
+}
+
+func TestWriteReportKeepsTheOtherSection(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "benchmarks.md")
+	if err := writeReport(p, reportBegin, reportEnd, []byte("serve 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReport(p, tokenBegin, tokenEnd, []byte("token 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReport(p, reportBegin, reportEnd, []byte("serve 2\n")); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	s := string(b)
+	if !strings.Contains(s, reportBegin+"\nserve 2\n"+reportEnd+"\n") || !strings.Contains(s, tokenBegin+"\ntoken 1\n"+tokenEnd+"\n") ||
+		strings.Contains(s, "serve 1") {
+		t.Fatalf("file:\n%s", s)
+	}
+}
+
+func TestPickTokenModes(t *testing.T) {
+	ms, err := pickTokenModes("passphrase, key-file")
+	if err != nil || len(ms) != 2 || ms[0].name != "key-file" || ms[1].name != "passphrase" {
+		t.Fatalf("pickTokenModes = %v, %v", ms, err)
+	}
+	if _, err := pickTokenModes("key-file,agent-x"); err == nil || !strings.Contains(err.Error(), `"agent-x"`) {
+		t.Fatalf("unknown mode: %v", err)
+	}
+	if ms, err := pickTokenModes(""); err != nil || len(ms) != 0 {
+		t.Fatalf("no modes: %v, %v", ms, err)
+	}
+}
+
+func TestOneTokenHidesWhatItRejects(t *testing.T) {
+	if err := oneToken("abc.def\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{"", "\n", "two secret-words\n", "a\nb\n"} {
+		err := oneToken(out)
+		if err == nil || strings.Contains(err.Error(), "secret") {
+			t.Errorf("oneToken(%q) = %v", out, err)
+		}
+	}
+}
+
+func TestParseSpawn(t *testing.T) {
+	r, status, err := parseSpawn("2500000 1000000 500000 1976 0\n")
+	if err != nil || status != 0 || r.wall != 2500*time.Microsecond || r.cpu != 1500*time.Microsecond || r.maxRSS != 1976 {
+		t.Fatalf("parseSpawn = %+v, %d, %v", r, status, err)
+	}
+	for _, bad := range []string{"", "1 2 3 4\n", "1 2 3 4 5", "1 2 x 4 5\n"} {
+		if _, _, err := parseSpawn(bad); err == nil {
+			t.Errorf("parseSpawn(%q) accepted", bad)
+		}
 	}
 }

@@ -7,11 +7,15 @@
 //     SASL XOAUTH2, as a ratio, with the fetched bytes checked to be identical;
 //  2. login latency: connect + LOGIN with an app password through the proxy against connect +
 //     TLS + AUTHENTICATE XOAUTH2 directly;
-//  3. the proxy's resident memory with thousands of idle, logged-in sessions.
+//  3. the proxy's resident memory with thousands of idle, logged-in sessions;
+//  4. the credential helper: the whole process `mailkey token ACCOUNT` with a fresh stored
+//     token, per store protection (-token-modes), against a Go hello-world built in the same
+//     run and `python3 -c pass`: wall time, CPU time and peak memory (the child's rusage).
 //
 // Usage, as root from the repository root (the stack runs Dovecot and Postfix):
 //
 //	go run ./bench -n 10000 -write
+//	go run ./bench -only token -write   # the credential helper alone, no bulk mailbox
 //
 // It builds ./cmd/mailkey, starts the stack with carol's bulk mailbox, sets up a mailkey account
 // for carol (mailkey add, login --import, password add), runs mailkey serve as a subprocess,
@@ -60,7 +64,12 @@ type flags struct {
 	out      string
 	keep     bool
 	profile  bool
+	only     string // "", "serve" or "token"
+	token    tokenBench
 }
+
+func (f *flags) serve() bool       { return f.only == "" || f.only == "serve" }
+func (f *flags) tokenHelper() bool { return f.only == "" || f.only == "token" }
 
 func parseFlags() (*flags, error) {
 	f := &flags{}
@@ -74,12 +83,27 @@ func parseFlags() (*flags, error) {
 	flag.StringVar(&f.out, "out", "docs/benchmarks.md", "report file for -write, relative to the repository root")
 	flag.BoolVar(&f.keep, "keep", false, "keep the stack's directory")
 	flag.BoolVar(&f.profile, "profile", false, "use a build of mailkey with a pprof listener and add CPU and heap profiles of mailkey serve")
+	flag.StringVar(&f.only, "only", "", "run only one part: serve (sections 1-3) or token (the credential helper, no bulk mailbox)")
+	flag.IntVar(&f.token.runs, "token-runs", 200, "timed calls per command in the token part")
+	flag.IntVar(&f.token.warmup, "token-warmup", 10, "untimed warm-up calls per command in the token part")
+	flag.IntVar(&f.token.slowRuns, "slow-runs", 10, "timed calls of each slow token mode (passphrase: scrypt in every call)")
+	modes := flag.String("token-modes", "key-file,passphrase", "comma-separated store protections to time mailkey token with")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", flag.Arg(0))
 	}
 	if f.messages < 1 || f.batch < 1 || f.reps < 1 || f.logins < 1 || f.warmup < 1 {
 		return nil, errors.New("-n, -batch, -reps, -logins and -warmup must be positive")
+	}
+	if f.only != "" && f.only != "serve" && f.only != "token" {
+		return nil, fmt.Errorf("-only: %q is neither serve nor token", f.only)
+	}
+	if f.token.runs < 1 || f.token.warmup < 0 || f.token.slowRuns < 1 {
+		return nil, errors.New("-token-runs and -slow-runs must be positive, -token-warmup not negative")
+	}
+	var err error
+	if f.token.modes, err = pickTokenModes(*modes); err != nil {
+		return nil, err
 	}
 	for s := range strings.SplitSeq(*sessions, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -129,7 +153,7 @@ func run() error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	b := &bench{dir: dir}
+	b := &bench{dir: dir, root: root}
 	pkg := "./cmd/mailkey"
 	if f.profile {
 		pkg = "./bench/cmd/mailkey-pprof"
@@ -138,29 +162,83 @@ func run() error {
 		}
 	}
 	res.build = pkg
-	if b.bin, err = buildMailkey(ctx, root, dir, pkg); err != nil {
+	if b.bin, err = buildMailkey(ctx, root, dir, pkg, "mailkey"); err != nil {
 		return err
 	}
-	if err := b.checkServe(ctx); err != nil {
-		return err
+	opts := []e2e.Option{e2e.WithAccessTokenTTL(2 * time.Hour)}
+	if f.serve() {
+		if err := b.checkServe(ctx); err != nil {
+			return err
+		}
+		progress(fmt.Sprintf("starting the e2e stack with %d messages", f.messages))
+		opts = append(opts, e2e.WithBulkMailbox(f.messages), e2e.WithIMAPClientLimit(1000))
+	} else {
+		progress("starting the e2e stack")
 	}
-	progress(fmt.Sprintf("starting the e2e stack with %d messages", f.messages))
-	b.stack, err = e2e.Run(ctx, filepath.Join(dir, "stack"), e2e.WithBulkMailbox(f.messages),
-		e2e.WithAccessTokenTTL(2*time.Hour), e2e.WithIMAPClientLimit(1000))
+	b.stack, err = e2e.Run(ctx, filepath.Join(dir, "stack"), opts...)
 	if err != nil {
 		return err
 	}
 	defer b.stack.Close()
+	if err := b.setupMailkey(ctx); err != nil {
+		return err
+	}
+
+	var tok *tokenResult
+	if f.tokenHelper() {
+		if tok, err = b.measureToken(ctx, f.token, progress); err != nil {
+			return err
+		}
+		tok.date, tok.command, tok.machine = res.date, res.command, res.machine
+	}
+	if f.serve() {
+		if err := b.measureServe(ctx, f, res, progress); err != nil {
+			return err
+		}
+	}
+
+	var report strings.Builder
+	if f.serve() {
+		res.markdown(&report)
+	}
+	var tokenReport strings.Builder
+	if tok != nil {
+		tok.markdown(&tokenReport)
+	}
+	fmt.Print(report.String())
+	if report.Len() > 0 && tokenReport.Len() > 0 {
+		fmt.Println()
+	}
+	fmt.Print(tokenReport.String())
+	if f.write {
+		out := f.out
+		if !filepath.IsAbs(out) {
+			out = filepath.Join(root, out)
+		}
+		if f.serve() {
+			if err := writeReport(out, reportBegin, reportEnd, []byte(report.String())); err != nil {
+				return err
+			}
+		}
+		if tok != nil {
+			if err := writeReport(out, tokenBegin, tokenEnd, []byte(tokenReport.String())); err != nil {
+				return err
+			}
+		}
+		progress("wrote " + out)
+	}
+	return nil
+}
+
+// measureServe runs sections 1-3: login latency and fetch throughput through mailkey serve,
+// then its memory with idle sessions.
+func (b *bench) measureServe(ctx context.Context, f *flags, res *results, progress func(string)) error {
 	md := filepath.Join(b.stack.Dir, "mail", "example.test", "carol", "Maildir")
 	msgs, size, err := maildirSize(md)
 	if err != nil {
 		return fmt.Errorf("bulk mailbox: %w", err)
 	}
 	res.mailboxSize = size
-
-	if err := b.setupMailkey(ctx); err != nil {
-		return err
-	}
 	if b.serve, err = b.startServe(ctx); err != nil {
 		return err
 	}
@@ -193,20 +271,6 @@ func run() error {
 			continue
 		}
 		res.idle = append(res.idle, r)
-	}
-
-	var report strings.Builder
-	res.markdown(&report)
-	fmt.Print(report.String())
-	if f.write {
-		out := f.out
-		if !filepath.IsAbs(out) {
-			out = filepath.Join(root, out)
-		}
-		if err := writeReport(out, []byte(report.String())); err != nil {
-			return err
-		}
-		progress("wrote " + out)
 	}
 	return nil
 }

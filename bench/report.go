@@ -19,6 +19,8 @@ const (
 	targetIdleCount  = 10000                  // sessions the RSS target is about
 	reportBegin      = "<!-- bench:begin -->" // generated text goes between these markers
 	reportEnd        = "<!-- bench:end -->"
+	tokenBegin       = "<!-- bench:token:begin -->" // the token part's generated text
+	tokenEnd         = "<!-- bench:token:end -->"
 )
 
 // results is one run of the benchmark.
@@ -257,10 +259,10 @@ touched by ` + "`-write`" + `.
 
 `
 
-// writeReport replaces the generated section of path (between reportBegin and reportEnd) with
+// writeReport replaces the generated section of path between the markers begin and end with
 // body, keeping everything else; a file without the markers gets them appended, a missing
 // file gets docHeader first.
-func writeReport(path string, body []byte) error {
+func writeReport(path, begin, end string, body []byte) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -268,11 +270,11 @@ func writeReport(path string, body []byte) error {
 	if old == nil {
 		old = []byte(docHeader)
 	}
-	section := append(append([]byte(reportBegin+"\n"), body...), []byte(reportEnd+"\n")...)
+	section := append(append([]byte(begin+"\n"), body...), []byte(end+"\n")...)
 	var out []byte
-	i, j := bytes.Index(old, []byte(reportBegin)), bytes.Index(old, []byte(reportEnd))
+	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
 	if i >= 0 && j > i {
-		rest := old[j+len(reportEnd):]
+		rest := old[j+len(end):]
 		rest = bytes.TrimPrefix(rest, []byte("\n"))
 		out = append(append(append([]byte(nil), old[:i]...), section...), rest...)
 	} else {
@@ -286,4 +288,52 @@ func writeReport(path string, body []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// markdown renders the token part's report.
+func (t *tokenResult) markdown(w io.Writer) {
+	m := t.machine
+	fmt.Fprintf(w, "### Token helper: results of %s\n\n", t.date.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "Command (as root, from the repository root): `%s`\n\n", t.command)
+	fmt.Fprintf(w, "%d CPUs (%s), %s memory, %s; %s; mailkey and the hello-world built as `make build` does "+
+		"(`CGO_ENABLED=0 go build -trimpath`), mailkey %.1f MB.\n\n", m.cpus, orDash(m.cpu), orDash(m.memory),
+		orDash(m.kernel), m.goVer, float64(t.binSize)/1e6)
+	fmt.Fprintf(w, "Each row is a whole process, started by `bench/cmd/spawn` (a small Go program that forks, execs and waits "+
+		"with the syscall package), timed from before the fork to the end of wait4; CPU (user + system) and peak memory "+
+		"(ru_maxrss) come from the child's rusage. The fast commands ran %d rounds "+
+		"round-robin, the first command rotating each round, after %d untimed rounds; slow modes ran %d calls each on their "+
+		"own after one untimed call. Ratios are to the Go hello-world of the same run.\n\n", t.runs, t.warmup, t.slowRuns)
+	fmt.Fprintf(w, "| command | calls | median | p90 | × hello (median, p90) | CPU median | peak RSS median (max) | × hello RSS |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range t.stats {
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f×, %.2f× | %s | %s (%s) | %.2f× |\n", s.label, s.n, ms(s.wallMed), ms(s.wallP90),
+			s.ratioMed, s.ratioP90, ms(s.cpuMed), mib(s.rssMed), mib(s.rssMax), s.rssRatio)
+	}
+	fmt.Fprintln(w)
+	for _, s := range t.stats {
+		fmt.Fprintf(w, "- %s: %s.\n", s.label, s.what)
+	}
+	if t.pythonNote != "" {
+		fmt.Fprintf(w, "- %s\n", t.pythonNote)
+	}
+	fmt.Fprintf(w, "\nEvery mailkey token call printed one token and exited 0; the provider's token endpoint served %d "+
+		"requests while the calls were timed (a fresh stored token needs no network).\n\n", t.endpoint)
+	var missed []string
+	if t.endpoint != 0 {
+		missed = append(missed, "token calls reached the provider")
+	}
+	for _, s := range t.stats {
+		if s.label == "mailkey token (key-file)" {
+			fmt.Fprintf(w, "Target: key-file median ≤ %.1f× the Go hello-world's: %s (%.2f×).\n\n", targetTokenRatio,
+				verdict(s.ratioMed <= targetTokenRatio), s.ratioMed)
+			if s.ratioMed > targetTokenRatio {
+				missed = append(missed, "key-file token latency")
+			}
+		}
+	}
+	if len(missed) == 0 {
+		fmt.Fprintf(w, "All targets met.\n")
+	} else {
+		fmt.Fprintf(w, "Missed: %s.\n", strings.Join(missed, ", "))
+	}
 }

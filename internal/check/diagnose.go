@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/oauth2"
@@ -534,7 +535,8 @@ func aadsts(code, cause, fix string) Rule {
 	}
 }
 
-var aadstsRE = regexp.MustCompile(`AADSTS(\d+)`)
+// aadstsRE is compiled on first use, not at the start of every mailkey command.
+var aadstsRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`AADSTS(\d+)`) })
 
 // aadstsCodes returns the AADSTS codes in the token error.
 func (o *Observation) aadstsCodes() []string {
@@ -543,7 +545,7 @@ func (o *Observation) aadstsCodes() []string {
 	}
 	_, desc := o.oauthError()
 	var codes []string
-	for _, m := range aadstsRE.FindAllStringSubmatch(desc+" "+o.TokenErr.Error(), -1) {
+	for _, m := range aadstsRE().FindAllStringSubmatch(desc+" "+o.TokenErr.Error(), -1) {
 		codes = append(codes, m[1])
 	}
 	return codes

@@ -126,11 +126,16 @@ func (t *transcript) end() {
 	}
 }
 
+// The transcript's patterns are compiled on first use, not at the start of every mailkey command.
 var (
-	authCommandRE = regexp.MustCompile(`(?i)^((?:\S+ )?(?:AUTHENTICATE|AUTH) +[A-Z0-9_-]+) +\S.*$`)
-	imapTaggedRE  = regexp.MustCompile(`(?i)^[A-Za-z0-9]+ (OK|NO|BAD)( |$)`)
-	smtpReplyRE   = regexp.MustCompile(`^[0-9]{3}([ -]|$)`)
+	authCommandRE = lazyRegexp(`(?i)^((?:\S+ )?(?:AUTHENTICATE|AUTH) +[A-Z0-9_-]+) +\S.*$`)
+	imapTaggedRE  = lazyRegexp(`(?i)^[A-Za-z0-9]+ (OK|NO|BAD)( |$)`)
+	smtpReplyRE   = lazyRegexp(`^[0-9]{3}([ -]|$)`)
 )
+
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // line writes one line. t.mu is held.
 func (t *transcript) line(dir byte, s string) {
@@ -153,11 +158,11 @@ func (t *transcript) line(dir byte, s string) {
 func (t *transcript) classify(s string) byte {
 	switch t.proto {
 	case provider.IMAP:
-		if strings.HasPrefix(s, "* ") || s == "+" || strings.HasPrefix(s, "+ ") || imapTaggedRE.MatchString(s) {
+		if strings.HasPrefix(s, "* ") || s == "+" || strings.HasPrefix(s, "+ ") || imapTaggedRE().MatchString(s) {
 			return fromServer
 		}
 	case provider.SMTP:
-		if smtpReplyRE.MatchString(s) {
+		if smtpReplyRE().MatchString(s) {
 			return fromServer
 		}
 	case provider.POP3:
@@ -172,7 +177,7 @@ func (t *transcript) classify(s string) byte {
 // client line of the exchange that follows, except the empty line and
 // the single 0x01 ("AQ==") that answer an error challenge and "*".
 func (t *transcript) redactClient(s string) string {
-	if m := authCommandRE.FindStringSubmatch(s); m != nil {
+	if m := authCommandRE().FindStringSubmatch(s); m != nil {
 		t.inAuth = true
 		return m[1] + " " + Redacted
 	}
@@ -198,7 +203,7 @@ func (t *transcript) endAuth(s string) {
 	}
 	switch t.proto {
 	case provider.IMAP:
-		t.inAuth = !imapTaggedRE.MatchString(s)
+		t.inAuth = !imapTaggedRE().MatchString(s)
 	case provider.POP3:
 		t.inAuth = strings.HasPrefix(s, "+ ") || s == "+"
 	case provider.SMTP:

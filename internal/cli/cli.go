@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/alecthomas/kong"
 )
@@ -62,26 +65,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var cmds commands
-	exitCode := -1
-	parser, err := kong.New(&cmds,
-		kong.Name("mailkey"),
-		kong.Description("OAuth 2.0 for IMAP, POP3 and SMTP: tokens for mail clients, a local proxy for the rest."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exitCode = code }),
-		kong.UsageOnError(),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
-	)
-	if err != nil {
-		report(stderr, err)
-		return 2
-	}
-	kctx, err := parser.Parse(args)
+	kctx, exitCode, err := parse(grammar(args), args, stdout, stderr)
 	if exitCode >= 0 {
 		return exitCode // --help printed
 	}
 	if err != nil {
-		report(stderr, &Error{Msg: err.Error(), Hint: "mailkey --help"})
+		report(stderr, err)
 		return 2
 	}
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
@@ -94,6 +83,66 @@ func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reade
 		return 1
 	}
 	return 0
+}
+
+// parse parses args into grammar (see grammar). An exit code of 0 or more means that kong
+// printed what was asked for (--help) and the process should end with it.
+func parse(grammar any, args []string, stdout, stderr io.Writer) (*kong.Context, int, error) {
+	exitCode := -1
+	parser, err := kong.New(grammar,
+		kong.Name("mailkey"),
+		kong.Description("OAuth 2.0 for IMAP, POP3 and SMTP: tokens for mail clients, a local proxy for the rest."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: true}),
+	)
+	if err != nil {
+		return nil, -1, err
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 {
+		return nil, exitCode, nil
+	}
+	if err != nil {
+		return nil, -1, &Error{Msg: err.Error(), Hint: "mailkey --help"}
+	}
+	return kctx, -1, nil
+}
+
+// grammar returns what kong parses args with: a pointer to commands, or, when args start
+// with a command's name and ask for no help, to a struct holding only that command's field.
+// Building kong's model reflects over every field and tag it is given, which cost more than
+// anything else at the start of a short command such as the credential helper's mailkey
+// token; parsing one command's arguments and the usage shown on their errors need only that
+// command. TestGrammarOfOneCommand holds both grammars to the same results.
+func grammar(args []string) any {
+	if len(args) == 0 || slices.ContainsFunc(args, isHelpFlag) {
+		return new(commands)
+	}
+	t := reflect.TypeFor[commands]()
+	for i := range t.NumField() {
+		if f := t.Field(i); commandName(f) == args[0] {
+			return reflect.New(reflect.StructOf([]reflect.StructField{f})).Interface()
+		}
+	}
+	return new(commands)
+}
+
+// commandName is the name kong gives the command of field f: its name tag, or the field's
+// name in lower case (every command here is one word or has a name tag).
+func commandName(f reflect.StructField) string {
+	if n := f.Tag.Get("name"); n != "" {
+		return n
+	}
+	return strings.ToLower(f.Name)
+}
+
+// isHelpFlag reports whether a looks like kong's help flag, which lists the siblings of a
+// command (or the whole tree) and so needs the whole grammar.
+func isHelpFlag(a string) bool {
+	return a == "-h" || a == "--help" || strings.HasPrefix(a, "--help=") ||
+		(strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a, "h"))
 }
 
 type versionCmd struct{}

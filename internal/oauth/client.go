@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -157,14 +158,15 @@ func number(v any) (int64, bool) {
 	return 0, false
 }
 
-// defaultTransport is shared so connections are reused across calls.
-var defaultTransport = func() *http.Transport {
+// defaultTransport is shared so connections are reused across calls. It is made on first
+// use: a command that answers from the store, such as mailkey token, needs none.
+var defaultTransport = sync.OnceValue(func() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = tlsHandshakeTimeout
 	t.ResponseHeaderTimeout = httpTimeout
 	return t
-}()
+})
 
 // httpClient returns the client every request goes through.
 func (c *Client) httpClient() *http.Client {
@@ -177,7 +179,7 @@ func (c *Client) httpClient() *http.Client {
 	}
 	base := hc.Transport
 	if base == nil {
-		base = defaultTransport
+		base = defaultTransport()
 	}
 	hc.Transport = guard{base: base}
 	return &hc

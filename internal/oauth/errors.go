@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -283,9 +284,10 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-var aadstsRE = regexp.MustCompile(`\bAADSTS\d+\b`)
+// aadstsRE is compiled on first use, not at the start of every mailkey command.
+var aadstsRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bAADSTS\d+\b`) })
 
-func aadsts(desc string) string { return aadstsRE.FindString(desc) }
+func aadsts(desc string) string { return aadstsRE().FindString(desc) }
 
 // collapse folds the multi-line descriptions some providers send into one line
 // and bounds their length.

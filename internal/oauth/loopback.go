@@ -220,12 +220,15 @@ func (f *callbackServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	render(w, http.StatusOK, "Logged in", "mailkey has its token. You can close this tab and return to the terminal.")
 }
 
-var page = template.Must(template.New("page").Parse(`<!doctype html>
+// page is parsed on first use, not at the start of every mailkey command.
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mailkey: {{.Title}}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;line-height:1.5}</style>
 </head><body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
 `))
+})
 
 func render(w http.ResponseWriter, status int, title, message string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -233,5 +236,5 @@ func render(w http.ResponseWriter, status int, title, message string) {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.WriteHeader(status)
-	page.Execute(w, struct{ Title, Message string }{title, message})
+	page().Execute(w, struct{ Title, Message string }{title, message})
 }

@@ -1,94 +1,175 @@
 package server
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"bytes"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	vm "github.com/VictoriaMetrics/metrics"
 
 	"github.com/mailkey/mailkey/internal/proxy"
 )
 
-// metrics are what /metrics exports, on a registry of their own.
+// metrics are what /metrics exports in the Prometheus text format (version 0.0.4): mailkey's
+// counters with their help texts, the proxy's per-protocol counters and gauges, and the Go
+// runtime and process figures that github.com/VictoriaMetrics/metrics reads (go_*,
+// process_*). Every command of the binary pays for the package initialisation of what serve
+// links in, the credential helper too: this library's is a few cgroup files read, where
+// Prometheus' client built registries and protobuf descriptors.
 type metrics struct {
-	reg *prometheus.Registry
+	dials     *counterVec // upstream connections opened, per protocol
+	logins    *counterVec // upstream login outcomes
+	forced    *counterVec // forced refreshes after a refused token
+	refreshes *counterVec // background refresher outcomes, per account
 
-	dials     *prometheus.CounterVec // upstream connections opened, per protocol
-	logins    *prometheus.CounterVec // upstream login outcomes
-	forced    *prometheus.CounterVec // forced refreshes after a refused token
-	refreshes *prometheus.CounterVec // background refresher outcomes, per account
+	byProto map[string]*proxy.Metrics // the proxy's counters; nil until the server has listeners
 }
 
 func newMetrics() *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		dials: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mailkey_upstream_dials_total",
-			Help: "Connections opened to upstream mail servers.",
-		}, []string{"protocol"}),
-		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mailkey_upstream_logins_total",
-			Help: "Upstream logins by result: ok, refused (the token, after one forced refresh), error.",
-		}, []string{"protocol", "result"}),
-		forced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mailkey_upstream_forced_refreshes_total",
-			Help: "Tokens refreshed because an upstream server refused them.",
-		}, []string{"protocol"}),
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mailkey_token_refreshes_total",
-			Help: "Background token checks by result: refreshed, fresh (nothing to do), transient, permanent (needs a login), client (client configuration rejected), refused.",
-		}, []string{"account", "result"}),
-	}
-	m.reg.MustRegister(m.dials, m.logins, m.forced, m.refreshes,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
-}
-
-// proxyCollector exports the proxy's counters, per protocol.
-type proxyCollector struct {
-	byProto map[string]*proxy.Metrics
-}
-
-type proxyMetric struct {
-	desc  *prometheus.Desc
-	kind  prometheus.ValueType
-	value func(*proxy.Metrics) int64
-}
-
-var proxyMetrics = func() []proxyMetric {
-	c := func(name, help string, v func(*proxy.Metrics) int64) proxyMetric {
-		return proxyMetric{prometheus.NewDesc(name, help, []string{"protocol"}, nil), prometheus.CounterValue, v}
-	}
-	g := func(name, help string, v func(*proxy.Metrics) int64) proxyMetric {
-		return proxyMetric{prometheus.NewDesc(name, help, []string{"protocol"}, nil), prometheus.GaugeValue, v}
-	}
-	return []proxyMetric{
-		c("mailkey_proxy_connections_total", "Client connections accepted.", func(m *proxy.Metrics) int64 { return m.Accepted.Load() }),
-		g("mailkey_proxy_sessions_active", "Client sessions running now.", func(m *proxy.Metrics) int64 { return m.Active.Load() }),
-		g("mailkey_proxy_sessions_relaying", "Client sessions relaying to an upstream now.", func(m *proxy.Metrics) int64 { return m.Spliced.Load() }),
-		c("mailkey_proxy_connections_refused_total", "Connections refused by the per-source cap.", func(m *proxy.Metrics) int64 { return m.RejectedBusy.Load() }),
-		c("mailkey_proxy_logins_ok_total", "Local logins accepted.", func(m *proxy.Metrics) int64 { return m.AuthSucceeded.Load() }),
-		c("mailkey_proxy_logins_failed_total", "Local logins refused: wrong app password or unknown user.", func(m *proxy.Metrics) int64 { return m.AuthFailed.Load() }),
-		c("mailkey_proxy_logins_rate_limited_total", "Local logins refused by the failed-login limit.", func(m *proxy.Metrics) int64 { return m.RateLimited.Load() }),
-		c("mailkey_proxy_upstream_failures_total", "Sessions whose upstream login failed.", func(m *proxy.Metrics) int64 { return m.UpstreamFailed.Load() }),
-		c("mailkey_proxy_bad_commands_total", "Refused pre-login commands.", func(m *proxy.Metrics) int64 { return m.BadCommands.Load() }),
-		c("mailkey_proxy_starttls_injections_total", "STARTTLS command injections refused.", func(m *proxy.Metrics) int64 { return m.Injections.Load() }),
-		c("mailkey_proxy_tls_failures_total", "Failed TLS handshakes with clients.", func(m *proxy.Metrics) int64 { return m.TLSFailures.Load() }),
-		c("mailkey_proxy_timeouts_total", "Sessions ended by a timeout.", func(m *proxy.Metrics) int64 { return m.Timeouts.Load() }),
-		c("mailkey_proxy_bytes_to_upstream_total", "Bytes relayed from clients to upstream servers.", func(m *proxy.Metrics) int64 { return m.BytesUpstream.Load() }),
-		c("mailkey_proxy_bytes_to_client_total", "Bytes relayed from upstream servers to clients.", func(m *proxy.Metrics) int64 { return m.BytesClient.Load() }),
-	}
-}()
-
-func (c *proxyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, pm := range proxyMetrics {
-		ch <- pm.desc
+	// TYPE lines for the runtime and process figures; mailkey's own families write theirs.
+	vm.ExposeMetadata(true)
+	return &metrics{
+		dials: newCounterVec("mailkey_upstream_dials_total",
+			"Connections opened to upstream mail servers.", "protocol"),
+		logins: newCounterVec("mailkey_upstream_logins_total",
+			"Upstream logins by result: ok, refused (the token, after one forced refresh), error.", "protocol", "result"),
+		forced: newCounterVec("mailkey_upstream_forced_refreshes_total",
+			"Tokens refreshed because an upstream server refused them.", "protocol"),
+		refreshes: newCounterVec("mailkey_token_refreshes_total",
+			"Background token checks by result: refreshed, fresh (nothing to do), transient, permanent (needs a login), client (client configuration rejected), refused.", "account", "result"),
 	}
 }
 
-func (c *proxyCollector) Collect(ch chan<- prometheus.Metric) {
-	for proto, m := range c.byProto {
+// handler serves the exposition.
+func (m *metrics) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var b bytes.Buffer
+		m.write(&b)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Write(b.Bytes())
+	})
+}
+
+// write writes every family, each with its HELP and TYPE lines before its samples.
+func (m *metrics) write(w io.Writer) {
+	for _, c := range []*counterVec{m.dials, m.logins, m.forced, m.refreshes} {
+		c.write(w)
+	}
+	protos := make([]string, 0, len(m.byProto))
+	for p := range m.byProto {
+		protos = append(protos, p)
+	}
+	slices.Sort(protos)
+	if len(protos) > 0 {
 		for _, pm := range proxyMetrics {
-			ch <- prometheus.MustNewConstMetric(pm.desc, pm.kind, float64(pm.value(m)), proto)
+			writeHeader(w, pm.name, pm.help, pm.kind)
+			for _, p := range protos {
+				io.WriteString(w, pm.name+`{protocol="`+escapeLabel(p)+`"} `+strconv.FormatInt(pm.value(m.byProto[p]), 10)+"\n")
+			}
 		}
 	}
+	vm.WriteProcessMetrics(w)
+	vm.WriteFDMetrics(w)
+}
+
+func writeHeader(w io.Writer, name, help, kind string) {
+	io.WriteString(w, "# HELP "+name+" "+help+"\n# TYPE "+name+" "+kind+"\n")
+}
+
+// labelEscaper escapes a label value as the text format wants: backslash, double quote and
+// line feed.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func escapeLabel(v string) string { return labelEscaper.Replace(v) }
+
+// counterVec is a counter family with labels; a label set appears on the first increment.
+type counterVec struct {
+	name, help string
+	labels     []string
+
+	mu     sync.Mutex
+	series map[string]*counter // by the rendered label set, {a="x",b="y"}
+}
+
+type counter struct{ n atomic.Uint64 }
+
+func (c *counter) Inc() { c.n.Add(1) }
+
+func newCounterVec(name, help string, labels ...string) *counterVec {
+	return &counterVec{name: name, help: help, labels: labels, series: map[string]*counter{}}
+}
+
+// WithLabelValues returns the counter for one value per label, in the family's label order.
+func (v *counterVec) WithLabelValues(values ...string) *counter {
+	if len(values) != len(v.labels) {
+		panic("metrics: " + v.name + " takes " + strconv.Itoa(len(v.labels)) + " label values")
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, l := range v.labels {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l + `="` + escapeLabel(values[i]) + `"`)
+	}
+	b.WriteByte('}')
+	key := b.String()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c := v.series[key]
+	if c == nil {
+		c = new(counter)
+		v.series[key] = c
+	}
+	return c
+}
+
+// write writes the family's samples sorted by label set; a family without any writes nothing.
+func (v *counterVec) write(w io.Writer) {
+	v.mu.Lock()
+	keys := make([]string, 0, len(v.series))
+	for k := range v.series {
+		keys = append(keys, k)
+	}
+	counters := make([]*counter, 0, len(keys))
+	slices.Sort(keys)
+	for _, k := range keys {
+		counters = append(counters, v.series[k])
+	}
+	v.mu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
+	writeHeader(w, v.name, v.help, "counter")
+	for i, k := range keys {
+		io.WriteString(w, v.name+k+" "+strconv.FormatUint(counters[i].n.Load(), 10)+"\n")
+	}
+}
+
+// proxyMetric is one of the proxy's per-protocol figures.
+type proxyMetric struct {
+	name, help, kind string
+	value            func(*proxy.Metrics) int64
+}
+
+var proxyMetrics = []proxyMetric{
+	{"mailkey_proxy_connections_total", "Client connections accepted.", "counter", func(m *proxy.Metrics) int64 { return m.Accepted.Load() }},
+	{"mailkey_proxy_sessions_active", "Client sessions running now.", "gauge", func(m *proxy.Metrics) int64 { return m.Active.Load() }},
+	{"mailkey_proxy_sessions_relaying", "Client sessions relaying to an upstream now.", "gauge", func(m *proxy.Metrics) int64 { return m.Spliced.Load() }},
+	{"mailkey_proxy_connections_refused_total", "Connections refused by the per-source cap.", "counter", func(m *proxy.Metrics) int64 { return m.RejectedBusy.Load() }},
+	{"mailkey_proxy_logins_ok_total", "Local logins accepted.", "counter", func(m *proxy.Metrics) int64 { return m.AuthSucceeded.Load() }},
+	{"mailkey_proxy_logins_failed_total", "Local logins refused: wrong app password or unknown user.", "counter", func(m *proxy.Metrics) int64 { return m.AuthFailed.Load() }},
+	{"mailkey_proxy_logins_rate_limited_total", "Local logins refused by the failed-login limit.", "counter", func(m *proxy.Metrics) int64 { return m.RateLimited.Load() }},
+	{"mailkey_proxy_upstream_failures_total", "Sessions whose upstream login failed.", "counter", func(m *proxy.Metrics) int64 { return m.UpstreamFailed.Load() }},
+	{"mailkey_proxy_bad_commands_total", "Refused pre-login commands.", "counter", func(m *proxy.Metrics) int64 { return m.BadCommands.Load() }},
+	{"mailkey_proxy_starttls_injections_total", "STARTTLS command injections refused.", "counter", func(m *proxy.Metrics) int64 { return m.Injections.Load() }},
+	{"mailkey_proxy_tls_failures_total", "Failed TLS handshakes with clients.", "counter", func(m *proxy.Metrics) int64 { return m.TLSFailures.Load() }},
+	{"mailkey_proxy_timeouts_total", "Sessions ended by a timeout.", "counter", func(m *proxy.Metrics) int64 { return m.Timeouts.Load() }},
+	{"mailkey_proxy_bytes_to_upstream_total", "Bytes relayed from clients to upstream servers.", "counter", func(m *proxy.Metrics) int64 { return m.BytesUpstream.Load() }},
+	{"mailkey_proxy_bytes_to_client_total", "Bytes relayed from upstream servers to clients.", "counter", func(m *proxy.Metrics) int64 { return m.BytesClient.Load() }},
 }

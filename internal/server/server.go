@@ -256,7 +256,7 @@ func New(cfg Config) (*Server, error) {
 			Guard:       guard,
 		}})
 	}
-	s.m.reg.MustRegister(&proxyCollector{byProto: s.byProto})
+	s.m.byProto = s.byProto
 	s.statusAddr = p.Status
 	return s, nil
 }

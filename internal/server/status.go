@@ -5,16 +5,17 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
 
 // statusPage never shows a token: only states, times and counts.
-var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+// It is parsed on first use: every command of the binary would pay for parsing it at start-up.
+var statusPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("status").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mailkey serve</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}code{font-size:90%}</style>
 </head><body>
@@ -36,6 +37,7 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <p><a href="/metrics">metrics</a> · <a href="/healthz">healthz</a></p>
 </body></html>
 `))
+})
 
 type statusData struct {
 	Version, Started, CertFile, Fingerprint string
@@ -57,13 +59,13 @@ func (s *Server) statusHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.m.handler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		w.Header().Set("X-Frame-Options", "DENY")
-		statusPage.Execute(w, s.statusData(r.Context()))
+		statusPage().Execute(w, s.statusData(r.Context()))
 	})
 	return mux
 }

@@ -51,7 +51,10 @@ const (
 	writeLockFile = ".write.lock"
 )
 
-var corruptSuffix = regexp.MustCompile(`^\.age\.corrupt-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$`)
+// corruptSuffix is compiled on first use, not at the start of every mailkey command.
+var corruptSuffix = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\.age\.corrupt-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$`)
+})
 
 // FileOptions tunes OpenFile. A nil *FileOptions means defaults.
 type FileOptions struct {
@@ -518,7 +521,7 @@ func (s *FileStore) Delete(ctx context.Context, account string) error {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if rest, ok := strings.CutPrefix(n, account); ok && corruptSuffix.MatchString(rest) || isLeftover(n, account) {
+		if rest, ok := strings.CutPrefix(n, account); ok && corruptSuffix().MatchString(rest) || isLeftover(n, account) {
 			victims = append(victims, filepath.Join(s.tokens, n))
 		}
 	}

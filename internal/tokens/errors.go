@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -83,7 +84,8 @@ var clientAADSTS = map[string]bool{
 	"AADSTS7000112": true, // the application is disabled in the tenant
 }
 
-var aadstsRE = regexp.MustCompile(`\bAADSTS\d+\b`)
+// aadstsRE is compiled on first use, not at the start of every mailkey command.
+var aadstsRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bAADSTS\d+\b`) })
 
 // ClientProblem reports whether a token endpoint error (its RFC 6749 code
 // and description) blames the client's credentials or registration, or the
@@ -93,7 +95,7 @@ func ClientProblem(code, desc string) bool {
 	if clientCodes[code] {
 		return true
 	}
-	for _, c := range aadstsRE.FindAllString(desc, -1) {
+	for _, c := range aadstsRE().FindAllString(desc, -1) {
 		if clientAADSTS[c] {
 			return true
 		}
