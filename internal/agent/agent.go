@@ -177,13 +177,23 @@ func SocketPath(dir string) (string, error) {
 const maxSocketPath = 103
 
 // canonical makes dir absolute with its links resolved, as the store does,
-// so that the agent and its clients agree on one path.
+// so that the agent and its clients agree on one path. For a folder that
+// does not exist yet, the links of its deepest existing parent are
+// resolved: it resolves the same once created.
 func canonical(dir string) string {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = real
+	var missing []string
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(append([]string{real}, missing...)...)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return filepath.Join(append([]string{dir}, missing...)...)
+		}
+		missing = append([]string{filepath.Base(dir)}, missing...)
+		dir = parent
 	}
-	return dir
 }

@@ -69,7 +69,7 @@ func start(t *testing.T, h Handler, setup ...func(*Server)) (dir string, s *Serv
 	t.Helper()
 	dir = privateDir(t)
 	logs = &lockedBuffer{}
-	s, err := Listen(dir, h, slog.New(slog.NewTextHandler(logs, nil)))
+	s, err := Listen(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func start(t *testing.T, h Handler, setup ...func(*Server)) (dir string, s *Serv
 		f(s)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
+	go func() { done <- s.Serve(h) }()
 	t.Cleanup(func() {
 		s.Close()
 		if err := <-done; err != nil {
@@ -172,11 +172,11 @@ func TestStaleSocket(t *testing.T) {
 	if _, err := ask(t, dir, "work"); !errors.Is(err, ErrNoAgent) {
 		t.Fatalf("Ask on a stale socket: %v, want ErrNoAgent", err)
 	}
-	s, err := Listen(dir, tokenHandler(nil), nil)
+	s, err := Listen(dir, nil)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
-	go s.Serve()
+	go s.Serve(tokenHandler(nil))
 	defer s.Close()
 	if resp, err := ask(t, dir, "work"); err != nil || resp.AccessToken != testToken {
 		t.Fatalf("Ask after the stale socket was replaced: %v, %v", resp, err)
@@ -187,7 +187,7 @@ func TestStaleSocket(t *testing.T) {
 // the first goes on answering.
 func TestLiveAgentKept(t *testing.T) {
 	dir, _, _ := start(t, tokenHandler(nil))
-	_, err := Listen(dir, tokenHandler(nil), nil)
+	_, err := Listen(dir, nil)
 	var re *RunningError
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "already answers") {
 		t.Fatalf("second Listen: %v, want a *RunningError", err)
@@ -203,7 +203,7 @@ func TestNotASocket(t *testing.T) {
 	if err := os.WriteFile(path, []byte("keep me"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Listen(dir, tokenHandler(nil), nil)
+	_, err := Listen(dir, nil)
 	var pe *PathError
 	if !errors.As(err, &pe) {
 		t.Fatalf("Listen over a regular file: %v, want a *PathError", err)
@@ -217,18 +217,18 @@ func TestNotASocket(t *testing.T) {
 // may start.
 func TestCloseRemovesSocket(t *testing.T) {
 	dir := privateDir(t)
-	s, err := Listen(dir, tokenHandler(nil), nil)
+	s, err := Listen(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve()
+	go s.Serve(tokenHandler(nil))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(s.Path()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket after Close: %v", err)
 	}
-	s2, err := Listen(dir, tokenHandler(nil), nil)
+	s2, err := Listen(dir, nil)
 	if err != nil {
 		t.Fatalf("Listen after Close: %v", err)
 	}
@@ -381,15 +381,15 @@ func TestFallbackKinds(t *testing.T) {
 func TestCloseEndsWaits(t *testing.T) {
 	dir := privateDir(t)
 	waiting := make(chan struct{})
-	s, err := Listen(dir, func(ctx context.Context, account string, wait time.Duration) *Response {
-		close(waiting)
-		<-ctx.Done()
-		return &Response{Error: &Error{Message: "interrupted"}}
-	}, nil)
+	s, err := Listen(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve()
+	go s.Serve(func(ctx context.Context, account string, wait time.Duration) *Response {
+		close(waiting)
+		<-ctx.Done()
+		return &Response{Error: &Error{Message: "interrupted"}}
+	})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := Ask(context.Background(), dir, Request{Account: "work"})
@@ -440,6 +440,24 @@ func TestWaitBounds(t *testing.T) {
 	}
 }
 
+// TestCanonicalMissing: a state folder that does not exist yet maps to the
+// path it will resolve to once created.
+func TestCanonicalMissing(t *testing.T) {
+	base := privateDir(t)
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(privateDir(t), link); err != nil {
+		t.Skip(err)
+	}
+	dir := filepath.Join(link, "state", "mailkey")
+	before := canonical(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if after := canonical(dir); after != before || strings.Contains(after, "link") {
+		t.Errorf("canonical before creation %s, after %s", before, after)
+	}
+}
+
 func TestSocketPath(t *testing.T) {
 	short := privateDir(t)
 	if p, err := SocketPath(short); err != nil || p != filepath.Join(canonical(short), "agent.sock") {
@@ -471,15 +489,12 @@ func TestSocketPath(t *testing.T) {
 func TestLongStateDir(t *testing.T) {
 	run := privateDir(t)
 	t.Setenv("XDG_RUNTIME_DIR", run)
-	dir := filepath.Join(privateDir(t), strings.Repeat("d", 120))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Listen(dir, tokenHandler(nil), nil)
+	dir := filepath.Join(privateDir(t), strings.Repeat("d", 120)) // created by Listen
+	s, err := Listen(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve()
+	go s.Serve(tokenHandler(nil))
 	defer s.Close()
 	if fi, err := os.Stat(filepath.Join(run, "mailkey")); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("runtime folder: %v, %v; want 0700", fi, err)

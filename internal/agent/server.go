@@ -50,11 +50,12 @@ type Server struct {
 }
 
 // Listen binds the agent socket of the state folder dir (see SocketPath)
-// and returns the server; Serve answers on it. It holds DIR/agent.lock as
+// and returns the server; Serve answers on it. Callers that connect
+// before Serve wait in the listen queue. It holds DIR/agent.lock as
 // long as the server lives, so a second agent for the folder gets a
 // *RunningError and a live agent's socket is never taken over; a socket
 // left behind by an agent that died is replaced. log may be nil.
-func Listen(dir string, h Handler, log *slog.Logger) (*Server, error) {
+func Listen(dir string, log *slog.Logger) (*Server, error) {
 	if !peerCheck {
 		return nil, ErrUnsupported
 	}
@@ -65,15 +66,18 @@ func Listen(dir string, h Handler, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := secperm.EnsureDir(filepath.Dir(path)); err != nil {
-		return nil, err
+	dir = canonical(dir)
+	for _, d := range []string{dir, filepath.Dir(path)} {
+		if err := secperm.EnsureDir(d); err != nil {
+			return nil, err
+		}
 	}
 	// The lock, not the socket, says whether an agent is alive: a lock
 	// dies with its process, and two agents starting at once cannot both
 	// take it.
 	taken, cancel := context.WithCancel(context.Background())
 	cancel() // a lock that is taken is not waited for
-	unlock, err := flock.Lock(taken, filepath.Join(canonical(dir), lockName))
+	unlock, err := flock.Lock(taken, filepath.Join(dir, lockName))
 	if errors.Is(err, context.Canceled) {
 		return nil, &RunningError{Socket: path}
 	}
@@ -109,7 +113,7 @@ func Listen(dir string, h Handler, log *slog.Logger) (*Server, error) {
 	}
 	ctx, stop := context.WithCancelCause(context.Background())
 	return &Server{
-		handler: h, log: log, path: path, ln: ln, unlock: unlock, uid: os.Getuid(), peer: peerOf,
+		log: log, path: path, ln: ln, unlock: unlock, uid: os.Getuid(), peer: peerOf,
 		ctx: ctx, cancel: stop, sem: make(chan struct{}, maxConns),
 	}, nil
 }
@@ -117,9 +121,10 @@ func Listen(dir string, h Handler, log *slog.Logger) (*Server, error) {
 // Path is the socket's path.
 func (s *Server) Path() string { return s.path }
 
-// Serve accepts connections until Close and answers each in its own
-// goroutine. It returns nil after Close.
-func (s *Server) Serve() error {
+// Serve accepts connections until Close and answers each with h in its
+// own goroutine. It returns nil after Close. Call it once.
+func (s *Server) Serve(h Handler) error {
+	s.handler = h
 	var delay time.Duration
 	for {
 		select {

@@ -40,6 +40,17 @@ func (c *agentCmd) Run(e *env) error {
 		h = slog.NewTextHandler(e.stderr, nil)
 	}
 	log := slog.New(h)
+	dir, err := stateDir()
+	if err != nil {
+		return err
+	}
+	// The socket first: a second agent is refused before it spends a
+	// key derivation, and callers that come meanwhile wait for this one.
+	srv, err := agent.Listen(dir, log)
+	if err != nil {
+		return agentListenError(err)
+	}
+	defer srv.Close()
 	st, err := e.openStore()
 	if err != nil {
 		return err
@@ -49,16 +60,12 @@ func (c *agentCmd) Run(e *env) error {
 	runtime.GC()
 	debug.FreeOSMemory()
 	tok := newServeTokens(e, cfg, st, log)
-	srv, err := agent.Listen(st.Dir(), newAgentHandler(tok, log), log)
-	if err != nil {
-		return agentListenError(err)
-	}
 	if len(cfg.Accounts) == 0 {
 		log.Warn("no accounts configured: every request will be sent back to the store", "hint", "mailkey add ACCOUNT, then restart the agent")
 	}
 	log.Info("mailkey agent answering mailkey token", "socket", srv.Path(), "accounts", len(cfg.Accounts), "protection", st.Protection())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
+	go func() { done <- srv.Serve(newAgentHandler(tok, log)) }()
 	<-e.ctx.Done()
 	err = srv.Close()
 	<-done
@@ -89,7 +96,7 @@ func agentListenError(err error) error {
 // manager, and returns the function that stops it. A failure to start is
 // logged, not fatal: the proxy does not need the agent.
 func serveAgent(dir string, tok *serveTokens, log *slog.Logger) (stop func()) {
-	srv, err := agent.Listen(dir, newAgentHandler(tok, log), log)
+	srv, err := agent.Listen(dir, log)
 	var re *agent.RunningError
 	switch {
 	case errors.Is(err, agent.ErrUnsupported):
@@ -105,7 +112,7 @@ func serveAgent(dir string, tok *serveTokens, log *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(); err != nil {
+		if err := srv.Serve(newAgentHandler(tok, log)); err != nil {
 			log.Warn("token agent stopped", "error", err.Error())
 		}
 	}()
