@@ -330,7 +330,7 @@ func TestBadRequests(t *testing.T) {
 	_, s, _ := start(t, tokenHandler(&calls))
 	for _, tc := range []struct{ name, text, kind string }{
 		{"not JSON", "hello\n", KindBadRequest},
-		{"unknown field", `{"v":1,"account":"work","x":1}` + "\n", KindBadRequest},
+		{"account not a string", `{"v":1,"account":7}` + "\n", KindBadRequest},
 		{"too long", strings.Repeat("a", maxRequest+10) + "\n", KindBadRequest},
 		{"no newline", `{"v":1,"account":"work"}`, ""},
 		{"other version", `{"v":2,"account":"work"}` + "\n", KindUnsupported},

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -240,10 +239,9 @@ func readRequest(r io.Reader) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Unknown fields are ignored: the version says what a request means.
 	var req Request
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := json.Unmarshal(line, &req); err != nil {
 		return nil, fmt.Errorf("not a JSON request: %w", err)
 	}
 	return &req, nil

@@ -132,12 +132,13 @@ type agentHandler struct {
 	tok *serveTokens
 	log *slog.Logger
 
-	mu     sync.Mutex
-	behind map[string]bool // accounts with a background refresh running
+	mu      sync.Mutex
+	behind  map[string]bool // accounts with a background refresh running
+	unknown map[string]bool // accounts not configured, warned about once
 }
 
 func newAgentHandler(tok *serveTokens, log *slog.Logger) agent.Handler {
-	h := &agentHandler{tok: tok, log: log, behind: map[string]bool{}}
+	h := &agentHandler{tok: tok, log: log, behind: map[string]bool{}, unknown: map[string]bool{}}
 	return h.answer
 }
 
@@ -145,7 +146,13 @@ func (h *agentHandler) answer(ctx context.Context, name string, wait time.Durati
 	a, ok := h.tok.accts[name]
 	if !ok {
 		// Added after the agent read its configuration.
-		h.log.Warn("agent: account not in the configuration it started with; the caller reads the store itself", "account", name, "hint", "restart the agent")
+		h.mu.Lock()
+		first := !h.unknown[name]
+		h.unknown[name] = true
+		h.mu.Unlock()
+		if first {
+			h.log.Warn("agent: account not in the configuration it started with; mailkey token reads the store itself for it", "account", name, "hint", "restart the agent")
+		}
 		return &agent.Response{Error: &agent.Error{Kind: agent.KindUnknownAccount, Message: "account " + name + " is not in the agent's configuration"}}
 	}
 	if err := h.tok.ensure(ctx, name); err != nil {

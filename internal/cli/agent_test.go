@@ -24,10 +24,10 @@ const agentTestPassphrase = "agent-test-passphrase"
 // agentFixture is a passphrase-protected store with one account, whose
 // token endpoint counts refreshes and answers "fresh-token-N".
 type agentFixture struct {
-	dir, state string
-	st         *store.FileStore
-	cfg        *config.Config
-	refreshes  atomic.Int32
+	dir, state, cfgPath string
+	st                  *store.FileStore
+	cfg                 *config.Config
+	refreshes           atomic.Int32
 }
 
 func newAgentFixture(t *testing.T) *agentFixture {
@@ -45,6 +45,7 @@ func newAgentFixture(t *testing.T) *agentFixture {
 	t.Cleanup(ts.Close)
 	f.state = filepath.Join(f.dir, "state")
 	cfgPath := filepath.Join(f.dir, "config.toml")
+	f.cfgPath = cfgPath
 	doc := "[accounts.work]\nprovider = \"generic\"\nemail = \"w@example.test\"\nclient_id = \"cid\"\n" +
 		"auth_url = \"" + ts.URL + "/auth\"\ntoken_url = \"" + ts.URL + "/token\"\n" +
 		"[accounts.new]\nprovider = \"generic\"\nemail = \"n@example.test\"\nclient_id = \"cid\"\n" +
@@ -178,6 +179,21 @@ func TestTokenWithoutAgent(t *testing.T) {
 		t.Fatalf("MAILKEY_NO_AGENT=1 with a wrong passphrase: exit %d, %s", code, errs)
 	}
 	t.Setenv(envNoAgent, "")
+	// An account added after the agent started is read from the store.
+	b, err := os.ReadFile(f.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := strings.ReplaceAll(strings.SplitN(string(b), "[accounts.new]", 2)[1], "n@example.test", "l@example.test")
+	if err := os.WriteFile(f.cfgPath, append(b, "[accounts.later]"+later...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := runAgentCLI(t, "token", "later"); code == 0 || !strings.Contains(errs, "passphrase") {
+		t.Fatalf("account unknown to the agent, with a wrong passphrase: exit %d, %s", code, errs)
+	}
+	if out, _, code := runAgentCLI(t, "token", "work"); code != 0 || out != "stored-token-1\n" {
+		t.Fatalf("the agent after a request for an unknown account: exit %d, %q", code, out)
+	}
 	stop()
 	if _, errs, code := runAgentCLI(t, "token", "work"); code == 0 || !strings.Contains(errs, "passphrase") {
 		t.Fatalf("after the agent stopped, with a wrong passphrase: exit %d, %s", code, errs)
