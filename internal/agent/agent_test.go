@@ -45,6 +45,9 @@ func (l *lockedBuffer) String() string {
 // privateDir is a new 0700 folder, as state folders are.
 func privateDir(t *testing.T) string {
 	t.Helper()
+	if !peerCheck {
+		t.Skip(ErrUnsupported)
+	}
 	d := t.TempDir()
 	if err := os.Chmod(d, 0o700); err != nil {
 		t.Fatal(err)
@@ -67,8 +70,13 @@ func tokenHandler(calls *atomic.Int32) Handler {
 // start runs an agent for a new state folder and stops it when the test ends.
 func start(t *testing.T, h Handler, setup ...func(*Server)) (dir string, s *Server, logs *lockedBuffer) {
 	t.Helper()
-	dir = privateDir(t)
-	logs = &lockedBuffer{}
+	return startIn(t, privateDir(t), h, setup...)
+}
+
+// startIn is start for the state folder dir.
+func startIn(t *testing.T, dir string, h Handler, setup ...func(*Server)) (string, *Server, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
 	s, err := Listen(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
