@@ -26,6 +26,7 @@ type commands struct {
 	Logout   logoutCmd   `cmd:"" help:"Revoke an account's tokens at the provider and forget them."`
 	Password passwordCmd `cmd:"" help:"Manage local app passwords for proxy clients."`
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
+	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
 	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 

@@ -26,6 +26,7 @@ type serveCmd struct {
 	Status          *string       `name:"status" placeholder:"ADDR" help:"Status page and /metrics listener, overriding [proxy] status."`
 	LogFormat       string        `name:"log-format" enum:"text,json," default:"" help:"Log as text or json, overriding [proxy] log_format."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"10s" help:"How long running sessions may finish after SIGINT or SIGTERM."`
+	NoAgent         bool          `name:"no-agent" help:"Do not answer mailkey token on the agent socket, overriding [proxy] agent."`
 }
 
 // override sets *dst from a flag: "off" (or "") turns the listener off.
@@ -102,6 +103,10 @@ func (c *serveCmd) Run(e *env) error {
 	}
 	if err := srv.Listen(); err != nil {
 		return &Error{Msg: err.Error(), Hint: "stop what uses the port, or choose another address in [proxy] or with --imap/--pop3/--smtp", Err: err}
+	}
+	if p.Agent && !c.NoAgent {
+		stop := serveAgent(st.Dir(), tok, log)
+		defer stop() // before the lifecycle drains the manager
 	}
 	return srv.Run(e.ctx)
 }

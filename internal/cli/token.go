@@ -31,23 +31,39 @@ type tokenJSON struct {
 }
 
 func (c *tokenCmd) Run(e *env) error {
-	// No discovery unless a token must be fetched: mail clients call this
-	// for every connection, and a valid stored token needs no provider.
-	a, err := e.openAccountDeferred(c.Account)
+	// A running agent holds the opened store: asking it costs no key
+	// derivation. The configuration is read first, for the same errors.
+	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
 	}
-	rec, err := a.helperToken(e, c.Wait)
+	conf, err := cfg.Account(c.Account)
 	if err != nil {
 		return err
 	}
-	out := tokenJSON{Account: c.Account, Email: a.conf.Email, TokenType: "Bearer", Expiry: rec.Expiry}
+	rec, ok, err := tokenFromAgent(e, conf, c.Wait)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// No discovery unless a token must be fetched: mail clients call
+		// this for every connection, and a valid stored token needs no
+		// provider.
+		a, err := e.openAccountDeferred(c.Account)
+		if err != nil {
+			return err
+		}
+		if rec, err = a.helperToken(e, c.Wait); err != nil {
+			return err
+		}
+	}
+	out := tokenJSON{Account: c.Account, Email: conf.Email, TokenType: "Bearer", Expiry: rec.Expiry}
 	if !rec.Expiry.IsZero() {
 		out.ExpiresIn = int64(time.Until(rec.Expiry).Seconds())
 	}
 	var text string
 	if c.SASL != "" {
-		ir, err := sasl.InitialResponseBase64(c.SASL, a.conf.Email, rec.AccessToken, "", 0)
+		ir, err := sasl.InitialResponseBase64(c.SASL, conf.Email, rec.AccessToken, "", 0)
 		if err != nil {
 			return errorf("use --sasl xoauth2 or --sasl oauthbearer", "%v", err)
 		}

@@ -57,6 +57,9 @@ type Proxy struct {
 	Status string
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// Agent: mailkey serve answers mailkey token on the state folder's
+	// agent socket.
+	Agent bool
 }
 
 // DefaultProxy returns the [proxy] settings used for keys the file leaves
@@ -68,6 +71,7 @@ func DefaultProxy() Proxy {
 		SMTP:      "127.0.0.1:1587",
 		Status:    "127.0.0.1:8025",
 		LogFormat: "text",
+		Agent:     true,
 	}
 }
 

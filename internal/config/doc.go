@@ -27,6 +27,7 @@
 //	                            #   beyond loopback; plain listeners stay on loopback
 //	status = "127.0.0.1:8025"   # default; status page, /metrics, /healthz
 //	log_format = "text"         # or "json"
+//	agent = true                # default; answer mailkey token on STATE/agent.sock
 //
 //	[accounts.work]             # NAME: 1-64 of A-Z a-z 0-9 . _ - @, not starting with '.'
 //	provider  = "microsoft"     # required: google, microsoft, outlook, yahoo, aol, fastmail, generic

@@ -410,7 +410,7 @@ func TestLoadValid(t *testing.T) {
 	if cfg.RefreshMargin != 90*time.Second || cfg.File != path {
 		t.Errorf("RefreshMargin = %v, File = %q", cfg.RefreshMargin, cfg.File)
 	}
-	wantProxy := Proxy{IMAP: "", POP3: "127.0.0.1:1110", SMTP: "127.0.0.1:1587", SMTPS: "[::1]:1465", Status: "localhost:9000", LogFormat: "json"}
+	wantProxy := Proxy{IMAP: "", POP3: "127.0.0.1:1110", SMTP: "127.0.0.1:1587", SMTPS: "[::1]:1465", Status: "localhost:9000", LogFormat: "json", Agent: true}
 	if cfg.Proxy != wantProxy {
 		t.Errorf("Proxy = %+v\nwant %+v", cfg.Proxy, wantProxy)
 	}

@@ -32,6 +32,7 @@ var proxyFields = map[string]fieldKind{
 	"allow_non_loopback": fBool,
 	"status":             fString,
 	"log_format":         fString,
+	"agent":              fBool,
 }
 
 var accountFields = map[string]fieldKind{
@@ -341,6 +342,9 @@ func (b *builder) buildProxy(p *Proxy) {
 		{"status", &p.Status, false},
 	}
 	p.AllowNonLoopback = b.boolean(s, "allow_non_loopback")
+	if s.vals["agent"] != nil {
+		p.Agent = b.boolean(s, "agent")
+	}
 	for _, l := range listeners {
 		if s.vals[l.key] == nil {
 			continue
