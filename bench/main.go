@@ -87,7 +87,7 @@ func parseFlags() (*flags, error) {
 	flag.IntVar(&f.token.runs, "token-runs", 200, "timed calls per command in the token part")
 	flag.IntVar(&f.token.warmup, "token-warmup", 10, "untimed warm-up calls per command in the token part")
 	flag.IntVar(&f.token.slowRuns, "slow-runs", 10, "timed calls of each slow token mode (passphrase: scrypt in every call)")
-	modes := flag.String("token-modes", "key-file,passphrase", "comma-separated store protections to time mailkey token with")
+	modes := flag.String("token-modes", "key-file,passphrase,agent", "comma-separated store protections to time mailkey token with")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", flag.Arg(0))

@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/agent"
 	"github.com/mailkey/mailkey/test/e2e"
 )
 
@@ -43,6 +46,50 @@ var tokenModes = []tokenMode{
 	{name: "key-file", what: "key file in the state folder (`MAILKEY_NO_KEYRING=1`, no passphrase): the default without an OS keyring"},
 	{name: "passphrase", what: "passphrase (`MAILKEY_PASSPHRASE` set, `MAILKEY_NO_KEYRING=1`): age's scrypt unwraps the key in every process",
 		env: []string{"MAILKEY_PASSPHRASE=" + benchPassphrase}, slow: true},
+	{name: "agent", what: "the same passphrase-protected store as the passphrase row, with `mailkey agent` running: `mailkey token` asks the agent over its Unix socket and opens no store",
+		env: []string{"MAILKEY_PASSPHRASE=" + benchPassphrase}, start: startAgent},
+}
+
+// startAgent runs `mailkey agent` with the mode's environment and waits until its socket
+// answers; the agent unwraps the passphrase-protected key once, at its start.
+func startAgent(ctx context.Context, b *bench, env []string) (func(), error) {
+	var state string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "MAILKEY_STATE_DIR="); ok {
+			state = v
+		}
+	}
+	sock, err := agent.SocketPath(state)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(b.bin, "agent")
+	cmd.Env = env
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start mailkey agent: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-done
+	}
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return stop, nil
+		}
+		select {
+		case <-done:
+			return nil, fmt.Errorf("mailkey agent exited at start: %s", strings.TrimSpace(errb.String()))
+		case <-ctx.Done():
+			stop()
+			return nil, fmt.Errorf("mailkey agent: no socket at %s: %w", sock, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // pickTokenModes returns the modes named in a comma-separated list, in report order.
