@@ -212,19 +212,8 @@ func agentToken(rec *store.Record) *agent.Response {
 // agentError carries a worded error to the caller: message, hint and exit
 // status, as the CLI prints them.
 func agentError(err error) *agent.Response {
-	ae := &agent.Error{Message: err.Error(), Code: 1}
-	var ee *Error
-	var h hinter
-	switch {
-	case errors.As(err, &ee):
-		ae.Hint = ee.Hint
-		if ee.Code != 0 {
-			ae.Code = ee.Code
-		}
-	case errors.As(err, &h):
-		ae.Hint = h.Hint()
-	}
-	return &agent.Response{Error: ae}
+	msg, hint, code := worded(err)
+	return &agent.Response{Error: &agent.Error{Message: msg, Hint: hint, Code: code}}
 }
 
 // tokenFromAgent asks the state folder's agent for the account's token.

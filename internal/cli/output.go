@@ -72,3 +72,22 @@ func (e *env) writeJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// worded returns what report prints for err: its message, its hint and the
+// exit status it gives, for a process that hands an error to another one
+// (the detached refresher, the agent) to print.
+func worded(err error) (msg, hint string, code int) {
+	msg, code = err.Error(), 1
+	var ee *Error
+	var h hinter
+	switch {
+	case errors.As(err, &ee):
+		hint = ee.Hint
+		if ee.Code != 0 {
+			code = ee.Code
+		}
+	case errors.As(err, &h):
+		hint = h.Hint()
+	}
+	return msg, hint, code
+}

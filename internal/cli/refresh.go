@@ -139,19 +139,8 @@ func (l *lineBuffer) lines() []string {
 // or another refresher was at it).
 func (c *refreshCmd) refresh(e *env) (rr refreshResult, ran bool) {
 	fail := func(err error) refreshResult {
-		rr := refreshResult{Error: err.Error(), Code: 1}
-		var ee *Error
-		var h hinter
-		switch {
-		case errors.As(err, &ee):
-			rr.Hint = ee.Hint
-			if ee.Code != 0 {
-				rr.Code = ee.Code
-			}
-		case errors.As(err, &h):
-			rr.Hint = h.Hint()
-		}
-		return rr
+		msg, hint, code := worded(err)
+		return refreshResult{Error: msg, Hint: hint, Code: code}
 	}
 	if err := store.ValidateAccount(c.Account); err != nil {
 		return fail(err), false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,21 +85,8 @@ func TestAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hold := func(t *testing.T) {
-		t.Helper()
-		if _, err := s.TokenStats(true); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.DelayTokenEndpoint(time.Hour, -1, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	release := func(t *testing.T) {
-		t.Helper()
-		if err := s.DelayTokenEndpoint(0, 0, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	hold := func(t *testing.T) { t.Helper(); mailkeytest.HoldAnswers(t, s) }
+	release := func(t *testing.T) { t.Helper(); mailkeytest.ReleaseAnswers(t, s) }
 	// alive proves, without an agent, that the stored refresh token is the provider's current
 	// one: one more refresh succeeds and its token logs in.
 	alive := func(t *testing.T) {
@@ -151,28 +137,8 @@ func TestAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := helper(t)
-		results := make([]mailkeytest.Result, callers)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range callers {
-			wg.Go(func() {
-				cmd := h.Command(ctx, "token", acct)
-				var out, errb strings.Builder
-				cmd.Stdout, cmd.Stderr = &out, &errb
-				<-start
-				err := cmd.Run()
-				results[i] = mailkeytest.Result{Stdout: out.String(), Stderr: errb.String(), Code: -1}
-				if cmd.ProcessState != nil {
-					results[i].Code = cmd.ProcessState.ExitCode()
-				} else {
-					results[i].Stderr += err.Error()
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
+		results := h.RunConcurrent(ctx, callers, "token", acct)
 		for i, r := range results {
-			h.Record([]string{"token", acct}, r)
 			h.Leaks.Secret("access token", strings.TrimSpace(r.Stdout))
 			if r.Code != 0 {
 				t.Fatalf("caller %d: exit %d\n%s", i, r.Code, r.Stderr)

@@ -57,21 +57,8 @@ func TestLifecycle(t *testing.T) {
 	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 
-	hold := func(t *testing.T) {
-		t.Helper()
-		if _, err := s.TokenStats(true); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.DelayTokenEndpoint(time.Hour, -1, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	release := func(t *testing.T) {
-		t.Helper()
-		if err := s.DelayTokenEndpoint(0, 0, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	hold := func(t *testing.T) { t.Helper(); mailkeytest.HoldAnswers(t, s) }
+	release := func(t *testing.T) { t.Helper(); mailkeytest.ReleaseAnswers(t, s) }
 
 	// A valid token due for an early refresh is printed at once, although the provider holds
 	// every answer: the refresh runs in a detached process, which stores the rotated token

@@ -3,7 +3,6 @@ package clitest
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,33 +18,8 @@ const marginTimeout = 10 * time.Minute
 // each recorded for the leak check.
 func tokenProcs(t *testing.T, ctx context.Context, m *mk, name string, n int) []mailkeytest.Result {
 	t.Helper()
-	results := make([]mailkeytest.Result, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			cmd := m.Command(ctx, "token", name, "--wait", "0") // an expired token waits for its refresh however long that takes
-			var out, errb strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			<-start
-			err := cmd.Run()
-			results[i] = mailkeytest.Result{Stdout: out.String(), Stderr: errb.String(), Code: -1}
-			if cmd.ProcessState != nil {
-				results[i].Code = cmd.ProcessState.ExitCode()
-			} else {
-				results[i].Stderr += err.Error()
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	for _, r := range results {
-		m.Record([]string{"token", name, "--wait", "0"}, r)
-		if tok := strings.TrimSpace(r.Stdout); tok != "" {
-			m.Leaks.Secret("access token", tok)
-		}
-	}
-	return results
+	// An expired token waits for its refresh however long that takes.
+	return m.RunConcurrent(ctx, n, "token", name, "--wait", "0")
 }
 
 // TestAdaptiveMargin runs mailkey with the default refresh_margin (5m) against tokens that

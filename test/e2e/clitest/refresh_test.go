@@ -3,7 +3,6 @@ package clitest
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,28 +171,8 @@ func TestRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := mailkeytest.RefreshGrants(t, s)
-		results := make([]mailkeytest.Result, procs)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range procs {
-			wg.Go(func() {
-				cmd := m.Command(ctx, "token", acct)
-				var out, errb strings.Builder
-				cmd.Stdout, cmd.Stderr = &out, &errb
-				<-start
-				err := cmd.Run()
-				results[i] = mailkeytest.Result{Stdout: out.String(), Stderr: errb.String(), Code: -1}
-				if cmd.ProcessState != nil {
-					results[i].Code = cmd.ProcessState.ExitCode()
-				} else {
-					results[i].Stderr += err.Error()
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
+		results := m.RunConcurrent(ctx, procs, "token", acct)
 		for i, r := range results {
-			m.Record([]string{"token", acct}, r)
 			if r.Code != 0 {
 				t.Fatalf("process %d: exit %d\n%s", i, r.Code, r.Stderr)
 			}

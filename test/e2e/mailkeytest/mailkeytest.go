@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -299,4 +300,38 @@ func RefreshGrants(t *testing.T, s *e2e.Stack) int {
 		}
 	}
 	return n
+}
+
+// RunConcurrent starts n mailkey processes with args at the same moment, as many mail clients
+// do, waits for all of them and returns their results in start order. Each is recorded for the
+// leak check, and what a process prints on stdout counts as a secret (a token).
+func (e *Env) RunConcurrent(ctx context.Context, n int, args ...string) []Result {
+	e.T.Helper()
+	results := make([]Result, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			cmd := e.Command(ctx, args...)
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			<-start
+			err := cmd.Run()
+			results[i] = Result{Stdout: out.String(), Stderr: errb.String(), Code: -1}
+			if cmd.ProcessState != nil {
+				results[i].Code = cmd.ProcessState.ExitCode()
+			} else {
+				results[i].Stderr += err.Error()
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, r := range results {
+		e.Record(args, r)
+		if tok := strings.TrimSpace(r.Stdout); tok != "" {
+			e.Leaks.Secret("output of mailkey "+args[0], tok)
+		}
+	}
+	return results
 }

@@ -64,3 +64,24 @@ func WaitRefreshes(t *testing.T, ctx context.Context, s *e2e.Stack, n int) {
 		}
 	}
 }
+
+// HoldAnswers makes the stack's token endpoint hold every answer until ReleaseAnswers (the
+// refresh tokens still rotate at once, as a provider that commits and then stalls), and resets
+// its counters, so that a test decides when a refresh's answer arrives.
+func HoldAnswers(t *testing.T, s *e2e.Stack) {
+	t.Helper()
+	if _, err := s.TokenStats(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DelayTokenEndpoint(time.Hour, -1, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ReleaseAnswers lets every answer HoldAnswers held go at once, and ends the hold.
+func ReleaseAnswers(t *testing.T, s *e2e.Stack) {
+	t.Helper()
+	if err := s.DelayTokenEndpoint(0, 0, false); err != nil {
+		t.Fatal(err)
+	}
+}
