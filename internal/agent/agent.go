@@ -47,15 +47,22 @@ const (
 	// refresh flight may take, so a wait of 0 ("until the refresh ends")
 	// means this.
 	MaxWait = 3 * time.Minute
+	// replySlack is how much longer than the wait a client waits for the
+	// answer before it gives up on the agent.
+	replySlack = 10 * time.Second
+)
+
+// Bounds of one connection. They are variables so that tests on a starved
+// machine can lift them; nothing else changes them.
+var (
 	// requestTimeout bounds how long a peer may take to send its request,
 	// and the agent to write its answer.
 	requestTimeout = 5 * time.Second
 	// dialTimeout: a socket whose agent does not accept this fast is
-	// treated as absent.
-	dialTimeout = time.Second
-	// replySlack is how much longer than the wait a client waits for the
-	// answer before it gives up on the agent.
-	replySlack = 10 * time.Second
+	// treated as absent. A dead agent's socket refuses at once; a live
+	// agent's queues the connection, so only a hung agent makes a caller
+	// wait this long before it reads the store itself.
+	dialTimeout = 10 * time.Second
 )
 
 // Socket names.
