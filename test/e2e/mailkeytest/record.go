@@ -85,3 +85,18 @@ func ReleaseAnswers(t *testing.T, s *e2e.Stack) {
 		t.Fatal(err)
 	}
 }
+
+// StoredRecord returns the stored record of account name, read through the store itself:
+// unlike mailkey token, reading it never starts a refresh.
+func (e *Env) StoredRecord(ctx context.Context, name string) *store.Record {
+	e.T.Helper()
+	st, err := store.OpenFile(e.State, &store.FileOptions{NoKeyring: true})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	rec, err := st.Get(ctx, name)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return rec
+}
