@@ -275,8 +275,13 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 	c.add(Step{Name: StepSend, Status: StatusOK, Detail: detail, Duration: time.Since(start)})
 }
 
-// dial resolves the host and connects within connectTimeout.
+// dial resolves the host and connects within connectTimeout, or the rest of
+// the session's timeout when that ends first.
 func (c *checklist) dial(ctx context.Context) (net.Conn, string, error) {
+	bound := connectTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < connectTimeout {
+		bound = c.r.opts.Timeout // the error names the limit that was hit
+	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	host := c.srv.Host
@@ -292,7 +297,7 @@ func (c *checklist) dial(ctx context.Context) (net.Conn, string, error) {
 	conn, err := d.DialContext(ctx, "tcp", c.srv.Addr())
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, "", fmt.Errorf("%w after %s: %v", errTimedOut, connectTimeout, err)
+			return nil, "", fmt.Errorf("%w after %s: %v", errTimedOut, bound, err)
 		}
 		return nil, "", err
 	}
