@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 // fakeServer answers each command line the client sends with the next canned reply (the tag
@@ -46,7 +48,7 @@ func fakeServer(t *testing.T, greeting string, replies ...string) (*imapConn, *[
 		}
 	}()
 	c := newIMAPConn(client)
-	client.SetDeadline(time.Now().Add(10 * time.Second))
+	client.SetDeadline(testwait.Deadline(t)) // keeps a broken test from hanging
 	line, err := c.readLine()
 	if err != nil || !strings.HasPrefix(string(line), "* OK") {
 		t.Fatalf("greeting: %q, %v", line, err)

@@ -5,7 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 // TestOpenBrowserUsesBROWSER pins the Unix convention: a colon-separated
@@ -34,15 +35,13 @@ func TestOpenBrowserUsesBROWSER(t *testing.T) {
 			t.Fatalf("BROWSER=%q: %v", tc.browser, err)
 		}
 		var got []byte
-		// The browser runs in the background; the bound is generous so that
-		// a loaded machine cannot fail the test, a broken one still does.
-		for range 3000 {
-			if b, err := os.ReadFile(out); err == nil {
-				got = b
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		// The browser runs in the background (the script writes its file
+		// whole, by rename): wait for it until the test's deadline.
+		testwait.WaitFor(t, "the browser's arguments", func() bool {
+			b, err := os.ReadFile(out)
+			got = b
+			return err == nil
+		})
 		if strings.TrimSpace(string(got)) != tc.want {
 			t.Errorf("BROWSER=%q: browser got %q, want %q", tc.browser, got, tc.want)
 		}

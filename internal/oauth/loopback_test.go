@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 // syncBuffer is a bytes.Buffer safe for a flow and a test to share.
@@ -119,11 +121,21 @@ func TestLoopbackLoginPKCEAndState(t *testing.T) {
 	if !strings.Contains(out.String(), p.srv.URL+"/authorize?") {
 		t.Errorf("URL not printed: %q", out.String())
 	}
-	// The listener is closed on return.
+	// The listener is closed on return. Its port is free again, so another process may
+	// listen there by now: what answers there must not be mailkey's callback server.
 	u, _ := url.Parse(redirect)
 	if conn, err := net.Dial("tcp", u.Host); err == nil {
 		conn.Close()
-		t.Error("callback listener still accepts connections after return")
+		req, _ := http.NewRequestWithContext(testwait.Context(t), http.MethodGet, redirect+"?state=probe", nil)
+		if resp, err := http.DefaultClient.Do(req); errors.Is(err, context.DeadlineExceeded) {
+			t.Error("callback listener still accepts connections after return")
+		} else if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "<title>mailkey: ") {
+				t.Error("callback listener still answers after return")
+			}
+		}
 	}
 	assertNoSecret(t, "output", out.String(), p.allSecrets())
 	assertNoSecret(t, "page", page.body, p.allSecrets())
@@ -147,20 +159,31 @@ func TestLoopbackWrongStateIgnoredThenRightAccepted(t *testing.T) {
 
 func TestLoopbackWrongStateOnlyTimesOut(t *testing.T) {
 	p := newProvider(t)
-	strays := make(chan visit, 1)
+	var stray visit
 	open := func(u string) error {
+		// The stray callback is answered before OpenBrowser returns, that is before the
+		// flow starts its timeout: however slow the machine, the timeout cannot cut it
+		// short. (A flow that took it for the real one would hold it until the test's
+		// deadline, and fail.)
 		pu, _ := url.Parse(u)
-		go func() { strays <- get(pu.Query().Get("redirect_uri") + "?code=evil&state=wrong") }()
+		req, _ := http.NewRequestWithContext(testwait.Context(t), http.MethodGet, pu.Query().Get("redirect_uri")+"?code=evil&state=wrong", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			stray.err = err
+			return nil
+		}
+		defer resp.Body.Close()
+		stray.status = resp.StatusCode
 		return nil
 	}
 	// The flow must go on after the stray callback, so it ends by timing out.
 	// The timeout is short only to keep the test quick; nothing is timed.
-	_, err := p.client().LoopbackLogin(context.Background(), LoopbackOptions{OpenBrowser: open, Timeout: 300 * time.Millisecond})
+	_, err := p.client().LoopbackLogin(context.Background(), LoopbackOptions{OpenBrowser: open, Timeout: 50 * time.Millisecond})
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
-	if s := <-strays; s.status != http.StatusBadRequest {
-		t.Errorf("stray callback answered %d", s.status)
+	if stray.status != http.StatusBadRequest {
+		t.Errorf("stray callback answered %d (%v)", stray.status, stray.err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/mailkey/mailkey/internal/proxy"
 	"github.com/mailkey/mailkey/internal/proxy/imapproxy"
 	"github.com/mailkey/mailkey/internal/proxy/proxytest"
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 const pass = "app-password"
@@ -34,16 +35,10 @@ func login(t *testing.T, addr string) *proxytest.Client {
 	return c
 }
 
-// waitFor polls cond; it only guards against hanging, nothing is timed.
+// waitFor polls cond until the test's deadline; nothing is timed.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for range 3000 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("condition not reached")
+	testwait.WaitFor(t, "the proxy's state", cond)
 }
 
 func TestConnectionCapPerSource(t *testing.T) {
@@ -60,7 +55,8 @@ func TestConnectionCapPerSource(t *testing.T) {
 		t.Errorf("rejected %d, want 1", n)
 	}
 	c1.Conn.Close()
-	waitFor(t, func() bool { return srv.Stats().Active.Load() == 1 })
+	// Wait for c1's slot itself: Active drops a moment before the slot is given back.
+	waitFor(t, func() bool { return srv.SourceConns("127.0.0.1") == 1 })
 	c4 := proxytest.Dial(t, addr)
 	c4.Expect("* OK ")
 	c2.Send("still here\r\n")
@@ -107,13 +103,9 @@ func TestShutdown(t *testing.T) {
 		waitFor(t, func() bool { return srv.Stats().Active.Load() == 1 })
 		done := make(chan error, 1)
 		go func() { done <- srv.Shutdown(context.Background()) }()
-		waitFor(t, func() bool {
-			nc, err := net.Dial("tcp", addr)
-			if err == nil {
-				nc.Close()
-			}
-			return err != nil
-		})
+		// Shutdown has closed the listener (its port is free: another process may listen
+		// there by now, so the server is asked, not the port).
+		waitFor(t, func() bool { return srv.Listeners() == 0 })
 		select {
 		case err := <-done:
 			t.Fatalf("Shutdown returned %v with a session running", err)
@@ -150,7 +142,7 @@ func TestHalfClosePropagates(t *testing.T) {
 	if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	c.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	c.Conn.SetReadDeadline(testwait.Deadline(t))
 	rest, err := io.ReadAll(c.R)
 	if err != nil {
 		t.Fatalf("reading after half-close: %v", err)
@@ -211,7 +203,7 @@ func TestIdleSessionMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
-		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c.SetDeadline(testwait.Deadline(t))
 		c.Read(buf) // greeting
 		io.WriteString(c, "a LOGIN alice "+pass+"\r\n")
 		if _, err := c.Read(buf); err != nil {

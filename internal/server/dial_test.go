@@ -19,6 +19,7 @@ import (
 	"github.com/mailkey/mailkey/internal/proxy"
 	"github.com/mailkey/mailkey/internal/sasl"
 	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/testwait"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
 
@@ -138,7 +139,7 @@ func newUpstream(t *testing.T, implicit bool, script func(p *peer, n int)) *upst
 			u.mu.Unlock()
 			go func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(testwait.Deadline(t)) // keeps a broken test from hanging
 				if implicit {
 					tc := tls.Server(c, u.tls)
 					c = tc
@@ -168,9 +169,7 @@ func (u *upstream) dialer(t *testing.T, proto provider.Protocol, implicit bool, 
 }
 
 func dialCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	return testwait.Context(t)
 }
 
 // imapScript accepts tokens for which ok returns true.

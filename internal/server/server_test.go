@@ -18,6 +18,7 @@ import (
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 type syncBuf struct {
@@ -85,7 +86,7 @@ func TestServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.SetDeadline(testwait.Deadline(t)) // keeps a broken test from hanging
 		r := bufio.NewReader(c)
 		r.ReadString('\n')
 		c.Write([]byte("a LOGIN " + user + " " + pass + "\r\n"))

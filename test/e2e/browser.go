@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -124,7 +123,7 @@ func BrowseAs(ctx context.Context, authorizeURL, user, password string) (*url.UR
 	if !isLoopbackHost(u.Hostname()) {
 		return nil, fmt.Errorf("e2e: %s is not a loopback provider", u.Host)
 	}
-	s := &Stack{Issuer: u.Scheme + "://" + u.Host, client: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second}}
+	s := &Stack{Issuer: u.Scheme + "://" + u.Host, client: &http.Client{Transport: &http.Transport{Proxy: nil}}}
 	return s.Deliver(ctx, authorizeURL, user, password)
 }
 
@@ -152,10 +151,11 @@ func (s *Stack) AuthCodeToken(ctx context.Context, user, password string, scopes
 	if len(scopes) == 0 {
 		scopes = DefaultScopes
 	}
-	ports, err := freePorts(1, false)
+	ports, release, err := freePorts(1, false)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	cfg := s.OAuth2Config(ClientPublic, "", "http://"+Loopback(ports[0])+"/", scopes...)
 	verifier := oauth2.GenerateVerifier()
 	state := randomString()
@@ -191,7 +191,6 @@ func (s *Stack) deliver(ctx context.Context, u *url.URL) error {
 	c := &http.Client{
 		Transport:     s.client.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       s.client.Timeout,
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -227,7 +226,6 @@ func (s *Stack) browse(ctx context.Context, start string, o BrowseOptions) (*url
 		Transport:     s.client.Transport,
 		Jar:           jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       s.client.Timeout,
 	}
 	var form url.Values // non-nil: POST it to cur
 	codeSent := false

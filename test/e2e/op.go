@@ -123,6 +123,11 @@ func (s *Stack) startOP(ctx context.Context) error {
 		"OP_ISSUER="+s.Issuer,
 		"AT_TTL="+seconds(s.opts.atTTL),
 		"RT_TTL="+seconds(s.opts.rtTTL),
+		// Authorization and device codes outlive any test (server.mjs: a minute and ten
+		// minutes), so that a slow machine cannot let one expire before it is redeemed.
+		// WithOPEnv still overrides these.
+		"CODE_TTL="+seconds(DefaultAccessTokenTTL),
+		"DEVICE_TTL="+seconds(DefaultAccessTokenTTL),
 	)
 	if s.opts.autoConsent {
 		env = append(env, "AUTO_CONSENT=1")
@@ -139,23 +144,22 @@ func (s *Stack) startOP(ctx context.Context) error {
 		return err
 	}
 	s.op = p
-	deadline := time.Now().Add(portWait)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Issuer+"/healthz", nil)
 		resp, err := s.client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && !p.exited() { // not another process's answer
 				return nil
 			}
 		}
 		if p.exited() {
 			return s.startErr("oidc-provider", fmt.Errorf("node exited: %v", p.err), "op.log")
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return s.startErr("oidc-provider", errors.New("/healthz did not answer"), "op.log")
+		if ctx.Err() != nil {
+			return s.startErr("oidc-provider", fmt.Errorf("/healthz did not answer: %w", ctx.Err()), "op.log")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the pace of the polling, not a bound
 	}
 }
 
@@ -175,7 +179,8 @@ func (s *Stack) StopOP() error {
 }
 
 // StartOP starts the provider again on the same port and issuer, with the lifetimes last set
-// (SetTTL). It knows no token issued before.
+// (SetTTL). It knows no token issued before. The port stayed reserved for it while it was
+// stopped.
 func (s *Stack) StartOP() error {
 	s.mu.Lock()
 	closed := s.closed
@@ -183,9 +188,7 @@ func (s *Stack) StartOP() error {
 	if closed {
 		return errors.New("e2e: stack closed")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), portWait)
-	defer cancel()
-	return s.startOP(ctx)
+	return s.startOP(s.ctx)
 }
 
 // SetTTL changes the lifetimes of access and refresh tokens issued from now on; a zero
@@ -264,9 +267,7 @@ func (s *Stack) TokenStats(reset bool) (map[string]int, error) {
 	if reset {
 		form.Set("reset", "1")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.Issuer+"/__test/stats", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.Issuer+"/__test/stats", strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
@@ -294,9 +295,7 @@ type statusError struct {
 func (e *statusError) Error() string { return fmt.Sprintf("e2e: POST %s: HTTP %d", e.path, e.got) }
 
 func (s *Stack) control(path string, form url.Values, want int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	got, err := s.postTest(ctx, path, form)
+	got, err := s.postTest(s.ctx, path, form)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 // Accounts known to both the provider (login page) and Dovecot (userdb). The provider accepts
@@ -96,10 +98,9 @@ var ErrPrerequisites = errors.New("e2e stack prerequisites missing")
 const InstallHint = "run as root: bash test/e2e/install-deps.sh (Debian 12: apt-get install dovecot-imapd " +
 	"dovecot-pop3d dovecot-submissiond dovecot-lmtpd postfix, and Node.js >= 20.18 with npm)"
 
-// Startup and shutdown bounds.
+// Shutdown bound and start-up retries. Nothing in the start-up itself has a bound of its own:
+// Start gives up at the test's deadline (testwait), Run when its context ends.
 const (
-	startTimeout   = 3 * time.Minute  // Start: npm ci on a cold cache plus the daemons
-	portWait       = 30 * time.Second // one daemon's ports to open
 	stopGrace      = 10 * time.Second // SIGTERM to SIGKILL
 	startAttempts  = 3                // retries when another process took a picked port
 	logTailLines   = 40               // per log in failure dumps
@@ -129,8 +130,15 @@ type options struct {
 	opEnv       []string
 }
 
+// DefaultAccessTokenTTL is the lifetime of access tokens without WithAccessTokenTTL: longer
+// than any test runs (make test gives the test binaries 20 minutes), so that a token a test
+// holds never expires under it, however slow the machine. A test that wants a token to be
+// due for a refresh sets a refresh margin longer than this (below mailkey's maximum of an
+// hour); one that wants it expired issues it with a short SetTTL and waits past its expiry.
+const DefaultAccessTokenTTL = 30 * time.Minute
+
 // WithAccessTokenTTL sets the lifetime of access tokens (and client-credentials tokens)
-// issued by the provider; the default is 60 s. Whole seconds, at least one.
+// issued by the provider; the default is DefaultAccessTokenTTL. Whole seconds, at least one.
 func WithAccessTokenTTL(d time.Duration) Option { return func(o *options) { o.atTTL = d } }
 
 // WithRefreshTokenTTL sets the lifetime of refresh tokens; the default is one day.
@@ -199,7 +207,9 @@ type Stack struct {
 	CAFile string
 
 	opts     options
-	opDir    string // cached provider install: server.mjs + node_modules
+	ctx      context.Context // bounds the harness's own calls to the provider and its restarts
+	release  func()          // gives back the reserved ports (freePorts)
+	opDir    string          // cached provider install: server.mjs + node_modules
 	opPort   int
 	client   *http.Client
 	caPool   *x509.CertPool
@@ -287,9 +297,9 @@ func Start(t testing.TB, opts ...Option) *Stack {
 		t.Fatalf("e2e: %v", err)
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	s, err := Run(ctx, dir, opts...)
+	// The start (npm ci on a cold cache, then the daemons) and every later call of the
+	// harness are bounded by the test's deadline only: a busy machine makes them slower.
+	s, err := Run(testwait.Context(t), dir, opts...)
 	if err != nil {
 		if os.Getenv("MAILKEY_E2E_KEEP") != "1" {
 			os.RemoveAll(dir)
@@ -313,12 +323,13 @@ func Start(t testing.TB, opts ...Option) *Stack {
 
 // Run starts a stack whose files live in dir (created if needed; its parents must be
 // searchable by other users, because the mail processes run as nobody and Postfix as postfix).
-// ctx bounds the start only, not the life of the daemons: call Close to stop them.
+// ctx bounds the start and the harness's later calls to the provider (SetTTL, StartOP, …),
+// not the life of the daemons: call Close to stop them.
 func Run(ctx context.Context, dir string, opts ...Option) (*Stack, error) {
 	if err := Prerequisites(); err != nil {
 		return nil, err
 	}
-	s := &Stack{opts: options{atTTL: 60 * time.Second, rtTTL: 24 * time.Hour}}
+	s := &Stack{ctx: ctx, opts: options{atTTL: DefaultAccessTokenTTL, rtTTL: 24 * time.Hour}}
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -342,7 +353,8 @@ func Run(ctx context.Context, dir string, opts ...Option) (*Stack, error) {
 	if err := s.writeStatic(); err != nil {
 		return nil, err
 	}
-	s.client = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second}
+	// No timeout of its own: every request carries a context.
+	s.client = &http.Client{Transport: &http.Transport{Proxy: nil}}
 	s.IPv6 = canListen("[::1]:0")
 
 	for attempt := 1; ; attempt++ {
@@ -352,6 +364,7 @@ func Run(ctx context.Context, dir string, opts ...Option) (*Stack, error) {
 		}
 		inUse := errors.Is(err, errAddrInUse)
 		s.stopAll()
+		s.releasePorts()
 		if !inUse || attempt == startAttempts || ctx.Err() != nil {
 			return nil, err
 		}
@@ -467,12 +480,15 @@ type confData struct {
 	IMAPClientLimit                                                           int // 0: one imap process per session
 }
 
-// start picks ports, renders the configs and starts the three daemons.
+// start picks ports, renders the configs and starts the three daemons. The ports stay
+// reserved until Close (releasePorts): no other process can take one, even while the provider
+// is stopped (StopOP).
 func (s *Stack) start(ctx context.Context) error {
-	ports, err := freePorts(9, s.IPv6)
+	ports, release, err := freePorts(9, s.IPv6)
 	if err != nil {
 		return err
 	}
+	s.release = release
 	s.opPort = ports[0]
 	s.IMAPPort, s.IMAPSPort, s.POP3Port, s.POP3SPort = ports[1], ports[2], ports[3], ports[4]
 	s.SubmissionPort, s.SubmissionsPort, s.LMTPPort, s.RelayPort = ports[5], ports[6], ports[7], ports[8]
@@ -545,36 +561,53 @@ func (s *Stack) render() error {
 // Loopback returns "127.0.0.1:port".
 func Loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
-// freePorts returns n distinct ports free on 127.0.0.1 (and on ::1 when v6 is set). The
-// listeners stay open until all are picked so that no port is returned twice.
-func freePorts(n int, v6 bool) ([]int, error) {
-	var ports []int
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
+// freePorts returns n distinct ports free on 127.0.0.1 (and on ::1 when v6 is set), reserved
+// (reservePort) until release is called: nothing listens on them, and no other process gets
+// them, until then; the stack's daemons can still bind them.
+func freePorts(n int, v6 bool) (ports []int, release func(), err error) {
+	var releases []func()
+	release = func() {
+		for _, r := range releases {
+			r()
 		}
-	}()
+	}
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 20*n {
-			return nil, errors.New("e2e: no free loopback ports")
+			release()
+			return nil, nil, errors.New("e2e: no free loopback ports")
 		}
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		p, r, err := reservePort(0, v6)
 		if err != nil {
-			return nil, fmt.Errorf("e2e: pick port: %w", err)
-		}
-		held = append(held, l)
-		p := l.Addr().(*net.TCPAddr).Port
-		if v6 {
-			l6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(p)))
-			if err != nil {
-				continue
+			if v6 {
+				continue // the v6 twin of the port the kernel picked is taken: pick another
 			}
-			held = append(held, l6)
+			release()
+			return nil, nil, fmt.Errorf("e2e: pick port: %w", err)
 		}
+		releases = append(releases, r)
 		ports = append(ports, p)
 	}
-	return ports, nil
+	return ports, release, nil
+}
+
+// releasePorts gives back the ports start reserved.
+func (s *Stack) releasePorts() {
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
+}
+
+// ClosedAddr returns a loopback address (127.0.0.1:PORT) on which nothing listens and, until
+// t ends, nothing will: connecting to it is refused, however long the test takes.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	port, release, err := reservePort(0, false)
+	if err != nil {
+		t.Fatalf("e2e: %v", err)
+	}
+	t.Cleanup(release)
+	return Loopback(port)
 }
 
 // proc is a daemon started as a child of this process.
@@ -628,10 +661,9 @@ func (p *proc) stop() {
 	}
 }
 
-// waitPorts waits until every port accepts connections on 127.0.0.1. It gives up early when
-// p (if not nil) exits, or when check (if not nil) returns an error.
+// waitPorts waits until every port accepts connections on 127.0.0.1, or until ctx ends. It
+// gives up early when p (if not nil) exits, or when check (if not nil) returns an error.
 func waitPorts(ctx context.Context, p *proc, check func() error, ports ...int) error {
-	deadline := time.Now().Add(portWait)
 	for _, port := range ports {
 		for {
 			c, err := net.DialTimeout("tcp", Loopback(port), time.Second)
@@ -647,13 +679,10 @@ func waitPorts(ctx context.Context, p *proc, check func() error, ports ...int) e
 					return err
 				}
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("port %d did not open within %v", port, portWait)
-			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
+				return fmt.Errorf("port %d did not open: %w", port, ctx.Err())
+			case <-time.After(50 * time.Millisecond): // the pace of the polling, not a bound
 			}
 		}
 	}
@@ -696,6 +725,9 @@ func (s *Stack) startPostfix(ctx context.Context) error {
 	if err := waitPorts(ctx, nil, alive, s.RelayPort); err != nil {
 		return s.startErr("postfix", err, "postfix.log")
 	}
+	if err := alive(); err != nil { // what accepted may have been another process
+		return s.startErr("postfix", err, "postfix.log")
+	}
 	return nil
 }
 
@@ -711,12 +743,37 @@ func (s *Stack) startDovecot(ctx context.Context) error {
 		return err
 	}
 	s.dovecot = p
+	// A port that accepts connections is not proof that Dovecot listens there: another
+	// process may (the ports are reserved, but only against processes that pick theirs from
+	// the kernel), and Dovecot's master opens some listeners before it gives up on another
+	// one. It logs "starting up" once all of its listeners are bound.
+	if err := waitDovecotStarted(ctx, p, filepath.Join(s.Dir, "log", "dovecot.log")); err != nil {
+		return s.startErr("dovecot", err, "dovecot.stderr", "dovecot.log")
+	}
 	err = waitPorts(ctx, p, nil, s.IMAPPort, s.IMAPSPort, s.POP3Port, s.POP3SPort,
 		s.SubmissionPort, s.SubmissionsPort, s.LMTPPort)
 	if err != nil {
 		return s.startErr("dovecot", err, "dovecot.stderr", "dovecot.log")
 	}
 	return nil
+}
+
+// waitDovecotStarted waits until Dovecot's master logs that it is starting up, which it does
+// once every listener is bound, or until it exits or ctx ends.
+func waitDovecotStarted(ctx context.Context, p *proc, logPath string) error {
+	for {
+		if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("master: Info: Dovecot v")) && bytes.Contains(b, []byte(" starting up")) {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("%s exited: %v", p.name, p.err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no start-up line in %s: %w", filepath.Base(logPath), ctx.Err())
+		case <-time.After(50 * time.Millisecond): // the pace of the polling, not a bound
+		}
+	}
 }
 
 // stopAll stops whatever runs, newest first.
@@ -746,14 +803,16 @@ func stopPID(pid int) error {
 		return err
 	}
 	deadline := time.Now().Add(stopGrace)
+	killed := false
 	for pidAlive(pid) {
 		if time.Now().After(deadline) {
-			_ = signalPID(pid, sigKILL)
-			time.Sleep(100 * time.Millisecond)
-			if pidAlive(pid) {
+			if killed {
 				return fmt.Errorf("pid %d did not stop", pid)
 			}
-			return nil
+			// A killed process still needs the CPU to exit: on a busy machine that takes
+			// a while, so it gets another stopGrace.
+			_ = signalPID(pid, sigKILL)
+			killed, deadline = true, time.Now().Add(stopGrace)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -771,6 +830,7 @@ func (s *Stack) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	err := s.stopAll()
+	s.releasePorts()
 	s.mu.Lock()
 	s.closeErr = err
 	s.mu.Unlock()

@@ -86,3 +86,51 @@ func pidAlive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// reservePort binds a TCP socket to 127.0.0.1:port (port 0: one the kernel picks) and, when
+// v6 is set, one to [::1] on the same port, both with SO_REUSEADDR and neither listening, and
+// returns the port and the function that closes them. Until then nobody else gets the port:
+// neither a listen on port 0 nor an outgoing connection picks it, and a bind without
+// SO_REUSEADDR fails. A daemon binding it with SO_REUSEADDR, as Dovecot, Postfix, Node.js and
+// Go do, still can, as often as it restarts. While nothing listens, connections are refused.
+func reservePort(port int, v6 bool) (int, func(), error) {
+	var fds []int
+	release := func() {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
+	bind := func(family int, sa syscall.Sockaddr) error {
+		fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fds = append(fds, fd)
+		if family == syscall.AF_INET6 {
+			if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 1); err != nil {
+				return err
+			}
+		}
+		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+			return err
+		}
+		return syscall.Bind(fd, sa)
+	}
+	if err := bind(syscall.AF_INET, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		release()
+		return 0, nil, fmt.Errorf("reserve 127.0.0.1:%d: %w", port, err)
+	}
+	sa, err := syscall.Getsockname(fds[0])
+	if err != nil {
+		release()
+		return 0, nil, err
+	}
+	port = sa.(*syscall.SockaddrInet4).Port
+	if v6 {
+		if err := bind(syscall.AF_INET6, &syscall.SockaddrInet6{Port: port, Addr: [16]byte{15: 1}}); err != nil {
+			release()
+			return 0, nil, fmt.Errorf("reserve [::1]:%d: %w", port, err)
+		}
+	}
+	return port, release, nil
+}

@@ -17,3 +17,5 @@ func lockFile(string) (func(), error)     { return nil, errUnsupported }
 func dieWithParent(*exec.Cmd)             {}
 func signalPID(int, syscall.Signal) error { return errUnsupported }
 func pidAlive(int) bool                   { return false }
+
+func reservePort(int, bool) (int, func(), error) { return 0, nil, errUnsupported }

@@ -25,10 +25,8 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/proxy"
+	"github.com/mailkey/mailkey/internal/testwait"
 )
-
-// ioTimeout only keeps a broken test from hanging; nothing asserts on time.
-const ioTimeout = 30 * time.Second
 
 // Auth is a fake Authenticator: Users maps a login to its app password and
 // the account it belongs to.
@@ -227,7 +225,8 @@ func Start(t testing.TB, srv *proxy.Server) string {
 	return ln.Addr().String()
 }
 
-// Client is a line-oriented test client.
+// Client is a line-oriented test client. Its reads and writes give up only at the test's
+// deadline (testwait.Deadline): that keeps a broken test from hanging, nothing is timed.
 type Client struct {
 	t    testing.TB
 	Conn net.Conn
@@ -248,7 +247,7 @@ func Dial(t testing.TB, addr string) *Client {
 // Send writes s as is; the caller writes the line endings.
 func (c *Client) Send(s string) {
 	c.t.Helper()
-	c.Conn.SetWriteDeadline(time.Now().Add(ioTimeout))
+	c.Conn.SetWriteDeadline(testwait.Deadline(c.t))
 	if _, err := io.WriteString(c.Conn, s); err != nil {
 		c.t.Fatalf("send: %v", err)
 	}
@@ -257,7 +256,7 @@ func (c *Client) Send(s string) {
 // Line reads one line and returns it without CRLF.
 func (c *Client) Line() string {
 	c.t.Helper()
-	c.Conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	c.Conn.SetReadDeadline(testwait.Deadline(c.t))
 	l, err := c.R.ReadString('\n')
 	if err != nil {
 		c.t.Fatalf("read: %v (got %q)", err, l)
@@ -282,7 +281,7 @@ func (c *Client) Expect(prefix string) string {
 // without sending anything more.
 func (c *Client) ExpectClosed() {
 	c.t.Helper()
-	c.Conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	c.Conn.SetReadDeadline(testwait.Deadline(c.t))
 	b, err := c.R.ReadString('\n')
 	if err == nil || b != "" {
 		c.t.Fatalf("got %q, %v; want the connection closed", b, err)
@@ -304,7 +303,7 @@ func (c *Client) StartTLS(cfg *tls.Config) {
 		c.t.Fatalf("%d bytes buffered before TLS", n)
 	}
 	tc := tls.Client(c.Conn, cfg)
-	c.Conn.SetDeadline(time.Now().Add(ioTimeout))
+	c.Conn.SetDeadline(testwait.Deadline(c.t))
 	if err := tc.Handshake(); err != nil {
 		c.t.Fatalf("tls handshake: %v", err)
 	}

@@ -1,7 +1,6 @@
 package checktest
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/testwait"
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
@@ -29,7 +28,7 @@ import (
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	l := newLeaks(t)
 	m := newMailkey(t, l)
 	v6 := func(port int) string { return "[::1]:" + strconv.Itoa(port) }
@@ -93,9 +92,7 @@ func TestCheck(t *testing.T) {
 		if !strings.Contains(r.Stdout, "✓ send") {
 			t.Errorf("no send step:\n%s", r.Stdout)
 		}
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		if _, err := s.WaitMessageCount(wctx, e2e.Bob, "INBOX", before+1); err != nil {
+		if _, err := s.WaitMessageCount(ctx, e2e.Bob, "INBOX", before+1); err != nil {
 			t.Fatalf("the test message did not arrive: %v", err)
 		}
 		for _, want := range []string{"mailkey: smtp: C: AUTH XOAUTH2 <redacted>", "mailkey: smtp: S: 235 ", "mailkey: imap: C: T", "AUTHENTICATE XOAUTH2 <redacted>", "mailkey: imap: S: * LIST"} {
@@ -241,12 +238,7 @@ func TestCheck(t *testing.T) {
 	// Nothing listens on the port.
 	t.Run("closed port", func(t *testing.T) {
 		m := m.on(t)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := e2e.ClosedAddr(t) // stays closed: no other process can take the port meanwhile
 		m.add(ctx, s, "closed", e2e.Alice, "--pop3", "pop3s://"+addr, "--ca-file", s.CAFile)
 		rep, r := m.test(ctx, "closed")
 		if r.Code == 0 {
@@ -276,7 +268,7 @@ func TestCheck(t *testing.T) {
 func TestNoOAuth(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithoutOAuth())
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	l := newLeaks(t)
 	m := newMailkey(t, l)
 	m.add(ctx, s, "plain", e2e.Alice, "--imap", s.IMAPS, "--pop3", s.POP3, "--smtp", s.Submissions, "--ca-file", s.CAFile)
@@ -344,7 +336,7 @@ func otherNameServer(t *testing.T, dir string) (string, string) {
 			}
 			go func() {
 				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(testwait.Deadline(t)) // keeps a broken test from hanging
 				if c.(*tls.Conn).Handshake() == nil {
 					fmt.Fprint(c, "* OK not a real server\r\n")
 				}

@@ -5,14 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
-
-// testTimeout bounds one top-level test; the stack's own start is bounded by package e2e.
-const testTimeout = 3 * time.Minute
 
 func TestMain(m *testing.M) { os.Exit(mailkeytest.Main(m)) }
 

@@ -133,7 +133,7 @@ func TestLoginFlows(t *testing.T) {
 		t.Fatalf("go build the sandbox: %v\n%s", err, out)
 	}
 	s := e2e.Start(t, e2e.WithCertClientJWKS(cc.jwks), e2e.WithServiceAccountJWKS(sa.jwks))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
 	const acct = "work"
@@ -305,7 +305,7 @@ func TestLoginFlows(t *testing.T) {
 func TestLoginRefusals(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
 	const acct = "work"
@@ -401,7 +401,7 @@ func TestLoginRefusals(t *testing.T) {
 func TestLogout(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
 	const acct = "work"
@@ -429,8 +429,9 @@ func TestLogout(t *testing.T) {
 
 	t.Run("grant revoked elsewhere", func(t *testing.T) {
 		t.Parallel()
-		// A margin longer than the tokens live: every mailkey token refreshes.
-		m := newMailkey(t, leaks, "30m")
+		// A margin longer than the tokens live (e2e.DefaultAccessTokenTTL): every mailkey
+		// token refreshes.
+		m := newMailkey(t, leaks, dueMargin)
 		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
 		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 		imapOK(t, ctx, s, m.Token(ctx, acct))

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/testwait"
 	"github.com/mailkey/mailkey/test/e2e"
 )
 
@@ -69,13 +70,10 @@ func BuildBinary() (path string, cleanup func(), err error) {
 // Bin returns the path of the binary Main built.
 func Bin() string { return bin }
 
-// Context returns a context that ends after timeout or when t ends. The stack's own start is
-// bounded by package e2e; nothing asserts on time.
-func Context(t *testing.T, timeout time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	return ctx
-}
+// Context returns a context that ends a little before the test binary's deadline (go test
+// -timeout) or when t ends: a test waits as long as the machine needs, and a broken one still
+// fails with its own message. Nothing asserts on time.
+func Context(t *testing.T) context.Context { return testwait.Context(t) }
 
 // Env is one user of mailkey: a configuration file, a state folder and a home of its own,
 // and the environment that points mailkey at them (no keyring, no browser, the binary first

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
@@ -20,8 +19,8 @@ func TestBulkFetch(t *testing.T) {
 	if os.Getenv("MAILKEY_E2E_BULK") == "1" {
 		n = 10000
 	}
-	s := e2e.Start(t, e2e.WithBulkMailbox(n), e2e.WithAccessTokenTTL(10*time.Minute))
-	ctx := mailkeytest.Context(t, testTimeout)
+	s := e2e.Start(t, e2e.WithBulkMailbox(n))
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	m := &mk{mailkeytest.New(t, leaks, "")}
 	const acct = "bulk"

@@ -8,7 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 // clientsPy logs in through the proxy with Python's imaplib, poplib and smtplib:
@@ -122,7 +123,7 @@ func dialRaw(t *testing.T, addr string) *raw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(60 * time.Second)) // keeps a broken test from hanging
+	c.SetDeadline(testwait.Deadline(t)) // keeps a broken test from hanging
 	t.Cleanup(func() { c.Close() })
 	return &raw{t: t, c: c, r: bufio.NewReader(c)}
 }

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,9 +21,6 @@ import (
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
-
-// testTimeout bounds one top-level test; nothing asserts on time.
-const testTimeout = 5 * time.Minute
 
 func TestMain(m *testing.M) { os.Exit(mailkeytest.Main(m)) }
 
@@ -42,31 +39,28 @@ func (m *mk) addPassword(ctx context.Context, name, label string) string {
 	return pw
 }
 
+// expiresIn returns how long the access token mailkey token hands out for name is still valid
+// (mailkey token refreshes it first if it is about to expire).
+func (m *mk) expiresIn(ctx context.Context, name string) time.Duration {
+	m.T.Helper()
+	r := m.Must(ctx, "", "token", name, "--json")
+	var tj struct {
+		AccessToken string    `json:"access_token"`
+		Expiry      time.Time `json:"expiry"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &tj); err != nil || tj.AccessToken == "" || tj.Expiry.IsZero() {
+		m.T.Fatalf("mailkey token --json: no access token or expiry in the output (%v)", err)
+	}
+	m.Leaks.Secret("access token", tj.AccessToken)
+	return time.Until(tj.Expiry)
+}
+
 // addAccount adds a generic-provider account for user on the stack (STARTTLS servers, the
 // stack's CA) and imports a refresh token for it.
 func (m *mk) addAccount(ctx context.Context, s *e2e.Stack, name, user, password string) {
 	m.T.Helper()
 	m.AddAccount(ctx, s, name, e2e.ClientPublic, user)
 	m.Import(ctx, s, name, user, password)
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment ago.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var lns []net.Listener
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
 
 // serving is a running mailkey serve.
@@ -77,22 +71,26 @@ type serving struct {
 	certFile   string
 	mu         sync.Mutex
 	stderr     bytes.Buffer
+	changed    chan struct{} // a line was added to stderr
 	eof        chan struct{}
 	stopped    bool
 	finalError string
 }
 
-// serve starts mailkey serve with every listener on a free loopback port and waits until its
-// status page answers.
+// listening is the line serve logs for each listener once every one is bound.
+var listening = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
+
+// serve starts mailkey serve with every listener on a loopback port the kernel picks (no port
+// is chosen ahead, so none can be taken meanwhile), reads the addresses from its log and
+// waits until its status page answers.
 func (m *mk) serve(ctx context.Context) *serving {
 	m.T.Helper()
 	names := []string{"imap", "imaps", "pop3", "pop3s", "smtp", "smtps", "status"}
-	addrs := freeAddrs(m.T, len(names))
-	s := &serving{m: m, addr: map[string]string{}, eof: make(chan struct{}), certFile: filepath.Join(m.State, "proxy-cert.pem")}
+	s := &serving{m: m, addr: map[string]string{}, changed: make(chan struct{}, 1), eof: make(chan struct{}),
+		certFile: filepath.Join(m.State, "proxy-cert.pem")}
 	args := []string{"serve", "--shutdown-timeout", "5s"}
-	for i, n := range names {
-		s.addr[n] = addrs[i]
-		args = append(args, "--"+n, addrs[i])
+	for _, n := range names {
+		args = append(args, "--"+n, "127.0.0.1:0")
 	}
 	s.cmd = m.Command(context.WithoutCancel(ctx), args...)
 	pipe, err := s.cmd.StderrPipe()
@@ -110,12 +108,35 @@ func (m *mk) serve(ctx context.Context) *serving {
 			s.mu.Lock()
 			s.stderr.WriteString(line)
 			s.mu.Unlock()
+			select {
+			case s.changed <- struct{}{}:
+			default:
+			}
 			if err != nil {
 				return
 			}
 		}
 	}()
 	m.T.Cleanup(func() { s.stop() })
+	wait := func(what string) {
+		m.T.Helper()
+		select {
+		case <-s.changed:
+		case <-s.eof:
+			m.T.Fatalf("mailkey serve ended at start:\n%s", s.logs())
+		case <-ctx.Done():
+			m.T.Fatalf("mailkey serve did not %s:\n%s", what, s.logs())
+		case <-time.After(50 * time.Millisecond): // the pace of the polling, not a bound
+		}
+	}
+	for len(s.addr) < len(names) {
+		for _, mm := range listening.FindAllStringSubmatch(s.logs(), -1) {
+			s.addr[mm[1]] = mm[2]
+		}
+		if len(s.addr) < len(names) {
+			wait("log the addresses of its listeners")
+		}
+	}
 	for {
 		resp, err := http.Get("http://" + s.addr["status"] + "/healthz")
 		if err == nil {
@@ -124,13 +145,7 @@ func (m *mk) serve(ctx context.Context) *serving {
 				break
 			}
 		}
-		select {
-		case <-s.eof:
-			m.T.Fatalf("mailkey serve ended at start:\n%s", s.logs())
-		case <-ctx.Done():
-			m.T.Fatalf("mailkey serve did not answer on %s:\n%s", s.addr["status"], s.logs())
-		case <-time.After(50 * time.Millisecond):
-		}
+		wait("answer on " + s.addr["status"])
 	}
 	return s
 }

@@ -17,10 +17,10 @@ import (
 // logs in upstream with XOAUTH2 over STARTTLS.
 func TestProxy(t *testing.T) {
 	t.Parallel()
-	// Tokens live ten minutes, so that no background refresh replaces one while a subtest
-	// relies on it; the last subtests shorten them.
-	s := e2e.Start(t, e2e.WithAccessTokenTTL(10*time.Minute), e2e.WithOPEnv("OP_DEBUG", "1"))
-	ctx := mailkeytest.Context(t, testTimeout)
+	// Tokens live longer than the test (e2e.DefaultAccessTokenTTL), so that no background
+	// refresh replaces one while a subtest relies on it; the last subtest shortens them.
+	s := e2e.Start(t, e2e.WithOPEnv("OP_DEBUG", "1"))
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 3) // a refresh token, access tokens and the app password
 	m := &mk{mailkeytest.New(t, leaks, mailkeytest.RefreshMargin("1s"))}
@@ -283,9 +283,6 @@ set mail_check = 0
 	// Dovecot refuses the stored token (dropped at the provider): mailkey refreshes it once
 	// and the retry logs in.
 	t.Run("refused token is refreshed", func(t *testing.T) {
-		if err := s.SetTTL(3*time.Second, 0); err != nil { // for the next subtest
-			t.Fatal(err)
-		}
 		forced := srv.metric(t, "mailkey_upstream_forced_refreshes_total")
 		if err := s.DropToken(m.Token(ctx, acct)); err != nil {
 			t.Fatal(err)
@@ -304,6 +301,20 @@ set mail_check = 0
 	// Tokens now live three seconds: the background refresher replaces them before they
 	// expire, with no client around, and a login afterwards succeeds.
 	t.Run("background refresh", func(t *testing.T) {
+		if err := s.SetTTL(3*time.Second, 0); err != nil {
+			t.Fatal(err)
+		}
+		// serve refreshes a refused token at once and has its refresher look at the new one:
+		// drop the token serve holds and log in, and the refresher holds a three-second
+		// token. What this login gets is left alone: on a slow machine that token may expire
+		// before Dovecot sees it (the subtest above proves such a login).
+		if err := s.DropToken(m.Token(ctx, acct)); err != nil {
+			t.Fatal(err)
+		}
+		c := dialRaw(t, srv.addr["imap"])
+		c.until("* OK")
+		c.send("a LOGIN " + acct + " " + pw + "\r\n")
+		c.until("a ")
 		start := mailkeytest.RefreshGrants(t, s)
 		for mailkeytest.RefreshGrants(t, s) < start+3 {
 			select {
@@ -314,6 +325,18 @@ set mail_check = 0
 		}
 		if got := srv.metric(t, "mailkey_token_refreshes_total", `result="refreshed"`); got < 2 {
 			t.Errorf("mailkey_token_refreshes_total{result=refreshed} = %v", got)
+		}
+		// The login afterwards gets a token that cannot expire under it, however slow the
+		// machine: long lifetimes again, and wait until the refresher has stored such a one.
+		if err := s.SetTTL(e2e.DefaultAccessTokenTTL, 0); err != nil {
+			t.Fatal(err)
+		}
+		for m.expiresIn(ctx, acct) < time.Minute {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no long-lived token stored; logs:\n%s", srv.logs())
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 		out := pyClient(t, "imap", "plain", "login", acct)
 		if !strings.HasPrefix(out, "INBOX ") {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/cli"
+	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/test/e2e"
 )
 
@@ -103,7 +104,10 @@ func run() error {
 // browseAsAlice is the $BROWSER helper: mailkey starts it with the authorization URL and
 // does not show its output, so errors also go to logPath.
 func browseAsAlice(authorizeURL, logPath string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// The login mailkey runs gives up after oauth.DefaultLoginTimeout: the browser has no
+	// reason to give up sooner (delivering the redirect waits for mailkey's token exchange,
+	// which a busy machine makes slow).
+	ctx, cancel := context.WithTimeout(context.Background(), oauth.DefaultLoginTimeout)
 	defer cancel()
 	_, err := e2e.BrowseAs(ctx, authorizeURL, e2e.Alice, e2e.AlicePassword)
 	if err != nil && logPath != "" {
