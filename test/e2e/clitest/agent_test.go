@@ -54,7 +54,7 @@ func stopAgent(t *testing.T, p *running) mailkeytest.Result {
 func TestAgent(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t, 2*testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Secret("passphrase", agentPassphrase)
 	leaks.Require("access token", 3)

@@ -49,7 +49,7 @@ func tokenStats(t *testing.T, s *e2e.Stack, reset bool) map[string]int {
 func TestRefreshClientRejected(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
 	const acct = "work"
@@ -135,7 +135,7 @@ func TestRefreshClientRejected(t *testing.T) {
 func TestRefreshUngrantedScope(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
 	const acct = "work"

@@ -32,7 +32,7 @@ const kills = 24
 func TestKilledRefresh(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Second), e2e.WithOPEnv("OP_DEBUG", "1"))
-	ctx := mailkeytest.Context(t, 2*testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("refresh token", 1)
 	const acct = "work"
@@ -261,7 +261,7 @@ func damageRecord(t *testing.T, m *mk, name string) {
 func TestDamagedRecord(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(3*time.Second))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("refresh token", 1)
 	const acct = "work"

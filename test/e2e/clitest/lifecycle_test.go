@@ -50,7 +50,7 @@ func grantAlive(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, name str
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	const acct = "work"
 	m := newMailkey(t, leaks, "")

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
@@ -35,6 +36,23 @@ func newMailkey(t *testing.T, leaks *mailkeytest.Leaks, margin string) *mk {
 
 // clone copies this user's configuration and state into a new user.
 func (m *mk) clone() *mk { return &mk{m.Clone()} }
+
+// tokenJSON is what mailkey token --json prints.
+type tokenJSON struct {
+	AccessToken string    `json:"access_token"`
+	Expiry      time.Time `json:"expiry"`
+}
+
+func (m *mk) tokenJSON(ctx context.Context, name string) tokenJSON {
+	m.T.Helper()
+	r := m.Must(ctx, "", "token", name, "--json")
+	var tj tokenJSON
+	if err := json.Unmarshal([]byte(r.Stdout), &tj); err != nil || tj.AccessToken == "" {
+		m.T.Fatalf("mailkey token --json: no access token in the output (%v)", err)
+	}
+	m.Leaks.Secret("access token", tj.AccessToken)
+	return tj
+}
 
 // accountStatus is the part of mailkey status --json the tests look at.
 type accountStatus struct {

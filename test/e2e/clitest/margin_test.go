@@ -10,10 +10,6 @@ import (
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
-// marginTimeout bounds TestAdaptiveMargin: it starts 400 mailkey processes, which is slow on
-// a small machine; nothing asserts on time.
-const marginTimeout = 10 * time.Minute
-
 // tokenProcs runs n mailkey token processes for name at once and returns their results,
 // each recorded for the leak check.
 func tokenProcs(t *testing.T, ctx context.Context, m *mk, name string, n int) []mailkeytest.Result {
@@ -30,7 +26,7 @@ func tokenProcs(t *testing.T, ctx context.Context, m *mk, name string, n int) []
 func TestAdaptiveMargin(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Minute))
-	ctx := mailkeytest.Context(t, marginTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("access token", 2)
 	const acct = "work"

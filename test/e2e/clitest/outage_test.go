@@ -40,7 +40,7 @@ func TestProviderOutage(t *testing.T) {
 	t.Parallel()
 	const ttl = 30 * time.Minute
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(ttl))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("access token", 2)
 	const acct = "work"

@@ -32,7 +32,7 @@ func waitExpiry(t *testing.T, ctx context.Context, m *mk, name string) tokenJSON
 func TestRefresh(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(3*time.Second), e2e.WithOPEnv("OP_DEBUG", "1"))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
 	const acct = "work"

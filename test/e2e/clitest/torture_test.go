@@ -79,7 +79,7 @@ func TestTorture(t *testing.T) {
 	t.Parallel()
 	kills := tortureKills(t)
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t, testTimeout+time.Duration(kills)*3*time.Second)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	const acct = "work"
 	m := newMailkey(t, leaks, "")

@@ -17,7 +17,7 @@ import (
 func TestServeSeesRefreshThrough(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	m := &mk{mailkeytest.New(t, leaks, "")}
 	const acct = "work"

@@ -17,7 +17,7 @@ import (
 func TestServeOneRefreshPerToken(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t, e2e.WithAccessTokenTTL(5*time.Minute))
-	ctx := mailkeytest.Context(t, testTimeout)
+	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 2) // the refresh token and the app password at least
 	m := &mk{mailkeytest.New(t, leaks, "")}
