@@ -90,17 +90,11 @@ type providerKey struct{}
 func (p *fakeProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.down {
-		p.note(r.URL.Path, "", "503")
-		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
-		return
-	}
 	var serve func(http.ResponseWriter, *http.Request)
 	var what string // the grant type or the kind of token, for the log
 	switch r.URL.Path {
 	case "/authorize":
-		p.authorize(w, r)
-		return
+		serve = p.authorize
 	case "/token":
 		serve, what = p.token, r.PostFormValue("grant_type")
 	case "/revoke":
@@ -109,12 +103,16 @@ func (p *fakeProvider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if !clientAuthenticated(r) {
+	switch {
+	case p.down:
+		p.note(r.URL.Path, what, "503")
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	case r.URL.Path != "/authorize" && !clientAuthenticated(r):
 		p.note(r.URL.Path, what, "invalid_client")
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
-		return
+	default:
+		serve(w, r)
 	}
-	serve(w, r)
 }
 
 // note records one answered request: the endpoint, what was asked and the outcome.
