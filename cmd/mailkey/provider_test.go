@@ -23,13 +23,13 @@ const (
 	storyClientSecret = "s3cret-of-the-client"
 )
 
-// fakeProvider is an OAuth 2.0 authorization server on loopback for the stories. It approves
-// every authorization request whose redirect is a loopback address (RFC 8252 §7.3), checks
-// state, PKCE S256 (RFC 7636 §4.6) and the client's credentials, issues access tokens
-// (mkat-N-…) and refresh tokens (mkrt-N-…), rotates a refresh token on every use, and
-// revokes tokens (RFC 7009). Authorization codes read mkcode-…, so a story can tell each
-// secret apart in what mailkey prints. It notes every request it answers, without secrets,
-// for the provider log command.
+// fakeProvider is an OAuth 2.0 authorization server on loopback for the stories. It
+// approves every authorization request that carries a state and whose redirect is a
+// loopback address (RFC 8252 §7.3), checks PKCE S256 (RFC 7636 §4.6) and the client's
+// credentials, issues access tokens (mkat-N-…) and refresh tokens (mkrt-N-…), rotates a
+// refresh token on every use, and revokes tokens (RFC 7009). Authorization codes read
+// mkcode-…, so a story can tell each secret apart in what mailkey prints. It notes every
+// request it answers, without secrets, for the provider log command.
 type fakeProvider struct {
 	srv *httptest.Server
 
