@@ -2,16 +2,22 @@
 // contents or the new ones, never a mix, even after a crash: the data goes
 // to a temp file in the same folder, is synced, renamed (rename(2) is
 // atomic within one file system) or hard-linked into place, and the folder
-// is synced so the new name survives a power loss. It follows no RFC.
+// is synced so the new name survives a power loss. A temp file is locked
+// by its writer from before its first byte until it is in place, so that
+// the leftover of a killed writer, which may hold data found nowhere else,
+// can be told from a write under way (Stage, Claim). It follows no RFC.
 package atomicfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/mailkey/mailkey/internal/flock"
 )
 
 // Options adjusts WriteFileWith.
@@ -32,41 +38,196 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 
 // WriteFileWith is WriteFile with options.
 func WriteFileWith(path string, data []byte, perm fs.FileMode, opts Options) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, perm)
+	st, err := Stage(path, data, perm)
 	if err != nil {
 		return err
 	}
-	if opts.BeforeRename != nil {
-		if err := opts.BeforeRename(); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return SyncDir(dir)
+	return st.Commit(opts.BeforeRename)
 }
 
 // CreateFile is WriteFile that fails with an error matching fs.ErrExist
 // instead of replacing an existing path (a hard link does not overwrite),
 // so two processes creating the same file cannot both win.
 func CreateFile(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, perm)
+	st, err := Stage(path, data, perm)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
+	defer st.Abort()
+	if err := os.Link(st.tmp, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return &fs.PathError{Op: "create", Path: path, Err: fs.ErrExist}
 		}
 		return err
 	}
-	return SyncDir(dir)
+	return SyncDir(filepath.Dir(path))
+}
+
+// A Staged write is new contents for a path, written and synced to a temp
+// file in the same folder but not yet in its place. Until Commit or Abort
+// its writer holds an exclusive lock on the temp file, which the kernel
+// drops when the process dies, so another process can tell a write under
+// way from the leftover of a killed one (Claim).
+type Staged struct {
+	f         *os.File // nil once released
+	tmp, path string
+	done      bool // committed or aborted
+}
+
+// maxStageTries bounds how often Stage makes a new temp file when another
+// process claimed the last one before its lock was taken (see Claim).
+const maxStageTries = 8
+
+// Stage writes data to a new temp file for path with mode perm (set
+// explicitly, so the umask does not change it), locked from before its
+// first byte, and syncs it. The temp file's name starts with a dot and
+// path's base name (see IsTemp). On error nothing is left behind.
+func Stage(path string, data []byte, perm fs.FileMode) (*Staged, error) {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	for range maxStageTries {
+		f, err := os.CreateTemp(dir, "."+base+tempMarker+"*") // O_EXCL, 0600
+		if err != nil {
+			return nil, err
+		}
+		ok, err := flock.TryLockFile(f)
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, err
+		}
+		if !ok {
+			// Claimed as a leftover between its creation and the lock:
+			// the claimer removes it.
+			f.Close()
+			continue
+		}
+		st := &Staged{f: f, tmp: f.Name(), path: path}
+		err = f.Chmod(perm.Perm())
+		if err == nil {
+			_, err = f.Write(data)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			st.Abort()
+			return nil, err
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("write %s: every new temp file was claimed by another process", path)
+}
+
+// Commit runs beforeRename, when set, and puts the staged contents in
+// place of the path: renamed over it, and the folder synced. An error from
+// beforeRename aborts the write: the temp file is removed and the path
+// left as it was. On Windows the temp file is closed, and so unlocked,
+// before the rename (an open file cannot be renamed there): a caller whose
+// temp files another process may Claim orders Commit and Claim with a lock
+// of its own.
+func (st *Staged) Commit(beforeRename func() error) error {
+	if beforeRename != nil {
+		if err := beforeRename(); err != nil {
+			st.Abort()
+			return err
+		}
+	}
+	if runtime.GOOS == "windows" {
+		st.release()
+	}
+	if err := os.Rename(st.tmp, st.path); err != nil {
+		st.Abort()
+		return err
+	}
+	st.done = true
+	st.release()
+	return SyncDir(filepath.Dir(st.path))
+}
+
+// Abort removes the temp file, unless Commit put it in place. It is safe
+// to call more than once.
+func (st *Staged) Abort() {
+	if st.done {
+		return
+	}
+	st.done = true
+	if runtime.GOOS == "windows" {
+		st.release()
+	}
+	os.Remove(st.tmp)
+	st.release()
+}
+
+// Keep gives up the temp file's lock and leaves the file where it is, as a
+// killed writer would: the next Claim of it succeeds. A caller keeps a
+// staged write it could not finish when the contents must not be lost.
+func (st *Staged) Keep() {
+	st.done = true
+	st.release()
+}
+
+// release drops the lock and closes the temp file.
+func (st *Staged) release() {
+	if st.f == nil {
+		return
+	}
+	flock.UnlockFile(st.f)
+	st.f.Close()
+	st.f = nil
+}
+
+// A Claimed temp file is the leftover of a write whose process is gone:
+// its claimer holds its lock, so no writer can take it back.
+type Claimed struct {
+	f    *os.File
+	path string
+}
+
+// Claim takes the lock of the temp file at path without waiting. It
+// returns nil and no error while the file's writer is alive (Stage to
+// Commit or Abort), and an error matching fs.ErrNotExist once the file is
+// gone. The caller reads the file if it wants to, and then removes or
+// releases it.
+func Claim(path string) (*Claimed, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := flock.TryLockFile(f)
+	if err != nil || !ok {
+		f.Close()
+		return nil, err
+	}
+	return &Claimed{f: f, path: path}, nil
+}
+
+// Remove deletes the claimed file and releases it. On Unix the file is
+// gone before its lock is, so a writer can never take it back; Windows
+// cannot delete an open file, so there the lock goes first.
+func (c *Claimed) Remove() error {
+	if runtime.GOOS == "windows" {
+		c.Release()
+	}
+	err := os.Remove(c.path)
+	c.Release()
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	return err
+}
+
+// Path is where the claimed file is.
+func (c *Claimed) Path() string { return c.path }
+
+// Release gives the claimed file up without removing it. It is safe to
+// call more than once.
+func (c *Claimed) Release() {
+	if c.f == nil {
+		return
+	}
+	flock.UnlockFile(c.f)
+	c.f.Close()
+	c.f = nil
 }
 
 // SyncDir makes a rename, link or unlink in dir durable. Windows cannot
@@ -122,30 +283,4 @@ func TempBase(name string) (string, bool) {
 	}
 	base := name[1:i]
 	return base, IsTemp(name, base)
-}
-
-// writeTemp writes data to a new temp file in dir with mode perm and syncs
-// it. The name starts with a dot and base (see IsTemp), so a folder listing
-// never takes it for the real file. On error nothing is left behind.
-func writeTemp(dir, base string, data []byte, perm fs.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, "."+base+tempMarker+"*") // O_EXCL, 0600
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	err = f.Chmod(perm.Perm())
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", err
-	}
-	return name, nil
 }

@@ -209,3 +209,50 @@ func TestIsTemp(t *testing.T) {
 		}
 	}
 }
+
+// TestStageClaim: a staged write's temp file cannot be claimed while its
+// writer holds it, and can be once the writer is gone (Keep stands in for
+// a killed process); Commit puts the contents in place.
+func TestStageClaim(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	st, err := Stage(path, []byte("new"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Claim(st.tmp)
+	if err != nil || c != nil {
+		t.Fatalf("Claim of a live writer's temp file = %v, %v; want nil, nil", c, err)
+	}
+	if err := st.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, path); got != "new" {
+		t.Errorf("contents %q, want %q", got, "new")
+	}
+	if _, err := Claim(st.tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Claim after Commit: %v, want fs.ErrNotExist", err)
+	}
+
+	left, err := Stage(path, []byte("left"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left.Keep()
+	c, err = Claim(left.tmp)
+	if err != nil || c == nil {
+		t.Fatalf("Claim of a leftover = %v, %v", c, err)
+	}
+	if got := read(t, c.Path()); got != "left" {
+		t.Errorf("leftover holds %q", got)
+	}
+	if again, err := Claim(left.tmp); err != nil || again != nil {
+		t.Errorf("second Claim of a claimed file = %v, %v; want nil, nil", again, err)
+	}
+	if err := c.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, dir); len(got) != 1 || got[0] != "f" {
+		t.Errorf("folder holds %q, want only f", got)
+	}
+}

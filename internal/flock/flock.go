@@ -55,3 +55,11 @@ func Lock(ctx context.Context, path string) (unlock func(), err error) {
 		f.Close()
 	}), nil
 }
+
+// TryLockFile takes an exclusive lock on the open file f without waiting,
+// and reports false when another open file holds it. The lock is f's: it
+// ends with UnlockFile, with f's Close, or with the process.
+func TryLockFile(f *os.File) (bool, error) { return tryLock(f) }
+
+// UnlockFile releases a lock TryLockFile took on f.
+func UnlockFile(f *os.File) error { return unlockFile(f) }

@@ -301,21 +301,29 @@ func (s *FileStore) PutWithOptions(ctx context.Context, rec *Record, opts *PutOp
 	}
 	next := *rec
 	next.Recovered, next.SupersededBy = time.Time{}, ""
-	// Encrypted before anything else: a rotated refresh token exists only
-	// in memory until its temp file is written, so that comes first.
-	ciphertext, err := s.encrypt(&next)
+	// A rotated refresh token exists only in memory until it is on disk,
+	// so the new record is encrypted and written to its locked temp file
+	// before anything else, even before the write lock is taken: a
+	// process killed from then on leaves a temp file that the next read
+	// adopts (see recoverLocked).
+	staged, err := s.stage(&next)
 	if err != nil {
 		return err
 	}
+	if afterStage != nil {
+		afterStage()
+	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
+		staged.Keep() // as if killed here: the next read adopts it
 		return fmt.Errorf("put %q: %w", rec.Account, err)
 	}
 	defer unlock()
 	if err := s.recoverLocked(rec.Account); err != nil {
+		staged.Keep()
 		return err
 	}
-	return s.installCiphertext(&next, ciphertext, opts != nil && opts.Replace)
+	return s.installStaged(&next, staged, opts != nil && opts.Replace)
 }
 
 // encrypt encodes and encrypts rec to the store's key.
@@ -344,21 +352,36 @@ func (s *FileStore) encrypt(rec *Record) ([]byte, error) {
 // token, so that a later unreadable record can tell whether its backup is
 // safe to restore. With replace, an unreadable record is moved aside.
 func (s *FileStore) installLocked(rec *Record, replace bool) error {
-	ciphertext, err := s.encrypt(rec)
+	staged, err := s.stage(rec)
 	if err != nil {
 		return err
 	}
-	return s.installCiphertext(rec, ciphertext, replace)
+	return s.installStaged(rec, staged, replace)
 }
 
-// installCiphertext is installLocked with rec already encrypted. The new
-// record's temp file is written first, before the current record is read
-// for the backup: should the process be killed from then on, the next
-// read of the store adopts the complete temp record.
-func (s *FileStore) installCiphertext(rec *Record, ciphertext []byte, replace bool) error {
+// stage encrypts rec and writes it to a locked temp file next to its
+// account's record (atomicfile.Stage).
+func (s *FileStore) stage(rec *Record) (*atomicfile.Staged, error) {
+	ciphertext, err := s.encrypt(rec)
+	if err != nil {
+		return nil, err
+	}
+	staged, err := atomicfile.Stage(s.recordPath(rec.Account), ciphertext, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("put %q: %w", rec.Account, err)
+	}
+	return staged, nil
+}
+
+// installStaged puts rec, already staged (encrypted, written to its
+// locked temp file and synced), in place as its account's record; the
+// write lock is held. The staged temp file is written before the current
+// record is read for the backup: should the process be killed from then
+// on, the next read of the store adopts it.
+func (s *FileStore) installStaged(rec *Record, staged *atomicfile.Staged, replace bool) error {
 	account := rec.Account
 	path := s.recordPath(account)
-	return atomicfile.WriteFileWith(path, ciphertext, 0o600, atomicfile.Options{BeforeRename: func() error {
+	return staged.Commit(func() error {
 		if beforeRename != nil {
 			if err := beforeRename(); err != nil {
 				return err
@@ -399,7 +422,7 @@ func (s *FileStore) installCiphertext(rec *Record, ciphertext []byte, replace bo
 			return err
 		}
 		return nil
-	}})
+	})
 }
 
 // moveAside renames path to PATH.corrupt-TIMESTAMP without replacing an
@@ -546,7 +569,7 @@ func (s *FileStore) List(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if left := leftoverAccounts(entries); len(left) > 0 {
+	if left := s.leftoverAccounts(entries); len(left) > 0 {
 		if err := s.recoverAll(ctx, left); err != nil {
 			return nil, err
 		}
@@ -605,10 +628,10 @@ func (s *FileStore) Lock(ctx context.Context, account string) (func(), error) {
 
 // lockWrites takes the store's write lock: writeMu among this process's
 // goroutines, then an advisory lock on tokens/.write.lock across processes.
-// Every write of a record, backup or temp file happens under it, and it is
-// held only around local file I/O, never the network. So while it is held
-// no writer is halfway through a temp file: any temp file there is left by
-// a write that was interrupted.
+// Every change of a record or backup happens under it, and so does every
+// recovery of leftovers; it is held only around local file I/O, never the
+// network. A new record's temp file is written, under its own lock, before
+// the write lock is taken (see PutWithOptions and recover.go).
 func (s *FileStore) lockWrites(ctx context.Context) (func(), error) {
 	s.writeMu.Lock()
 	unlock, err := flock.Lock(ctx, filepath.Join(s.tokens, writeLockFile))

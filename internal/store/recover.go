@@ -31,8 +31,8 @@ func isLeftover(name, account string) bool {
 }
 
 // leftoverAccounts returns the accounts that entries (of the tokens folder)
-// hold leftovers for.
-func leftoverAccounts(entries []os.DirEntry) []string {
+// hold leftovers of killed writes for.
+func (s *FileStore) leftoverAccounts(entries []os.DirEntry) []string {
 	var out []string
 	for _, e := range entries {
 		base, ok := atomicfile.TempBase(e.Name())
@@ -43,7 +43,8 @@ func leftoverAccounts(entries []os.DirEntry) []string {
 		if !ok {
 			account, ok = strings.CutSuffix(base, recordExt)
 		}
-		if ok && ValidateAccount(account) == nil && !slices.Contains(out, account) {
+		if ok && ValidateAccount(account) == nil && !slices.Contains(out, account) &&
+			anyLeftover([]string{filepath.Join(s.tokens, e.Name())}) {
 			out = append(out, account)
 		}
 	}
@@ -51,7 +52,7 @@ func leftoverAccounts(entries []os.DirEntry) []string {
 }
 
 // leftovers returns the paths of account's temp files: those of its record,
-// and those of its backup.
+// and those of its backup, whether their writers are alive or not.
 func (s *FileStore) leftovers(account string) (records, backups []string, err error) {
 	entries, err := os.ReadDir(s.tokens)
 	if err != nil {
@@ -69,14 +70,37 @@ func (s *FileStore) leftovers(account string) (records, backups []string, err er
 	return records, backups, nil
 }
 
+// claim takes the temp files at paths whose writers are gone; the others
+// (a live writer's, or removed meanwhile) are left out.
+func claim(paths []string) []*atomicfile.Claimed {
+	var out []*atomicfile.Claimed
+	for _, p := range paths {
+		if c, err := atomicfile.Claim(p); err == nil && c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// anyLeftover reports whether a killed writer left any of the temp files
+// at paths, without keeping them claimed.
+func anyLeftover(paths []string) bool {
+	claimed := claim(paths)
+	for _, c := range claimed {
+		c.Release()
+	}
+	return len(claimed) > 0
+}
+
 // recoverIfLeft recovers account's leftovers when there are any; without
-// any it takes no lock.
+// any it takes no lock, and a write under way (its temp file locked) does
+// not make a reader wait.
 func (s *FileStore) recoverIfLeft(ctx context.Context, account string) error {
 	records, backups, err := s.leftovers(account)
 	if err != nil {
 		return fmt.Errorf("account %q: look for interrupted writes: %w", account, err)
 	}
-	if len(records)+len(backups) == 0 {
+	if !anyLeftover(append(records, backups...)) {
 		return nil
 	}
 	return s.recoverAll(ctx, []string{account})
@@ -101,7 +125,7 @@ func (s *FileStore) recoverAll(ctx context.Context, accounts []string) error {
 }
 
 // recoverLocked, with the write lock held, finishes what interrupted writes
-// of account left: the newest complete temp record, when it is newer than
+// of account left (temp files no live writer holds, see claim): the newest complete temp record, when it is newer than
 // the current record (by its Updated and LastRefresh times) or the current
 // one is missing or unreadable, is written in place as a normal write would
 // (temp file, fsync, rename, folder fsync; an unreadable record is moved
@@ -110,7 +134,8 @@ func (s *FileStore) recoverAll(ctx context.Context, accounts []string) error {
 // the disk even if the killed writer's fsync never ran. Then every leftover
 // of the account is removed: incomplete, older, damaged or another
 // account's temp records, and backup temp files (a backup is complete
-// before it is renamed, so its temp file is never needed).
+// before it is renamed, so its temp file is never needed). The temp files
+// of writes under way are left to their writers.
 //
 // A current record the store refuses to read for a reason other than its
 // contents (group-readable, say) is left alone with its leftovers until
@@ -119,6 +144,15 @@ func (s *FileStore) recoverLocked(account string) error {
 	records, backups, err := s.leftovers(account)
 	if err != nil || len(records)+len(backups) == 0 {
 		return err
+	}
+	left, leftBackups := claim(records), claim(backups)
+	defer func() {
+		for _, c := range append(left, leftBackups...) {
+			c.Release()
+		}
+	}()
+	if len(left)+len(leftBackups) == 0 {
+		return nil // only writes under way
 	}
 	path := s.recordPath(account)
 	cur, err := s.read(account, path)
@@ -130,13 +164,13 @@ func (s *FileStore) recoverLocked(account string) error {
 	}
 	var best *Record
 	var bestPath string
-	for _, p := range records {
-		r, err := s.read(account, p)
+	for _, c := range left {
+		r, err := s.read(account, c.Path())
 		if err != nil {
 			continue // incomplete or not this account's: removed below
 		}
 		if best == nil || stamp(r).After(stamp(best)) {
-			best, bestPath = r, p
+			best, bestPath = r, c.Path()
 		}
 	}
 	if best != nil && (cur == nil || stamp(best).After(stamp(cur))) {
@@ -145,8 +179,8 @@ func (s *FileStore) recoverLocked(account string) error {
 			return fmt.Errorf("account %q: recover the interrupted write %s: %w", account, bestPath, err)
 		}
 	}
-	for _, p := range append(records, backups...) {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, c := range append(left, leftBackups...) {
+		if err := c.Remove(); err != nil {
 			return fmt.Errorf("account %q: remove the leftover of an interrupted write: %w", account, err)
 		}
 	}

@@ -263,28 +263,61 @@ func (s *Stack) DelayTokenEndpoint(d time.Duration, n int, before bool) error {
 // and outcome: "refresh_token.success", "refresh_token.error.invalid_grant",
 // "injected.server_error" (an answer /__test/fail made up). reset starts a new count.
 func (s *Stack) TokenStats(reset bool) (map[string]int, error) {
+	out := map[string]int{}
+	return out, s.query("/__test/stats", reset, &out)
+}
+
+// A RefreshAnswer is one successful refresh at the provider (its refresh token has rotated
+// by then) and when its answer left.
+type RefreshAnswer struct {
+	Status   int
+	Sent     time.Time // handed to the system, or (not Finished) its connection closed first
+	Finished bool
+}
+
+// RefreshAnswers returns the provider's successful refreshes since the last reset, in order;
+// reset starts a new list. With the time a test killed a process, it tells whether the
+// provider had sent its answer by then.
+func (s *Stack) RefreshAnswers(reset bool) ([]RefreshAnswer, error) {
+	var raw []struct {
+		Status   int     `json:"status"`
+		Sent     float64 `json:"sent"` // milliseconds since the epoch
+		Finished bool    `json:"finished"`
+	}
+	if err := s.query("/__test/answers", reset, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]RefreshAnswer, len(raw))
+	for i, r := range raw {
+		out[i] = RefreshAnswer{Status: r.Status, Sent: time.UnixMicro(int64(r.Sent * 1000)), Finished: r.Finished}
+	}
+	return out, nil
+}
+
+// query posts to one of the provider's read-out endpoints (reset=1 with reset) and decodes
+// its JSON answer into out.
+func (s *Stack) query(path string, reset bool, out any) error {
 	form := url.Values{}
 	if reset {
 		form.Set("reset", "1")
 	}
-	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.Issuer+"/__test/stats", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.Issuer+path, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("e2e: POST /__test/stats: %w", err)
+		return fmt.Errorf("e2e: POST %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, &statusError{path: "/__test/stats", got: resp.StatusCode}
+		return &statusError{path: path, got: resp.StatusCode}
 	}
-	out := map[string]int{}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("e2e: /__test/stats: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("e2e: %s: %w", path, err)
 	}
-	return out, nil
+	return nil
 }
 
 type statusError struct {

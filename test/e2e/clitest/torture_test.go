@@ -106,12 +106,15 @@ func TestTorture(t *testing.T) {
 	}
 	var summary []string
 	for _, sig := range signals {
-		lost := 0
+		lost, lostAnswered := 0, 0
 		if _, err := s.TokenStats(true); err != nil {
 			t.Fatal(err)
 		}
 		for i := range kills {
 			v := tortureFor[sig][i%len(tortureFor[sig])]
+			if _, err := s.RefreshAnswers(true); err != nil {
+				t.Fatal(err)
+			}
 			m.EditRecord(ctx, acct, mailkeytest.Expired)
 			p := m.start(ctx, v.args...)
 			// A random point in the first 300 ms: before, during and after the request.
@@ -120,6 +123,7 @@ func TestTorture(t *testing.T) {
 			if v.group {
 				pid = -pid
 			}
+			killedAt := time.Now()
 			if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
 				t.Fatal(err)
 			}
@@ -135,7 +139,12 @@ func TestTorture(t *testing.T) {
 					t.Fatalf("%s kill %d (%s): next mailkey token failed, and not for a lost grant: %s", sig, i, v.name, r)
 				}
 				lost++
-				t.Logf("%s kill %d (%s): grant lost", sig, i, v.name)
+				when := "while the provider was still answering, after it had rotated the refresh token"
+				if answeredBefore(t, s, killedAt) {
+					lostAnswered++
+					when = "after the provider's answer had left"
+				}
+				t.Logf("%s kill %d (%s): grant lost, killed %s", sig, i, v.name, when)
 				m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 				continue
 			}
@@ -145,7 +154,8 @@ func TestTorture(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		line := fmt.Sprintf("%s: %d kills, %d refreshes answered by the provider, %d grants lost", sig, kills, st["refresh_token.success"], lost)
+		line := fmt.Sprintf("%s: %d kills, %d refreshes answered by the provider, %d grants lost: %d after the provider's answer had left, %d while it was still answering",
+			sig, kills, st["refresh_token.success"], lost, lostAnswered, lost-lostAnswered)
 		summary = append(summary, line)
 		t.Log(line)
 		if sig != syscall.SIGKILL && lost > 0 {
@@ -154,4 +164,21 @@ func TestTorture(t *testing.T) {
 	}
 	grantAlive(t, ctx, s, m, acct)
 	t.Logf("summary (seed %d):\n%s", seed, strings.Join(summary, "\n"))
+}
+
+// answeredBefore reports whether the provider had sent the answer to a refresh (since the
+// last RefreshAnswers reset) before t: a process killed after that lost the rotated refresh
+// token in its own hands; one killed before it, while the provider was still answering.
+func answeredBefore(t *testing.T, s *e2e.Stack, killed time.Time) bool {
+	t.Helper()
+	answers, err := s.RefreshAnswers(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range answers {
+		if a.Finished && a.Sent.Before(killed) {
+			return true
+		}
+	}
+	return false
 }

@@ -47,6 +47,9 @@ const HELD = new Set(); // functions that let a delayed request or answer go at 
 // GET-like POST /__test/stats: token-endpoint outcomes by grant type since the last reset
 let STATS = {};
 const bump = (key) => { STATS[key] = (STATS[key] || 0) + 1; };
+// POST /__test/answers: when each successful refresh's answer left, since the last reset
+let ANSWERS = [];
+const nowMs = () => performance.timeOrigin + performance.now(); // wall clock, sub-millisecond
 
 // ---- accounts -------------------------------------------------------------
 // accountId (= OIDC "sub") is an opaque-ish id; "email" is what Dovecot matches.
@@ -240,7 +243,18 @@ const configuration = {
 
 const provider = new Provider(ISSUER, configuration);
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
-provider.on('grant.success', (ctx) => bump(`${ctx.oidc.params.grant_type}.success`));
+provider.on('grant.success', (ctx) => {
+  bump(`${ctx.oidc.params.grant_type}.success`);
+  if (ctx.oidc.params.grant_type !== 'refresh_token') return;
+  // The refresh token has rotated by now; note when the answer leaves (see /__test/answers).
+  let noted = false;
+  const note = (finished) => {
+    if (!noted) ANSWERS.push({ status: ctx.res.statusCode, sent: nowMs(), finished });
+    noted = true;
+  };
+  ctx.res.on('finish', () => note(true));
+  ctx.res.on('close', () => note(false));
+});
 provider.on('grant.error', (ctx, err) => bump(`${ctx.oidc?.params?.grant_type || 'unknown'}.error.${err.error || err.message}`));
 if (DEBUG) {
   provider.on('grant.success', (ctx) => console.log('grant.success', ctx.oidc.params.grant_type));
@@ -416,6 +430,10 @@ async function handleJWTBearer(req, res) {
 //        waits before handling it. ms=0 ends it; any new setting lets everything held go at once.
 //   POST /__test/stats          [reset=1] -> {"refresh_token.success": N, ...}: token-endpoint
 //        outcomes by grant type (and error code) since the last reset
+//   POST /__test/answers        [reset=1] -> [{"status": 200, "sent": MS, "finished": true}, ...]:
+//        for each successful refresh_token grant since the last reset (its refresh token has
+//        rotated), when its answer was handed to the system (wall clock, milliseconds since the
+//        epoch), or when its connection closed first (finished false)
 async function handleTest(req, res, url) {
   const form = await readForm(req);
   res.setHeader('Content-Type', 'application/json');
@@ -441,6 +459,11 @@ async function handleTest(req, res, url) {
   if (url.pathname === '/__test/stats') {
     const out = STATS;
     if (form.reset) STATS = {};
+    return res.end(JSON.stringify(out));
+  }
+  if (url.pathname === '/__test/answers') {
+    const out = ANSWERS;
+    if (form.reset) ANSWERS = [];
     return res.end(JSON.stringify(out));
   }
   if (url.pathname === '/__test/drop-token') {
