@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -115,12 +114,7 @@ func OAuthClient(ctx context.Context, r *config.Resolved, hc *http.Client) (*oau
 	}
 	if p, err := provider.Lookup(r.Provider); err == nil {
 		c.RefreshNeedsScope = p.RefreshNeedsScope
-	}
-	if r.Provider == "microsoft" || r.Provider == "outlook" {
-		switch strings.ToLower(r.Tenant) {
-		case "common", "organizations", "consumers":
-			c.MultiTenantIssuer = true
-		}
+		c.MultiTenantIssuer = p.MultiTenant(r.Tenant)
 	}
 	return c, nil
 }

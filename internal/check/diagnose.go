@@ -166,7 +166,7 @@ var rules = []Rule{
 		Fix:     "log in with the browser or paste flow instead of --device: mailkey login {account} (or mailkey login {account} --paste); check the consent screen lists https://mail.google.com/",
 		match: func(o *Observation) bool {
 			code, _ := o.oauthError()
-			return code == "invalid_scope" && o.Provider == "google"
+			return code == "invalid_scope" && o.preset().DeviceRejectsScopes
 		},
 	},
 	{
@@ -186,7 +186,7 @@ var rules = []Rule{
 		Fix:     "publish the app (Google Cloud console → APIs & Services → OAuth consent screen → Publish app, \"In production\"), then: mailkey login {account}",
 		match: func(o *Observation) bool {
 			code, desc := o.oauthError()
-			return o.Provider == "google" && code == "invalid_grant" && strings.Contains(strings.ToLower(desc), "expired or revoked")
+			return o.preset().RefreshLimit != "" && code == "invalid_grant" && strings.Contains(strings.ToLower(desc), "expired or revoked")
 		},
 	},
 	{
@@ -577,6 +577,13 @@ func (o *Observation) oauthError() (code, desc string) {
 		return "", nl.Reason
 	}
 	return "", ""
+}
+
+// preset returns the account's provider preset: the zero Preset when its
+// name is unknown.
+func (o *Observation) preset() provider.Preset {
+	p, _ := provider.Lookup(o.Provider)
+	return p
 }
 
 func (o *Observation) authStep() bool {

@@ -318,14 +318,14 @@ func tokenError(conf *config.Account, err error) error {
 // refusedHint says where an app-only account's configuration at the provider
 // is checked; mailkey test ACCOUNT names the cause when it knows it.
 func refusedHint(conf *config.Account) string {
+	p, _ := provider.Lookup(conf.Provider)
 	var where string
 	switch {
 	case conf.Flow == config.FlowServiceAccount:
 		where = "check the service account's domain-wide delegation in the Google Admin console (its client ID, with the scope https://mail.google.com/), and that " +
 			conf.Email + " is a mailbox of the domain (docs/providers/google.md)"
-	case conf.Provider == "microsoft":
-		where = "check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to " +
-			conf.Email + " (docs/providers/microsoft.md)"
+	case p.AppOnlyCheck != "":
+		where = strings.ReplaceAll(p.AppOnlyCheck, "{email}", conf.Email)
 	default:
 		where = "check the client's credentials and what it may ask for at the provider"
 	}

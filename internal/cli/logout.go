@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 )
 
@@ -35,8 +36,8 @@ func (c *logoutCmd) Run(e *env) error {
 		e.notef("not revoking at the provider (--local-only)")
 	case a.r.RevokeURL == "":
 		e.notef("%s has no revocation endpoint: the tokens are forgotten here but stay valid at the provider until they expire", a.r.Provider)
-		if a.r.Provider == "microsoft" || a.r.Provider == "outlook" {
-			e.notef("to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)")
+		if p, err := provider.Lookup(a.r.Provider); err == nil && p.RevokeHelp != "" {
+			e.notef("%s", p.RevokeHelp)
 		}
 	default:
 		// Revoking the refresh token ends the whole grant at most
