@@ -177,7 +177,7 @@ func (h *agentHandler) answer(ctx context.Context, name string, wait time.Durati
 			return &agent.Response{Error: &agent.Error{
 				Message: fmt.Sprintf("account %s: the provider did not refresh the token within %s", name, wait),
 				Hint:    "the refresh goes on in the mailkey agent and saves its token: try again in a moment (mailkey token " + name + ")",
-				Code:    75}} // EX_TEMPFAIL
+				Code:    exitTempFail}}
 		}
 		return agentError(tokenError(a.conf, err))
 	}
@@ -261,10 +261,10 @@ func tokenFromAgent(e *env, conf *config.Account, wait time.Duration) (rec *stor
 				return nil, true, &Error{Msg: fmt.Sprintf("account %s: interrupted while the mailkey agent refreshes the token", name),
 					Hint: "the refresh goes on in the mailkey agent and saves its token: try again in a moment (mailkey token " + name + ")", Err: e.ctx.Err()}
 			case errors.As(an.err, &na):
-				return nil, true, &Error{Msg: fmt.Sprintf("account %s: %v", name, an.err), Err: an.err, Code: 75, // EX_TEMPFAIL
+				return nil, true, &Error{Msg: fmt.Sprintf("account %s: %v", name, an.err), Err: an.err, Code: exitTempFail,
 					Hint: "try again in a moment; if it persists, restart the agent, or set " + envNoAgent + "=1 to read the store directly"}
 			case an.err != nil:
-				return nil, true, &Error{Msg: fmt.Sprintf("account %s: ask the mailkey agent: %v", name, an.err), Err: an.err, Code: 75,
+				return nil, true, &Error{Msg: fmt.Sprintf("account %s: ask the mailkey agent: %v", name, an.err), Err: an.err, Code: exitTempFail,
 					Hint: "try again in a moment (mailkey token " + name + ")"}
 			}
 			if ae := an.resp.Error; ae != nil {

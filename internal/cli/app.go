@@ -206,7 +206,7 @@ func (a *acct) resolve(ctx context.Context) error {
 		if errors.As(err, &ne) || errors.Is(err, provider.ErrUnavailable) {
 			// The provider is down or unreachable: nothing is wrong with the
 			// account, and nothing stored was touched.
-			return &Error{Msg: msg, Err: err, Code: 75, // EX_TEMPFAIL
+			return &Error{Msg: msg, Err: err, Code: exitTempFail,
 				Hint: "the provider could not be reached; the stored tokens are kept: try again in a moment"}
 		}
 		return &Error{Msg: msg, Err: err, Hint: "check the account's issuer and network, then: mailkey config check"}
@@ -299,8 +299,8 @@ func tokenError(conf *config.Account, err error) error {
 	case errors.As(err, &rf):
 		return &Error{Msg: err.Error(), Hint: refusedHint(conf), Err: err}
 	case errors.As(err, &ce):
-		// The app's configuration, not the user's login: EX_CONFIG.
-		return &Error{Msg: err.Error(), Hint: ce.Hint() + "\n" + "mailkey test " + name + " explains provider error codes", Err: err, Code: 78}
+		// The app's configuration, not the user's login.
+		return &Error{Msg: err.Error(), Hint: ce.Hint() + "\n" + "mailkey test " + name + " explains provider error codes", Err: err, Code: exitConfig}
 	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
 		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
 	case errors.As(err, &nl):
@@ -310,7 +310,7 @@ func tokenError(conf *config.Account, err error) error {
 		if te.RetryAfter > 0 {
 			hint = fmt.Sprintf("the provider asked to wait %s; the stored tokens are kept", te.RetryAfter)
 		}
-		return &Error{Msg: err.Error(), Hint: hint, Err: err, Code: 75} // EX_TEMPFAIL
+		return &Error{Msg: err.Error(), Hint: hint, Err: err, Code: exitTempFail}
 	}
 	return storeError(err)
 }

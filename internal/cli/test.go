@@ -27,10 +27,6 @@ type testCmd struct {
 	Timeout time.Duration `help:"Time limit for each protocol's session." default:"60s"`
 }
 
-// temporaryDiagnoses are failures that may pass by themselves: the exit
-// status is then 75 (EX_TEMPFAIL), as for other temporary failures.
-var temporaryDiagnoses = []string{"server-temporary", "provider-unreachable", "connect-timeout", "timeout", "command-temporary"}
-
 func (c *testCmd) Run(e *env) error {
 	a, err := e.openAccountDeferred(c.Account)
 	if err != nil {
@@ -216,13 +212,14 @@ func testError(rep *check.Report) error {
 			msg += ": " + s.Detail
 		}
 		msgs = append(msgs, msg)
-		if s.Diagnosis == nil || !slices.Contains(temporaryDiagnoses, s.Diagnosis.ID) {
+		if s.Diagnosis == nil || !s.Diagnosis.Temporary {
 			temporary = false
 		}
 	}
 	err := &Error{Msg: strings.Join(msgs, "\n"), Hint: strings.Join(hints, "\n")}
 	if temporary {
-		err.Code = 75 // EX_TEMPFAIL
+		// Every failure may pass by itself, as other temporary failures.
+		err.Code = exitTempFail
 	}
 	return err
 }
