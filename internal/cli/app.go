@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/config"
@@ -287,32 +288,63 @@ func (a *acct) token(ctx context.Context) (*store.Record, error) {
 
 // tokenError words the manager's errors with the next step.
 func tokenError(conf *config.Account, err error) error {
+	var ee *Error
+	if errors.As(err, &ee) {
+		return ee // worded already (the provider's discovery failed)
+	}
+	hint := tokenHint(conf, err)
+	if hint == "" {
+		return storeError(err)
+	}
+	e := &Error{Msg: err.Error(), Hint: hint, Err: err}
+	var ce *tokens.ClientConfigError
+	var te *tokens.TransientError
+	switch {
+	case errors.As(err, &ce):
+		e.Code = exitConfig // the app's configuration, not the user's login
+	case errors.As(err, &te):
+		e.Code = exitTempFail
+	}
+	return e
+}
+
+// tokenHint words the next step for an error of the token lifecycle
+// (package tokens), or returns "" for any other error. Logs of mailkey
+// serve carry the same words.
+func tokenHint(conf *config.Account, err error) string {
 	name := conf.Name
 	var nl *tokens.NeedsLoginError
 	var te *tokens.TransientError
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError
-	var ee *Error
 	switch {
-	case errors.As(err, &ee):
-		return ee // worded already (the provider's discovery failed)
 	case errors.As(err, &rf):
-		return &Error{Msg: err.Error(), Hint: refusedHint(conf), Err: err}
+		return refusedHint(conf)
+	case errors.As(err, &ce) && ce.Code == "invalid_scope":
+		return "check the scopes of account " + name + " (mailkey config check): a refresh may not ask for more than the login granted; the stored login is kept, then: mailkey token " + name +
+			"\nmailkey test " + name + " explains provider error codes"
 	case errors.As(err, &ce):
-		// The app's configuration, not the user's login.
-		return &Error{Msg: err.Error(), Hint: ce.Hint() + "\n" + "mailkey test " + name + " explains provider error codes", Err: err, Code: exitConfig}
-	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
-		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
+		return "check client_secret (or client_secret_cmd) or the certificate of account " + name +
+			" against the app's registration in the provider's console (a new or expired secret, a wrong client_id); the stored login is kept, then: mailkey token " + name +
+			"\nmailkey test " + name + " explains provider error codes"
 	case errors.As(err, &nl):
-		return &Error{Msg: err.Error(), Hint: nl.Hint(), Err: err}
+		return "mailkey login " + name
+	case errors.As(err, &te) && te.RetryAfter > 0:
+		return fmt.Sprintf("the provider asked to wait %s; the stored tokens are kept", te.RetryAfter)
 	case errors.As(err, &te):
-		hint := "the provider could not be reached or failed; the stored tokens are kept: try again in a moment"
-		if te.RetryAfter > 0 {
-			hint = fmt.Sprintf("the provider asked to wait %s; the stored tokens are kept", te.RetryAfter)
-		}
-		return &Error{Msg: err.Error(), Hint: hint, Err: err, Code: exitTempFail}
+		return "the provider could not be reached or failed; the stored tokens are kept: try again in a moment"
 	}
-	return storeError(err)
+	return ""
+}
+
+// refreshWarning explains a refresh token with a deadline, with the login
+// that will be needed after it when the provider's reason is not known.
+func refreshWarning(rec *store.Record, now time.Time) string {
+	w, known := tokens.RefreshExpiryWarning(rec, now)
+	if w != "" && !known {
+		w += "; after that, mailkey login " + rec.Account + " is needed"
+	}
+	return w
 }
 
 // refusedHint says where an app-only account's configuration at the provider

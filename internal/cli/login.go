@@ -140,7 +140,7 @@ func (c *loginCmd) Run(e *env) error {
 	if rec.RefreshToken == "" {
 		e.warnf("the provider gave no refresh token: you will have to log in again when the access token expires")
 	}
-	if w := refreshWarning(rec); w != "" {
+	if w := refreshWarning(rec, time.Now()); w != "" {
 		e.warnf("%s", w)
 	}
 	return nil

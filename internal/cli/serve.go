@@ -89,7 +89,14 @@ func (c *serveCmd) Run(e *env) error {
 		RefreshMargin:   cfg.RefreshMargin,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Logger:          log,
-		Version:         Version,
+		Hint: func(name string, err error) string {
+			conf, cerr := cfg.Account(name)
+			if cerr != nil {
+				return ""
+			}
+			return tokenHint(conf, err)
+		},
+		Version: Version,
 	})
 	if err != nil {
 		var le *server.ListenError

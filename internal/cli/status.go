@@ -202,7 +202,7 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 // no refresh token where one is expected, scopes a protocol needs.
 func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
 	var ws []string
-	if w := tokens.RefreshExpiryWarning(rec, now); w != "" {
+	if w := refreshWarning(rec, now); w != "" {
 		ws = append(ws, w)
 	}
 	if rec.NeedsLogin && !tokens.NeedsLogin(rec) {

@@ -10,10 +10,11 @@ import (
 
 // RefreshExpiryWarning explains a refresh token that the provider said will
 // die (Record.RefreshExpiry), or returns "" when it did not say so. The text
-// names the time, what is left, and why.
-func RefreshExpiryWarning(rec *store.Record, now time.Time) string {
+// names the time, what is left, and why; known is false when the reason is
+// not known, and then only a new login will do once the token has died.
+func RefreshExpiryWarning(rec *store.Record, now time.Time) (warning string, known bool) {
 	if rec == nil || rec.RefreshExpiry.IsZero() {
-		return ""
+		return "", false
 	}
 	at := rec.RefreshExpiry.UTC().Format("2006-01-02 15:04 MST")
 	var when string
@@ -23,9 +24,9 @@ func RefreshExpiryWarning(rec *store.Record, now time.Time) string {
 		when = fmt.Sprintf("refresh token expired %s", at)
 	}
 	if p, ok := provider.ForTokenURL(rec.TokenURL); ok && p.RefreshLimit != "" {
-		return when + ": " + p.RefreshLimit
+		return when + ": " + p.RefreshLimit, true
 	}
-	return when + ": the provider limits the refresh token's lifetime; after that, mailkey login " + rec.Account + " is needed"
+	return when + ": the provider limits the refresh token's lifetime", false
 }
 
 // roundDuration words d in days and hours, or hours and minutes when short.

@@ -417,7 +417,8 @@ func (m *Manager) refresh(ctx context.Context, account string, md mode) (*store.
 			// Retrying now cannot help; a later call asks again.
 			if md.useCurrent && validNow(rec, m.now()) {
 				m.log.Warn("the provider rejected the client; using the current token while it lasts",
-					"account", account, "expiry", rec.Expiry, "error", terr.Error(), "fix", ce.Hint())
+					"account", account, "expiry", rec.Expiry, "error", terr.Error(),
+					"fix", "check client_secret (or client_secret_cmd), the certificate and the scopes of the account; the stored login is kept")
 				return rec, nil
 			}
 			m.log.Warn("the provider rejected the client; the stored login is kept", "account", account, "error", terr.Error())
@@ -549,7 +550,7 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		return nil, nil, fmt.Errorf("account %q: store refreshed token: %w", account, err)
 	}
 	m.log.Info("token refreshed", "account", account, "expiry", next.Expiry, "refresh_token_rotated", rotated)
-	if w := RefreshExpiryWarning(next, now); w != "" {
+	if w, _ := RefreshExpiryWarning(next, now); w != "" {
 		m.log.Warn(w, "account", account)
 	}
 	return next, nil, nil
