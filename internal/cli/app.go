@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/config"
-	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
@@ -135,19 +131,16 @@ func lockedHint(err error) string {
 	return "restore the key from a backup; without it the tokens cannot be read: move the tokens folder of the state directory aside and run mailkey login for each account"
 }
 
-// acct is one account made ready to act: configuration, resolved
-// endpoints, OAuth client, store and lifecycle manager.
+// acct is one account opened for a command: the configuration, the store,
+// and the account as package account assembles it, with its lifecycle
+// manager.
 type acct struct {
 	cfg  *config.Config
 	conf *config.Account
 	st   *store.FileStore
+	set  *account.Set
+	acc  *account.Account
 	mgr  *tokens.Manager
-	log  *slog.Logger // warnings, such as a stale discovery document in use
-
-	mu     sync.Mutex // guards the fields resolve sets
-	r      *config.Resolved
-	hc     *http.Client
-	client *oauth.Client
 }
 
 // openAccount loads the configuration and the store and prepares account
@@ -168,7 +161,7 @@ func (e *env) openAccount(name string) (*acct, error) {
 // discovery runs when the manager first needs to fetch a token (or on
 // resolve). A credential helper then hands out a valid stored token even
 // while the provider is unreachable, and costs no request per call. Until
-// resolve succeeds, a.r and a.client are nil.
+// resolve succeeds, a.acc.R() and a.acc.OAuth() are nil.
 func (e *env) openAccountDeferred(name string) (*acct, error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -178,73 +171,63 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &acct{cfg: cfg, conf: conf, log: e.logger()}
-	a.st, err = e.openStore()
+	st, err := e.openStore()
 	if err != nil {
 		return nil, err
 	}
-	a.mgr = e.newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, a.log)
-	return a, nil
+	set := e.accounts(cfg, []*config.Account{conf}, st, e.logger())
+	return &acct{cfg: cfg, conf: conf, st: st, set: set, acc: set.Account(name), mgr: set.Manager()}, nil
 }
 
-// resolve runs the account's discovery, through the cache in the state
-// folder, and builds its OAuth client, once.
+// accounts assembles the accounts on st, their discovery cached in the
+// state folder; the manager's sent requests are seen through before the
+// process exits. log gets warnings, such as a stale discovery document in
+// use.
+func (e *env) accounts(cfg *config.Config, list []*config.Account, st *store.FileStore, log *slog.Logger) *account.Set {
+	cache := &provider.DiscoveryCache{Dir: provider.CacheDir(st.Dir()), Logger: log}
+	set := account.NewSet(e.ctx, list, st, cache, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
+	if e.life != nil {
+		e.life.track(set.Manager())
+	}
+	return set
+}
+
+// resolve runs the account's discovery and builds its OAuth client, once.
 func (a *acct) resolve(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.r != nil {
-		return nil
+	if err := a.acc.Resolve(ctx); err != nil {
+		return resolveError(a.conf, err, false)
 	}
-	name := a.conf.Name
-	cache := &provider.DiscoveryCache{Dir: provider.CacheDir(a.st.Dir()), Logger: a.log}
-	r, hc, err := account.Resolve(ctx, a.conf, cache)
-	if err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "account "+name+":") {
-			msg = "account " + name + ": " + msg
-		}
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, provider.ErrUnavailable) {
-			// The provider is down or unreachable: nothing is wrong with the
-			// account, and nothing stored was touched.
-			return &Error{Msg: msg, Err: err, Code: exitTempFail,
-				Hint: "the provider could not be reached; the stored tokens are kept: try again in a moment"}
-		}
-		return &Error{Msg: msg, Err: err, Hint: "check the account's issuer and network, then: mailkey config check"}
-	}
-	client, err := account.OAuthClient(ctx, r, hc)
-	if err != nil {
-		return errorf("check client_secret_cmd in "+a.cfg.File, "account %s: %v", name, err)
-	}
-	a.r, a.hc, a.client = r, hc, client
 	return nil
 }
 
-// source resolves the account and returns what mints its tokens.
-func (a *acct) source(ctx context.Context) (tokens.Source, error) {
-	if err := a.resolve(ctx); err != nil {
-		// The manager asks for a source only to get a new token: say that
-		// this is what failed, not only the discovery under it.
-		var ee *Error
-		if errors.As(err, &ee) {
-			prefix := "account " + a.conf.Name + ": "
-			c := *ee
-			c.Msg = prefix + "token refresh failed: " + strings.TrimPrefix(ee.Msg, prefix)
-			return nil, &c
-		}
-		return nil, err
+// resolveError words an account that could not be made ready; refreshing
+// says that a token refresh needed it, which is then what failed.
+func resolveError(conf *config.Account, err error, refreshing bool) error {
+	var re *account.ResolveError
+	if !errors.As(err, &re) {
+		return err
 	}
-	return &account.Source{R: a.r, Client: a.client}, nil
+	msg := re.Error()
+	if refreshing {
+		prefix := "account " + conf.Name + ": "
+		msg = prefix + "token refresh failed: " + strings.TrimPrefix(msg, prefix)
+	}
+	switch {
+	case re.Secret:
+		return &Error{Msg: msg, Hint: "check client_secret_cmd in " + conf.File, Err: err}
+	case re.Unavailable():
+		return &Error{Msg: msg, Err: err, Code: exitTempFail,
+			Hint: "the provider could not be reached; the stored tokens are kept: try again in a moment"}
+	}
+	return &Error{Msg: msg, Err: err, Hint: "check the account's issuer and network, then: mailkey config check"}
 }
 
-// newManager returns the lifecycle manager for st, whose sent requests are
-// seen through before the process exits.
-func (e *env) newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
-	m := tokens.New(st, src, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
-	if e.life != nil {
-		e.life.track(m)
+// seedError words a failure to save an app-only account's first record.
+func seedError(conf *config.Account, err error) error {
+	if errors.As(err, new(*account.ResolveError)) {
+		return resolveError(conf, err, false)
 	}
-	return m
+	return storeError(err)
 }
 
 // logger writes warnings (never secrets) to stderr in mailkey's style.
@@ -252,32 +235,20 @@ func (e *env) logger() *slog.Logger {
 	return slog.New(&lineHandler{e: e, level: slog.LevelWarn})
 }
 
-// appOnly reports whether the account mints tokens without a person.
-func (a *acct) appOnly() bool {
-	return a.conf.Flow == config.FlowClientCredentials || a.conf.Flow == config.FlowServiceAccount
-}
-
-// seedAppOnly saves the empty record an app-only account starts from, so
-// that the manager mints its first token as it renews later ones. Other
-// accounts, and accounts with a record, are left alone.
-func (a *acct) seedAppOnly(ctx context.Context) error {
-	if !a.appOnly() {
-		return nil
+// seed saves the empty record an app-only account starts from
+// (account.Set.Seed).
+func (a *acct) seed(ctx context.Context) error {
+	if err := a.set.Seed(ctx, a.conf.Name); err != nil {
+		return seedError(a.conf, err)
 	}
-	if _, err := a.st.Get(ctx, a.conf.Name); !errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err := a.resolve(ctx); err != nil {
-		return err
-	}
-	return a.mgr.Save(ctx, &store.Record{Account: a.conf.Name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant})
+	return nil
 }
 
 // token returns a valid token for the account, minting the first one for
 // app-only accounts, which need no login.
 func (a *acct) token(ctx context.Context) (*store.Record, error) {
-	if err := a.seedAppOnly(ctx); err != nil {
-		return nil, storeError(err)
+	if err := a.seed(ctx); err != nil {
+		return nil, err
 	}
 	rec, err := a.mgr.Get(ctx, a.conf.Name)
 	if err != nil {
@@ -288,9 +259,8 @@ func (a *acct) token(ctx context.Context) (*store.Record, error) {
 
 // tokenError words the manager's errors with the next step.
 func tokenError(conf *config.Account, err error) error {
-	var ee *Error
-	if errors.As(err, &ee) {
-		return ee // worded already (the provider's discovery failed)
+	if errors.As(err, new(*account.ResolveError)) {
+		return resolveError(conf, err, true)
 	}
 	hint := tokenHint(conf, err)
 	if hint == "" {

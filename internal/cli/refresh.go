@@ -202,8 +202,8 @@ func startRefresher(account string, stdout *os.File, ifIdle bool) (*exec.Cmd, er
 // valid, with an early refresh left to a detached process; an expired one
 // waits up to wait (0: as long as the refresh takes) for a detached refresh.
 func (a *acct) helperToken(e *env, wait time.Duration) (*store.Record, error) {
-	if err := a.seedAppOnly(e.ctx); err != nil {
-		return nil, storeError(err)
+	if err := a.seed(e.ctx); err != nil {
+		return nil, err
 	}
 	name := a.conf.Name
 	rec, f, err := a.mgr.Peek(e.ctx, name)

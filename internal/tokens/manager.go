@@ -520,26 +520,9 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 	}
 
 	now := m.now()
-	next := clone(cur)
-	next.AccessToken = fresh.AccessToken
-	next.TokenType = cmp.Or(fresh.TokenType, cur.TokenType)
-	next.Expiry = fresh.Expiry
-	next.Issued = now
+	next := Apply(cur, fresh, now)
 	rotated := fresh.RefreshToken != "" && fresh.RefreshToken != cur.RefreshToken
-	if fresh.RefreshToken != "" {
-		next.RefreshToken = fresh.RefreshToken
-		next.RefreshExpiry = fresh.RefreshExpiry // a new token's lifetime is the one just given, if any
-	} else if !fresh.RefreshExpiry.IsZero() {
-		next.RefreshExpiry = fresh.RefreshExpiry
-	}
-	if len(fresh.Scopes) > 0 {
-		next.Scopes = slices.Clone(fresh.Scopes)
-	}
-	if fresh.Identity != "" {
-		next.Identity = fresh.Identity
-	}
-	next.NeedsLogin, next.Reason = false, ""
-	next.LastRefresh, next.Updated = now, now
+	next.Updated = now
 	if next.Created.IsZero() {
 		next.Created = now
 	}
@@ -554,6 +537,33 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		m.log.Warn(w, "account", account)
 	}
 	return next, nil, nil
+}
+
+// Apply returns a copy of cur holding the fresh token, issued at now: what
+// a refresh stores over the current record, and, over an account's empty
+// record, what a new login stores. What fresh leaves out (a refresh token
+// that did not rotate, the scopes, the identity) is kept from cur.
+func Apply(cur *store.Record, fresh *Fresh, now time.Time) *store.Record {
+	next := clone(cur)
+	next.AccessToken = fresh.AccessToken
+	next.TokenType = cmp.Or(fresh.TokenType, cur.TokenType)
+	next.Expiry = fresh.Expiry
+	next.Issued = now
+	if fresh.RefreshToken != "" {
+		next.RefreshToken = fresh.RefreshToken
+		next.RefreshExpiry = fresh.RefreshExpiry // a new token's lifetime is the one just given, if any
+	} else if !fresh.RefreshExpiry.IsZero() {
+		next.RefreshExpiry = fresh.RefreshExpiry
+	}
+	if len(fresh.Scopes) > 0 {
+		next.Scopes = slices.Clone(fresh.Scopes)
+	}
+	if fresh.Identity != "" {
+		next.Identity = fresh.Identity
+	}
+	next.NeedsLogin, next.Reason = false, ""
+	next.LastRefresh = now
+	return next
 }
 
 // markNeedsLogin records that the provider called the grant dead. The
