@@ -1,7 +1,13 @@
-// Package account turns a configured account into the things that act for
-// it: an OAuth client (internal/oauth), the token source the lifecycle
-// manager refreshes through (internal/tokens), and the certificate pool used
-// to reach its mail servers and its provider.
+// Package account is the one assembly of a configured account: from its
+// config entry to everything a command needs to act for it — the resolved
+// endpoints (discovery, client_secret_cmd), the HTTP client that trusts its
+// CA, its OAuth client (internal/oauth), the token source and lifecycle
+// manager (internal/tokens) and the verified TLS config of its mail servers.
+// Every subcommand and mailkey serve build accounts here.
+//
+// The assembly is lazy: nothing touches the network, runs a command or
+// builds an HTTP client until a token must be fetched (or Resolve is
+// called), so handing out a valid stored token costs no request.
 package account
 
 import (
@@ -12,7 +18,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -31,9 +36,9 @@ const (
 	refreshPatience = 2 * time.Minute
 )
 
-// CertPool returns the system roots plus the PEM certificates in caFile
+// certPool returns the system roots plus the PEM certificates in caFile
 // (none when caFile is empty).
-func CertPool(caFile string) (*x509.CertPool, error) {
+func certPool(caFile string) (*x509.CertPool, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
@@ -51,37 +56,33 @@ func CertPool(caFile string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Resolve loads what an account needs from the network (discovery for a
-// generic provider) with a client that trusts the account's ca_file, and
-// returns that client for the account's provider requests too. Discovery
-// goes through cache, which a nil cache leaves out.
-func Resolve(ctx context.Context, a *config.Account, cache *provider.DiscoveryCache) (*config.Resolved, *http.Client, error) {
-	hc, err := httpClient(a.CAFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	discover := provider.Discover
-	if cache != nil {
-		discover = cache.Discover
-	}
-	r, err := a.ResolveWith(ctx, hc, discover)
-	if err != nil {
-		return nil, nil, err
-	}
-	return r, hc, nil
-}
-
 // httpClient is the client used to talk to an account's provider: it trusts
 // caFile too (a corporate identity provider). Like http.DefaultTransport it
 // takes a proxy from the environment, but never for loopback addresses.
 func httpClient(caFile string) (*http.Client, error) {
-	pool, err := CertPool(caFile)
+	pool, err := certPool(caFile)
 	if err != nil {
 		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = verified(pool, "")
 	return &http.Client{Transport: tr, Timeout: httpTimeout}, nil
+}
+
+// TLSConfig is the verified TLS configuration for a server of an account
+// whose ca_file is caFile (may be ""): the system roots plus ca_file, TLS
+// 1.2 or later, the certificate checked against serverName (empty: the
+// name dialled). Verification is never switched off.
+func TLSConfig(caFile, serverName string) (*tls.Config, error) {
+	pool, err := certPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return verified(pool, serverName), nil
+}
+
+func verified(pool *x509.CertPool, serverName string) *tls.Config {
+	return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}
 }
 
 // OAuthClient builds the OAuth client for a resolved account.
@@ -115,12 +116,7 @@ func OAuthClient(ctx context.Context, r *config.Resolved, hc *http.Client) (*oau
 	}
 	if p, err := provider.Lookup(r.Provider); err == nil {
 		c.RefreshNeedsScope = p.RefreshNeedsScope
-	}
-	if r.Provider == "microsoft" || r.Provider == "outlook" {
-		switch strings.ToLower(r.Tenant) {
-		case "common", "organizations", "consumers":
-			c.MultiTenantIssuer = true
-		}
+		c.MultiTenantIssuer = p.MultiTenant(r.Tenant)
 	}
 	return c, nil
 }
@@ -142,12 +138,6 @@ type noRefreshError struct{}
 func (noRefreshError) Error() string   { return ErrNoRefreshToken.Error() }
 func (noRefreshError) Unwrap() error   { return ErrNoRefreshToken }
 func (noRefreshError) Permanent() bool { return true }
-
-// AppOnly reports whether the account mints tokens without a person
-// (client credentials or a service account): it needs no login.
-func AppOnly(r *config.Resolved) bool {
-	return r.Flow == config.FlowClientCredentials || r.Flow == config.FlowServiceAccount
-}
 
 // Refresh implements tokens.Source.
 func (s *Source) Refresh(ctx context.Context, rec *store.Record) (*tokens.Fresh, error) {

@@ -26,6 +26,8 @@ type Diagnosis struct {
 	ID    string `json:"id"`
 	Cause string `json:"cause"`
 	Fix   string `json:"fix"`
+	// Temporary: the failure may pass by itself (Rule.Temporary).
+	Temporary bool `json:"temporary,omitempty"`
 }
 
 // Observation is what a failed (or doubtful) step saw: the input of the
@@ -70,7 +72,10 @@ type Rule struct {
 	Symptom string // what the user sees, for the documentation
 	Cause   string
 	Fix     string
-	match   func(o *Observation) bool
+	// Temporary: the failure may pass by itself, without a change to the
+	// account or the provider (a server or network that is down or slow).
+	Temporary bool
+	match     func(o *Observation) bool
 }
 
 // Rules returns the diagnosis table in matching order: the first rule
@@ -89,7 +94,7 @@ func Diagnose(o *Observation) *Diagnosis {
 
 func (r *Rule) diagnosis(o *Observation) *Diagnosis {
 	rep := o.replacer()
-	return &Diagnosis{ID: r.ID, Cause: rep.Replace(r.Cause), Fix: rep.Replace(r.Fix)}
+	return &Diagnosis{ID: r.ID, Cause: rep.Replace(r.Cause), Fix: rep.Replace(r.Fix), Temporary: r.Temporary}
 }
 
 func (o *Observation) replacer() *strings.Replacer {
@@ -166,7 +171,7 @@ var rules = []Rule{
 		Fix:     "log in with the browser or paste flow instead of --device: mailkey login {account} (or mailkey login {account} --paste); check the consent screen lists https://mail.google.com/",
 		match: func(o *Observation) bool {
 			code, _ := o.oauthError()
-			return code == "invalid_scope" && o.Provider == "google"
+			return code == "invalid_scope" && o.preset().DeviceRejectsScopes
 		},
 	},
 	{
@@ -186,7 +191,7 @@ var rules = []Rule{
 		Fix:     "publish the app (Google Cloud console → APIs & Services → OAuth consent screen → Publish app, \"In production\"), then: mailkey login {account}",
 		match: func(o *Observation) bool {
 			code, desc := o.oauthError()
-			return o.Provider == "google" && code == "invalid_grant" && strings.Contains(strings.ToLower(desc), "expired or revoked")
+			return o.preset().RefreshLimit != "" && code == "invalid_grant" && strings.Contains(strings.ToLower(desc), "expired or revoked")
 		},
 	},
 	{
@@ -231,9 +236,10 @@ var rules = []Rule{
 	},
 	{
 		ID: "provider-unreachable", Step: StepToken,
-		Symptom: "the token could not be refreshed: network error, timeout or HTTP 5xx",
-		Cause:   "the provider's token endpoint could not be reached or failed, and the stored token has expired; the stored refresh token is kept",
-		Fix:     "try again in a moment; check the network and the provider's status page",
+		Symptom:   "the token could not be refreshed: network error, timeout or HTTP 5xx",
+		Cause:     "the provider's token endpoint could not be reached or failed, and the stored token has expired; the stored refresh token is kept",
+		Fix:       "try again in a moment; check the network and the provider's status page",
+		Temporary: true,
 		match: func(o *Observation) bool {
 			var te *tokens.TransientError
 			return errors.As(o.TokenErr, &te)
@@ -285,10 +291,11 @@ var rules = []Rule{
 	},
 	{
 		ID: "connect-timeout", Step: StepConnect,
-		Symptom: "connecting times out",
-		Cause:   "{host} port {port} does not answer: a firewall drops the packets (many networks block outgoing 25, 465 and 587), or the host is wrong",
-		Fix:     "check the host and port, and whether this network lets the port out; try the other port of the protocol (465 or 587, 993 or 143)",
-		match:   func(o *Observation) bool { return o.Step == StepConnect && isTimeout(o.Err) },
+		Symptom:   "connecting times out",
+		Cause:     "{host} port {port} does not answer: a firewall drops the packets (many networks block outgoing 25, 465 and 587), or the host is wrong",
+		Fix:       "check the host and port, and whether this network lets the port out; try the other port of the protocol (465 or 587, 993 or 143)",
+		Temporary: true,
+		match:     func(o *Observation) bool { return o.Step == StepConnect && isTimeout(o.Err) },
 	},
 	{
 		ID: "connect-failed", Step: StepConnect,
@@ -399,10 +406,11 @@ var rules = []Rule{
 	// ------------------------------------------------------------ authenticate
 	{
 		ID: "server-temporary", Step: StepAuthenticate,
-		Symptom: "NO [UNAVAILABLE], -ERR [SYS/TEMP] or 454 4.7.0 Temporary authentication failure",
-		Cause:   "the server could not check the token: it could not reach its token service (introspection or directory). This is not a problem with your token",
-		Fix:     "try again later; if it lasts, the mail server's administrator should check its connection to the identity provider",
-		match:   func(o *Observation) bool { return o.authStep() && o.serverTemporary() },
+		Symptom:   "NO [UNAVAILABLE], -ERR [SYS/TEMP] or 454 4.7.0 Temporary authentication failure",
+		Cause:     "the server could not check the token: it could not reach its token service (introspection or directory). This is not a problem with your token",
+		Fix:       "try again later; if it lasts, the mail server's administrator should check its connection to the identity provider",
+		Temporary: true,
+		match:     func(o *Observation) bool { return o.authStep() && o.serverTemporary() },
 	},
 	{
 		ID: "ms-smtp-auth-disabled", Step: StepAuthenticate,
@@ -484,10 +492,11 @@ var rules = []Rule{
 	},
 	{
 		ID: "command-temporary", Step: StepCommand,
-		Symptom: "a temporary failure right after logging in",
-		Cause:   "the server accepted the login but could not serve the mailbox right now",
-		Fix:     "try again later",
-		match:   func(o *Observation) bool { return o.Step == StepCommand && o.serverTemporary() },
+		Symptom:   "a temporary failure right after logging in",
+		Cause:     "the server accepted the login but could not serve the mailbox right now",
+		Fix:       "try again later",
+		Temporary: true,
+		match:     func(o *Observation) bool { return o.Step == StepCommand && o.serverTemporary() },
 	},
 	{
 		ID: "command-failed", Step: StepCommand,
@@ -516,10 +525,11 @@ var rules = []Rule{
 	// ------------------------------------------------------------ any step
 	{
 		ID: "timeout", Step: "any",
-		Symptom: "the server stops answering",
-		Cause:   "the server did not answer within the time limit",
-		Fix:     "try again; with --timeout you can allow more time",
-		match:   func(o *Observation) bool { return isTimeout(o.Err) },
+		Symptom:   "the server stops answering",
+		Cause:     "the server did not answer within the time limit",
+		Fix:       "try again; with --timeout you can allow more time",
+		Temporary: true,
+		match:     func(o *Observation) bool { return isTimeout(o.Err) },
 	},
 }
 
@@ -577,6 +587,13 @@ func (o *Observation) oauthError() (code, desc string) {
 		return "", nl.Reason
 	}
 	return "", ""
+}
+
+// preset returns the account's provider preset: the zero Preset when its
+// name is unknown.
+func (o *Observation) preset() provider.Preset {
+	p, _ := provider.Lookup(o.Provider)
+	return p
 }
 
 func (o *Observation) authStep() bool {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,5 +228,20 @@ func TestTroubleshootingLegend(t *testing.T) {
 		if !strings.Contains(legend, placeholderNames[i]+" ") {
 			t.Errorf("the legend does not explain %s", placeholderNames[i])
 		}
+	}
+}
+
+// TestTemporaryRules pins which diagnoses make mailkey test exit 75
+// (EX_TEMPFAIL): those a wait may cure, and no others.
+func TestTemporaryRules(t *testing.T) {
+	want := []string{"provider-unreachable", "connect-timeout", "server-temporary", "command-temporary", "timeout"}
+	var got []string
+	for _, r := range Rules() {
+		if r.Temporary {
+			got = append(got, r.ID)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("temporary rules %q, want %q", got, want)
 	}
 }

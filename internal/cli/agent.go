@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/agent"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/store"
@@ -59,7 +60,7 @@ func (c *agentCmd) Run(e *env) error {
 	// agent lives long, so give them back now.
 	runtime.GC()
 	debug.FreeOSMemory()
-	tok := newServeTokens(e, cfg, st, log)
+	tok := e.accounts(cfg, cfg.Accounts, st, log)
 	if len(cfg.Accounts) == 0 {
 		log.Warn("no accounts configured: every request will be sent back to the store", "hint", "mailkey add ACCOUNT, then restart the agent")
 	}
@@ -95,7 +96,7 @@ func agentListenError(err error) error {
 // serveAgent starts the agent inside mailkey serve, sharing its token
 // manager, and returns the function that stops it. A failure to start is
 // logged, not fatal: the proxy does not need the agent.
-func serveAgent(dir string, tok *serveTokens, log *slog.Logger) (stop func()) {
+func serveAgent(dir string, tok *account.Set, log *slog.Logger) (stop func()) {
 	srv, err := agent.Listen(dir, log)
 	var re *agent.RunningError
 	switch {
@@ -129,7 +130,7 @@ func serveAgent(dir string, tok *serveTokens, log *slog.Logger) (stop func()) {
 // refresh at once, the refresh started here in the background; an expired
 // one after a refresh, waited for up to the caller's wait.
 type agentHandler struct {
-	tok *serveTokens
+	tok *account.Set
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -137,14 +138,14 @@ type agentHandler struct {
 	unknown map[string]bool // accounts not configured, warned about once
 }
 
-func newAgentHandler(tok *serveTokens, log *slog.Logger) agent.Handler {
+func newAgentHandler(tok *account.Set, log *slog.Logger) agent.Handler {
 	h := &agentHandler{tok: tok, log: log, behind: map[string]bool{}, unknown: map[string]bool{}}
 	return h.answer
 }
 
 func (h *agentHandler) answer(ctx context.Context, name string, wait time.Duration) *agent.Response {
-	a, ok := h.tok.accts[name]
-	if !ok {
+	a := h.tok.Account(name)
+	if a == nil {
 		// Added after the agent read its configuration.
 		h.mu.Lock()
 		first := !h.unknown[name]
@@ -155,12 +156,12 @@ func (h *agentHandler) answer(ctx context.Context, name string, wait time.Durati
 		}
 		return &agent.Response{Error: &agent.Error{Kind: agent.KindUnknownAccount, Message: "account " + name + " is not in the agent's configuration"}}
 	}
-	if err := h.tok.ensure(ctx, name); err != nil {
-		return agentError(storeError(err))
+	if err := h.tok.Seed(ctx, name); err != nil {
+		return agentError(seedError(a.Conf, err))
 	}
-	rec, f, err := h.tok.mgr.Peek(ctx, name)
+	rec, f, err := h.tok.Manager().Peek(ctx, name)
 	if err != nil {
-		return agentError(tokenError(a.conf, err))
+		return agentError(tokenError(a.Conf, err))
 	}
 	switch f {
 	case tokens.Good:
@@ -177,9 +178,9 @@ func (h *agentHandler) answer(ctx context.Context, name string, wait time.Durati
 			return &agent.Response{Error: &agent.Error{
 				Message: fmt.Sprintf("account %s: the provider did not refresh the token within %s", name, wait),
 				Hint:    "the refresh goes on in the mailkey agent and saves its token: try again in a moment (mailkey token " + name + ")",
-				Code:    75}} // EX_TEMPFAIL
+				Code:    exitTempFail}}
 		}
-		return agentError(tokenError(a.conf, err))
+		return agentError(tokenError(a.Conf, err))
 	}
 	return agentToken(rec)
 }
@@ -261,10 +262,10 @@ func tokenFromAgent(e *env, conf *config.Account, wait time.Duration) (rec *stor
 				return nil, true, &Error{Msg: fmt.Sprintf("account %s: interrupted while the mailkey agent refreshes the token", name),
 					Hint: "the refresh goes on in the mailkey agent and saves its token: try again in a moment (mailkey token " + name + ")", Err: e.ctx.Err()}
 			case errors.As(an.err, &na):
-				return nil, true, &Error{Msg: fmt.Sprintf("account %s: %v", name, an.err), Err: an.err, Code: 75, // EX_TEMPFAIL
+				return nil, true, &Error{Msg: fmt.Sprintf("account %s: %v", name, an.err), Err: an.err, Code: exitTempFail,
 					Hint: "try again in a moment; if it persists, restart the agent, or set " + envNoAgent + "=1 to read the store directly"}
 			case an.err != nil:
-				return nil, true, &Error{Msg: fmt.Sprintf("account %s: ask the mailkey agent: %v", name, an.err), Err: an.err, Code: 75,
+				return nil, true, &Error{Msg: fmt.Sprintf("account %s: ask the mailkey agent: %v", name, an.err), Err: an.err, Code: exitTempFail,
 					Hint: "try again in a moment (mailkey token " + name + ")"}
 			}
 			if ae := an.resp.Error; ae != nil {

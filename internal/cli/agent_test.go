@@ -89,7 +89,7 @@ func (f *agentFixture) startAgent(t *testing.T) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(newAgentHandler(newServeTokens(e, f.cfg, f.st, log), log))
+		srv.Serve(newAgentHandler(e.accounts(f.cfg, f.cfg.Accounts, f.st, log), log))
 	}()
 	stopped := false
 	stop = func() {

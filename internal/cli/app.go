@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/config"
-	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
@@ -134,19 +131,16 @@ func lockedHint(err error) string {
 	return "restore the key from a backup; without it the tokens cannot be read: move the tokens folder of the state directory aside and run mailkey login for each account"
 }
 
-// acct is one account made ready to act: configuration, resolved
-// endpoints, OAuth client, store and lifecycle manager.
+// acct is one account opened for a command: the configuration, the store,
+// and the account as package account assembles it, with its lifecycle
+// manager.
 type acct struct {
 	cfg  *config.Config
 	conf *config.Account
 	st   *store.FileStore
+	set  *account.Set
+	acc  *account.Account
 	mgr  *tokens.Manager
-	log  *slog.Logger // warnings, such as a stale discovery document in use
-
-	mu     sync.Mutex // guards the fields resolve sets
-	r      *config.Resolved
-	hc     *http.Client
-	client *oauth.Client
 }
 
 // openAccount loads the configuration and the store and prepares account
@@ -167,7 +161,7 @@ func (e *env) openAccount(name string) (*acct, error) {
 // discovery runs when the manager first needs to fetch a token (or on
 // resolve). A credential helper then hands out a valid stored token even
 // while the provider is unreachable, and costs no request per call. Until
-// resolve succeeds, a.r and a.client are nil.
+// resolve succeeds, a.acc.R() and a.acc.OAuth() are nil.
 func (e *env) openAccountDeferred(name string) (*acct, error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -177,73 +171,63 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &acct{cfg: cfg, conf: conf, log: e.logger()}
-	a.st, err = e.openStore()
+	st, err := e.openStore()
 	if err != nil {
 		return nil, err
 	}
-	a.mgr = e.newManager(cfg, a.st, func(string) (tokens.Source, error) { return a.source(e.ctx) }, a.log)
-	return a, nil
+	set := e.accounts(cfg, []*config.Account{conf}, st, e.logger())
+	return &acct{cfg: cfg, conf: conf, st: st, set: set, acc: set.Account(name), mgr: set.Manager()}, nil
 }
 
-// resolve runs the account's discovery, through the cache in the state
-// folder, and builds its OAuth client, once.
+// accounts assembles the accounts on st, their discovery cached in the
+// state folder; the manager's sent requests are seen through before the
+// process exits. log gets warnings, such as a stale discovery document in
+// use.
+func (e *env) accounts(cfg *config.Config, list []*config.Account, st *store.FileStore, log *slog.Logger) *account.Set {
+	cache := &provider.DiscoveryCache{Dir: provider.CacheDir(st.Dir()), Logger: log}
+	set := account.NewSet(e.ctx, list, st, cache, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
+	if e.life != nil {
+		e.life.track(set.Manager())
+	}
+	return set
+}
+
+// resolve runs the account's discovery and builds its OAuth client, once.
 func (a *acct) resolve(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.r != nil {
-		return nil
+	if err := a.acc.Resolve(ctx); err != nil {
+		return resolveError(a.conf, err, false)
 	}
-	name := a.conf.Name
-	cache := &provider.DiscoveryCache{Dir: provider.CacheDir(a.st.Dir()), Logger: a.log}
-	r, hc, err := account.Resolve(ctx, a.conf, cache)
-	if err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "account "+name+":") {
-			msg = "account " + name + ": " + msg
-		}
-		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, provider.ErrUnavailable) {
-			// The provider is down or unreachable: nothing is wrong with the
-			// account, and nothing stored was touched.
-			return &Error{Msg: msg, Err: err, Code: 75, // EX_TEMPFAIL
-				Hint: "the provider could not be reached; the stored tokens are kept: try again in a moment"}
-		}
-		return &Error{Msg: msg, Err: err, Hint: "check the account's issuer and network, then: mailkey config check"}
-	}
-	client, err := account.OAuthClient(ctx, r, hc)
-	if err != nil {
-		return errorf("check client_secret_cmd in "+a.cfg.File, "account %s: %v", name, err)
-	}
-	a.r, a.hc, a.client = r, hc, client
 	return nil
 }
 
-// source resolves the account and returns what mints its tokens.
-func (a *acct) source(ctx context.Context) (tokens.Source, error) {
-	if err := a.resolve(ctx); err != nil {
-		// The manager asks for a source only to get a new token: say that
-		// this is what failed, not only the discovery under it.
-		var ee *Error
-		if errors.As(err, &ee) {
-			prefix := "account " + a.conf.Name + ": "
-			c := *ee
-			c.Msg = prefix + "token refresh failed: " + strings.TrimPrefix(ee.Msg, prefix)
-			return nil, &c
-		}
-		return nil, err
+// resolveError words an account that could not be made ready; refreshing
+// says that a token refresh needed it, which is then what failed.
+func resolveError(conf *config.Account, err error, refreshing bool) error {
+	var re *account.ResolveError
+	if !errors.As(err, &re) {
+		return err
 	}
-	return &account.Source{R: a.r, Client: a.client}, nil
+	msg := re.Error()
+	if refreshing {
+		prefix := "account " + conf.Name + ": "
+		msg = prefix + "token refresh failed: " + strings.TrimPrefix(msg, prefix)
+	}
+	switch {
+	case re.Secret:
+		return &Error{Msg: msg, Hint: "check client_secret_cmd in " + conf.File, Err: err}
+	case re.Unavailable():
+		return &Error{Msg: msg, Err: err, Code: exitTempFail,
+			Hint: "the provider could not be reached; the stored tokens are kept: try again in a moment"}
+	}
+	return &Error{Msg: msg, Err: err, Hint: "check the account's issuer and network, then: mailkey config check"}
 }
 
-// newManager returns the lifecycle manager for st, whose sent requests are
-// seen through before the process exits.
-func (e *env) newManager(cfg *config.Config, st store.Store, src func(string) (tokens.Source, error), log *slog.Logger) *tokens.Manager {
-	m := tokens.New(st, src, &tokens.Options{Margin: cfg.RefreshMargin, Logger: log})
-	if e.life != nil {
-		e.life.track(m)
+// seedError words a failure to save an app-only account's first record.
+func seedError(conf *config.Account, err error) error {
+	if errors.As(err, new(*account.ResolveError)) {
+		return resolveError(conf, err, false)
 	}
-	return m
+	return storeError(err)
 }
 
 // logger writes warnings (never secrets) to stderr in mailkey's style.
@@ -251,32 +235,20 @@ func (e *env) logger() *slog.Logger {
 	return slog.New(&lineHandler{e: e, level: slog.LevelWarn})
 }
 
-// appOnly reports whether the account mints tokens without a person.
-func (a *acct) appOnly() bool {
-	return a.conf.Flow == config.FlowClientCredentials || a.conf.Flow == config.FlowServiceAccount
-}
-
-// seedAppOnly saves the empty record an app-only account starts from, so
-// that the manager mints its first token as it renews later ones. Other
-// accounts, and accounts with a record, are left alone.
-func (a *acct) seedAppOnly(ctx context.Context) error {
-	if !a.appOnly() {
-		return nil
+// seed saves the empty record an app-only account starts from
+// (account.Set.Seed).
+func (a *acct) seed(ctx context.Context) error {
+	if err := a.set.Seed(ctx, a.conf.Name); err != nil {
+		return seedError(a.conf, err)
 	}
-	if _, err := a.st.Get(ctx, a.conf.Name); !errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err := a.resolve(ctx); err != nil {
-		return err
-	}
-	return a.mgr.Save(ctx, &store.Record{Account: a.conf.Name, TokenURL: a.r.TokenURL, Tenant: a.r.Tenant})
+	return nil
 }
 
 // token returns a valid token for the account, minting the first one for
 // app-only accounts, which need no login.
 func (a *acct) token(ctx context.Context) (*store.Record, error) {
-	if err := a.seedAppOnly(ctx); err != nil {
-		return nil, storeError(err)
+	if err := a.seed(ctx); err != nil {
+		return nil, err
 	}
 	rec, err := a.mgr.Get(ctx, a.conf.Name)
 	if err != nil {
@@ -287,45 +259,75 @@ func (a *acct) token(ctx context.Context) (*store.Record, error) {
 
 // tokenError words the manager's errors with the next step.
 func tokenError(conf *config.Account, err error) error {
+	if errors.As(err, new(*account.ResolveError)) {
+		return resolveError(conf, err, true)
+	}
+	hint := tokenHint(conf, err)
+	if hint == "" {
+		return storeError(err)
+	}
+	e := &Error{Msg: err.Error(), Hint: hint, Err: err}
+	var ce *tokens.ClientConfigError
+	var te *tokens.TransientError
+	switch {
+	case errors.As(err, &ce):
+		e.Code = exitConfig // the app's configuration, not the user's login
+	case errors.As(err, &te):
+		e.Code = exitTempFail
+	}
+	return e
+}
+
+// tokenHint words the next step for an error of the token lifecycle
+// (package tokens), or returns "" for any other error. Logs of mailkey
+// serve carry the same words.
+func tokenHint(conf *config.Account, err error) string {
 	name := conf.Name
 	var nl *tokens.NeedsLoginError
 	var te *tokens.TransientError
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError
-	var ee *Error
 	switch {
-	case errors.As(err, &ee):
-		return ee // worded already (the provider's discovery failed)
 	case errors.As(err, &rf):
-		return &Error{Msg: err.Error(), Hint: refusedHint(conf), Err: err}
+		return refusedHint(conf)
+	case errors.As(err, &ce) && ce.Code == "invalid_scope":
+		return "check the scopes of account " + name + " (mailkey config check): a refresh may not ask for more than the login granted; the stored login is kept, then: mailkey token " + name +
+			"\nmailkey test " + name + " explains provider error codes"
 	case errors.As(err, &ce):
-		// The app's configuration, not the user's login: EX_CONFIG.
-		return &Error{Msg: err.Error(), Hint: ce.Hint() + "\n" + "mailkey test " + name + " explains provider error codes", Err: err, Code: 78}
-	case errors.As(err, &nl) && errors.Is(err, tokens.ErrNoToken):
-		return &Error{Msg: fmt.Sprintf("account %s has no token yet", name), Hint: "mailkey login " + name, Err: err}
+		return "check client_secret (or client_secret_cmd) or the certificate of account " + name +
+			" against the app's registration in the provider's console (a new or expired secret, a wrong client_id); the stored login is kept, then: mailkey token " + name +
+			"\nmailkey test " + name + " explains provider error codes"
 	case errors.As(err, &nl):
-		return &Error{Msg: err.Error(), Hint: nl.Hint(), Err: err}
+		return "mailkey login " + name
+	case errors.As(err, &te) && te.RetryAfter > 0:
+		return fmt.Sprintf("the provider asked to wait %s; the stored tokens are kept", te.RetryAfter)
 	case errors.As(err, &te):
-		hint := "the provider could not be reached or failed; the stored tokens are kept: try again in a moment"
-		if te.RetryAfter > 0 {
-			hint = fmt.Sprintf("the provider asked to wait %s; the stored tokens are kept", te.RetryAfter)
-		}
-		return &Error{Msg: err.Error(), Hint: hint, Err: err, Code: 75} // EX_TEMPFAIL
+		return "the provider could not be reached or failed; the stored tokens are kept: try again in a moment"
 	}
-	return storeError(err)
+	return ""
+}
+
+// refreshWarning explains a refresh token with a deadline, with the login
+// that will be needed after it when the provider's reason is not known.
+func refreshWarning(rec *store.Record, now time.Time) string {
+	w, known := tokens.RefreshExpiryWarning(rec, now)
+	if w != "" && !known {
+		w += "; after that, mailkey login " + rec.Account + " is needed"
+	}
+	return w
 }
 
 // refusedHint says where an app-only account's configuration at the provider
 // is checked; mailkey test ACCOUNT names the cause when it knows it.
 func refusedHint(conf *config.Account) string {
+	p, _ := provider.Lookup(conf.Provider)
 	var where string
 	switch {
 	case conf.Flow == config.FlowServiceAccount:
 		where = "check the service account's domain-wide delegation in the Google Admin console (its client ID, with the scope https://mail.google.com/), and that " +
 			conf.Email + " is a mailbox of the domain (docs/providers/google.md)"
-	case conf.Provider == "microsoft":
-		where = "check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to " +
-			conf.Email + " (docs/providers/microsoft.md)"
+	case p.AppOnlyCheck != "":
+		where = strings.ReplaceAll(p.AppOnlyCheck, "{email}", conf.Email)
 	default:
 		where = "check the client's credentials and what it may ask for at the provider"
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/store"
 )
@@ -32,9 +31,10 @@ func (c *loginCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	if account.AppOnly(a.r) {
+	r, client := a.acc.R(), a.acc.OAuth()
+	if a.acc.AppOnly() {
 		if c.Device || c.Paste || c.Import {
-			return errorf("mailkey token "+c.Account, "account %s uses the %s flow: nobody logs in, so --device, --paste and --import do not apply", c.Account, a.r.Flow)
+			return errorf("mailkey token "+c.Account, "account %s uses the %s flow: nobody logs in, so --device, --paste and --import do not apply", c.Account, r.Flow)
 		}
 		// Nothing to authorize: prove the credentials work by minting a token.
 		if err := c.setAside(e.ctx, e, a.st); err != nil {
@@ -49,27 +49,27 @@ func (c *loginCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
-		e.notef("account %s uses the %s flow and needs no login; a token was fetched, valid until %s", c.Account, a.r.Flow, rec.Expiry.Local().Format(time.DateTime))
+		e.notef("account %s uses the %s flow and needs no login; a token was fetched, valid until %s", c.Account, r.Flow, rec.Expiry.Local().Format(time.DateTime))
 		return nil
 	}
-	if a.r.ClientID == "" {
+	if r.ClientID == "" {
 		return errorf("mailkey add "+c.Account+" --client-id ID", "account %s has no client_id", c.Account)
 	}
 
 	var tok *oauth.Token
 	switch {
 	case c.Device:
-		if !a.r.DeviceAllowed {
+		if !r.DeviceAllowed {
 			return errorf("mailkey login "+c.Account+"   (browser on this machine)\nmailkey login "+c.Account+" --paste   (no browser here)",
-				"%s does not allow the device flow here: %s", a.r.Provider, a.r.DeviceRefusal)
+				"%s does not allow the device flow here: %s", r.Provider, r.DeviceRefusal)
 		}
 		ctx, cancel := contextWithTimeout(e, c.Timeout)
 		defer cancel()
-		tok, err = a.client.DeviceLogin(ctx, e.stderr, oauth.DeviceOptions{QR: !c.NoQR})
+		tok, err = client.DeviceLogin(ctx, e.stderr, oauth.DeviceOptions{QR: !c.NoQR})
 	case c.Paste:
 		ctx, cancel := contextWithTimeout(e, c.Timeout)
 		defer cancel()
-		tok, err = a.client.PasteLogin(ctx, e.stdin, e.stderr)
+		tok, err = client.PasteLogin(ctx, e.stdin, e.stderr)
 	case c.Import:
 		rt, rerr := readSecretLine(e.stdin)
 		if rerr != nil {
@@ -79,12 +79,12 @@ func (c *loginCmd) Run(e *env) error {
 		// through to the store whatever signal comes.
 		ctx, end := e.seeThrough(c.Account)
 		defer end()
-		tok, err = a.client.Refresh(ctx, rt)
+		tok, err = client.Refresh(ctx, rt)
 		if err == nil && tok.RefreshToken == "" {
 			tok.RefreshToken = rt
 		}
 	default:
-		tok, err = a.client.LoopbackLogin(e.ctx, oauth.LoopbackOptions{OpenBrowser: openBrowser, Out: e.stderr, Timeout: c.Timeout})
+		tok, err = client.LoopbackLogin(e.ctx, oauth.LoopbackOptions{OpenBrowser: openBrowser, Out: e.stderr, Timeout: c.Timeout})
 	}
 	if err != nil {
 		return loginError(c.Account, err)
@@ -94,22 +94,9 @@ func (c *loginCmd) Run(e *env) error {
 	ctx, end := e.seeThrough(c.Account)
 	defer end()
 
-	now := time.Now()
-	rec := &store.Record{
-		Account:       c.Account,
-		AccessToken:   tok.AccessToken,
-		TokenType:     tok.TokenType,
-		Expiry:        tok.Expiry,
-		Issued:        now,
-		RefreshToken:  tok.RefreshToken,
-		RefreshExpiry: tok.RefreshExpiry,
-		Scopes:        tok.Scopes,
-		TokenURL:      a.r.TokenURL,
-		Tenant:        a.r.Tenant,
-		LastRefresh:   now,
-	}
-	if tok.IDToken != "" && a.r.Issuer != "" {
-		id, err := a.client.Identify(ctx, tok)
+	rec := a.acc.Record(tok, time.Now())
+	if tok.IDToken != "" && r.Issuer != "" {
+		id, err := client.Identify(ctx, tok)
 		if err != nil {
 			return &Error{Msg: fmt.Sprintf("cannot tell who signed in: %v", err), Hint: "try again: mailkey login " + c.Account, Err: err}
 		}
@@ -117,10 +104,10 @@ func (c *loginCmd) Run(e *env) error {
 		if signedIn == "" {
 			signedIn = id.PreferredUsername
 		}
-		if signedIn != "" && !strings.EqualFold(signedIn, a.r.Email) {
+		if signedIn != "" && !strings.EqualFold(signedIn, r.Email) {
 			return &Error{
-				Msg:  fmt.Sprintf("signed in as %s, but account %s is for %s", signedIn, c.Account, a.r.Email),
-				Hint: fmt.Sprintf("log in again and choose %s (sign out of %s in the browser first),\nor change the account's address: mailkey add %s --email %s", a.r.Email, signedIn, c.Account, signedIn),
+				Msg:  fmt.Sprintf("signed in as %s, but account %s is for %s", signedIn, c.Account, r.Email),
+				Hint: fmt.Sprintf("log in again and choose %s (sign out of %s in the browser first),\nor change the account's address: mailkey add %s --email %s", r.Email, signedIn, c.Account, signedIn),
 			}
 		}
 		rec.Identity = signedIn
@@ -132,7 +119,7 @@ func (c *loginCmd) Run(e *env) error {
 		return storeError(err)
 	}
 	end()
-	who := a.r.Email
+	who := r.Email
 	if rec.Identity != "" {
 		who = rec.Identity
 	}
@@ -140,7 +127,7 @@ func (c *loginCmd) Run(e *env) error {
 	if rec.RefreshToken == "" {
 		e.warnf("the provider gave no refresh token: you will have to log in again when the access token expires")
 	}
-	if w := refreshWarning(rec); w != "" {
+	if w := refreshWarning(rec, time.Now()); w != "" {
 		e.warnf("%s", w)
 	}
 	return nil

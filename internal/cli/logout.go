@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/mailkey/mailkey/internal/oauth"
+	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
 )
 
@@ -33,20 +34,20 @@ func (c *logoutCmd) Run(e *env) error {
 	switch {
 	case c.Keep:
 		e.notef("not revoking at the provider (--local-only)")
-	case a.r.RevokeURL == "":
-		e.notef("%s has no revocation endpoint: the tokens are forgotten here but stay valid at the provider until they expire", a.r.Provider)
-		if a.r.Provider == "microsoft" || a.r.Provider == "outlook" {
-			e.notef("to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)")
+	case a.acc.R().RevokeURL == "":
+		e.notef("%s has no revocation endpoint: the tokens are forgotten here but stay valid at the provider until they expire", a.acc.R().Provider)
+		if p, err := provider.Lookup(a.acc.R().Provider); err == nil && p.RevokeHelp != "" {
+			e.notef("%s", p.RevokeHelp)
 		}
 	default:
 		// Revoking the refresh token ends the whole grant at most
 		// providers; the access token is revoked too where it is separate.
 		var revokeErr error
 		if rec.RefreshToken != "" {
-			revokeErr = a.client.Revoke(e.ctx, rec.RefreshToken, "refresh_token")
+			revokeErr = a.acc.OAuth().Revoke(e.ctx, rec.RefreshToken, "refresh_token")
 		}
 		if rec.AccessToken != "" && revokeErr == nil {
-			revokeErr = a.client.Revoke(e.ctx, rec.AccessToken, "access_token")
+			revokeErr = a.acc.OAuth().Revoke(e.ctx, rec.AccessToken, "access_token")
 		}
 		if revokeErr != nil && !errors.Is(revokeErr, oauth.ErrNoRevocation) {
 			return &Error{

@@ -16,6 +16,14 @@ import (
 //   - --json writes one JSON document to stdout;
 //   - the exit status is 0 only on success.
 
+// Exit statuses other than 0 (success), 1 (failure) and 2 (usage) are those
+// of sysexits(3), which mail software understands: msmtp and fetchmail try
+// again later on EX_TEMPFAIL.
+const (
+	exitTempFail = 75 // EX_TEMPFAIL: may pass by itself; try again later
+	exitConfig   = 78 // EX_CONFIG: the configuration is wrong, not the login
+)
+
 // Error is an error worded for people, with the next step to take.
 type Error struct {
 	Msg  string

@@ -202,8 +202,8 @@ func startRefresher(account string, stdout *os.File, ifIdle bool) (*exec.Cmd, er
 // valid, with an early refresh left to a detached process; an expired one
 // waits up to wait (0: as long as the refresh takes) for a detached refresh.
 func (a *acct) helperToken(e *env, wait time.Duration) (*store.Record, error) {
-	if err := a.seedAppOnly(e.ctx); err != nil {
-		return nil, storeError(err)
+	if err := a.seed(e.ctx); err != nil {
+		return nil, err
 	}
 	name := a.conf.Name
 	rec, f, err := a.mgr.Peek(e.ctx, name)
@@ -246,7 +246,7 @@ func (a *acct) refreshDetached(e *env, wait time.Duration) (*store.Record, error
 	go func() {
 		var rr refreshResult
 		if err := json.NewDecoder(r).Decode(&rr); err != nil {
-			rr = refreshResult{Code: 75, // EX_TEMPFAIL
+			rr = refreshResult{Code: exitTempFail,
 				Error: fmt.Sprintf("account %s: the background refresh stopped without an answer", name),
 				Hint:  "try again: mailkey token " + name}
 		}
@@ -280,7 +280,7 @@ func (a *acct) refreshDetached(e *env, wait time.Duration) (*store.Record, error
 			}
 			if f == tokens.Expired {
 				return nil, &Error{Msg: fmt.Sprintf("account %s: the provider issued a token that has already expired", name),
-					Hint: "check the clock of this machine (mailkey status " + name + " shows the expiry)", Code: 75}
+					Hint: "check the clock of this machine (mailkey status " + name + " shows the expiry)", Code: exitTempFail}
 			}
 			return rec, nil
 		case <-notice:
@@ -291,7 +291,7 @@ func (a *acct) refreshDetached(e *env, wait time.Duration) (*store.Record, error
 			}
 		case <-bound:
 			return nil, &Error{Msg: fmt.Sprintf("account %s: the provider did not refresh the token within %s", name, wait),
-				Hint: goesOn, Code: 75} // EX_TEMPFAIL
+				Hint: goesOn, Code: exitTempFail}
 		case <-e.ctx.Done():
 			return nil, &Error{Msg: fmt.Sprintf("account %s: interrupted while the provider refreshes the token", name),
 				Hint: goesOn, Err: e.ctx.Err()}

@@ -1,19 +1,14 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/apppass"
-	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/server"
-	"github.com/mailkey/mailkey/internal/store"
-	"github.com/mailkey/mailkey/internal/tokens"
 )
 
 type serveCmd struct {
@@ -78,7 +73,10 @@ func (c *serveCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	tok := newServeTokens(e, cfg, st, log)
+	// Every account is resolved (discovery, OAuth client) once, on first
+	// need; app-only accounts get their first token minted, as mailkey
+	// token does.
+	tok := e.accounts(cfg, cfg.Accounts, st, log)
 	srv, err := server.New(server.Config{
 		Proxy:           p,
 		Accounts:        cfg.Accounts,
@@ -89,7 +87,14 @@ func (c *serveCmd) Run(e *env) error {
 		RefreshMargin:   cfg.RefreshMargin,
 		ShutdownTimeout: c.ShutdownTimeout,
 		Logger:          log,
-		Version:         Version,
+		Hint: func(name string, err error) string {
+			conf, cerr := cfg.Account(name)
+			if cerr != nil {
+				return ""
+			}
+			return tokenHint(conf, err)
+		},
+		Version: Version,
 	})
 	if err != nil {
 		var le *server.ListenError
@@ -109,60 +114,4 @@ func (c *serveCmd) Run(e *env) error {
 		defer stop() // before the lifecycle drains the manager
 	}
 	return srv.Run(e.ctx)
-}
-
-// serveTokens is the lifecycle manager for every configured account, each
-// resolved (discovery, OAuth client) once, on first need. App-only
-// accounts get their first token minted, as mailkey token does.
-type serveTokens struct {
-	mgr   *tokens.Manager
-	accts map[string]*acct
-	mu    sync.Mutex
-}
-
-func newServeTokens(e *env, cfg *config.Config, st *store.FileStore, log *slog.Logger) *serveTokens {
-	t := &serveTokens{accts: map[string]*acct{}}
-	for _, a := range cfg.Accounts {
-		t.accts[a.Name] = &acct{cfg: cfg, conf: a, st: st, log: log}
-	}
-	t.mgr = e.newManager(cfg, st, func(name string) (tokens.Source, error) {
-		a, ok := t.accts[name]
-		if !ok {
-			return nil, errors.New("unknown account " + name)
-		}
-		return a.source(e.ctx)
-	}, log)
-	for _, a := range t.accts {
-		a.mgr = t.mgr
-	}
-	return t
-}
-
-// ensure saves the empty record an app-only account starts from.
-func (t *serveTokens) ensure(ctx context.Context, name string) error {
-	a, ok := t.accts[name]
-	if !ok || !a.appOnly() {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return a.seedAppOnly(ctx)
-}
-
-func (t *serveTokens) Get(ctx context.Context, name string) (*store.Record, error) {
-	if err := t.ensure(ctx, name); err != nil {
-		return nil, err
-	}
-	return t.mgr.Get(ctx, name)
-}
-
-func (t *serveTokens) ForceRefresh(ctx context.Context, name, stale string) (*store.Record, error) {
-	return t.mgr.ForceRefresh(ctx, name, stale)
-}
-
-func (t *serveTokens) RefreshDue(ctx context.Context, name string, within time.Duration) (*store.Record, error) {
-	if err := t.ensure(ctx, name); err != nil {
-		return nil, err
-	}
-	return t.mgr.RefreshDue(ctx, name, within)
 }

@@ -54,7 +54,7 @@ func TestServeTokensMintsAppOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{ctx: context.Background(), stdin: nil, stdout: io.Discard, stderr: io.Discard}
-	tok := newServeTokens(e, cfg, st, slog.New(slog.DiscardHandler))
+	tok := e.accounts(cfg, cfg.Accounts, st, slog.New(slog.DiscardHandler))
 
 	var wg sync.WaitGroup
 	errs := make([]error, 4)

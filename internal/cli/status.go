@@ -202,7 +202,7 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 // no refresh token where one is expected, scopes a protocol needs.
 func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
 	var ws []string
-	if w := tokens.RefreshExpiryWarning(rec, now); w != "" {
+	if w := refreshWarning(rec, now); w != "" {
 		ws = append(ws, w)
 	}
 	if rec.NeedsLogin && !tokens.NeedsLogin(rec) {
@@ -210,18 +210,19 @@ func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
 		// the grant is kept and the next use asks the provider again.
 		ws = append(ws, "a refresh failed with "+rec.Reason+": the provider rejected the app's client credentials or scopes, not the login; check client_secret (or client_secret_cmd), the certificate and scopes of account "+a.Name+", then: mailkey token "+a.Name)
 	}
+	p, err := provider.Lookup(a.Provider)
+	if err != nil {
+		return ws
+	}
 	if a.Flow == "" && rec.RefreshToken == "" && !rec.NeedsLogin {
 		w := "no refresh token was granted: you will have to log in again when the token expires"
-		if a.Provider == "microsoft" || a.Provider == "outlook" {
-			w += " (the offline_access scope is missing)"
+		if len(p.BaseScopes) > 0 {
+			// The preset's base scopes are what asks for a refresh token.
+			w += " (the " + strings.Join(p.BaseScopes, " ") + " scope is missing)"
 		}
 		ws = append(ws, w)
 	}
 	if len(a.Scopes) > 0 || len(rec.Scopes) == 0 || a.Provider == provider.Generic {
-		return ws
-	}
-	p, err := provider.Lookup(a.Provider)
-	if err != nil {
 		return ws
 	}
 	if a.Flow == config.FlowClientCredentials {

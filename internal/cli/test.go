@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/check"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
@@ -26,10 +24,6 @@ type testCmd struct {
 	Verbose bool          `short:"v" help:"Print the protocol transcript on stderr (the SASL exchange shown as <redacted>)."`
 	Timeout time.Duration `help:"Time limit for each protocol's session." default:"60s"`
 }
-
-// temporaryDiagnoses are failures that may pass by themselves: the exit
-// status is then 75 (EX_TEMPFAIL), as for other temporary failures.
-var temporaryDiagnoses = []string{"server-temporary", "provider-unreachable", "connect-timeout", "timeout", "command-temporary"}
 
 func (c *testCmd) Run(e *env) error {
 	a, err := e.openAccountDeferred(c.Account)
@@ -94,20 +88,14 @@ func (c *testCmd) protocols(conf *config.Account) ([]provider.Protocol, error) {
 func (c *testCmd) target(e *env, a *acct) check.Target {
 	conf := a.conf
 	t := check.Target{
-		Account:  conf.Name,
-		Email:    conf.Email,
-		Provider: conf.Provider,
-		Flow:     conf.Flow,
-		Servers:  conf.Servers,
-		SASL:     conf.SASL,
-		TLSConfig: func(serverName string) (*tls.Config, error) {
-			pool, err := account.CertPool(conf.CAFile)
-			if err != nil {
-				return nil, err
-			}
-			return &tls.Config{RootCAs: pool, ServerName: serverName, MinVersion: tls.VersionTLS12}, nil
-		},
-		Token: a.token,
+		Account:   conf.Name,
+		Email:     conf.Email,
+		Provider:  conf.Provider,
+		Flow:      conf.Flow,
+		Servers:   conf.Servers,
+		SASL:      conf.SASL,
+		TLSConfig: a.acc.TLSConfig,
+		Token:     a.token,
 		ForceRefresh: func(ctx context.Context, stale string) (*store.Record, error) {
 			rec, err := a.mgr.ForceRefresh(ctx, conf.Name, stale)
 			if err != nil {
@@ -119,14 +107,14 @@ func (c *testCmd) target(e *env, a *acct) check.Target {
 			if err := a.resolve(ctx); err != nil {
 				return nil, err
 			}
-			if a.r.IntrospectURL == "" {
+			if a.acc.R().IntrospectURL == "" {
 				return nil, check.ErrNoIntrospection
 			}
-			secret, err := a.r.Secret(ctx)
+			secret, err := a.acc.R().Secret(ctx)
 			if err != nil {
 				return nil, err
 			}
-			in := &check.Introspector{URL: a.r.IntrospectURL, ClientID: a.r.ClientID, ClientSecret: secret, HTTPClient: a.hc}
+			in := &check.Introspector{URL: a.acc.R().IntrospectURL, ClientID: a.acc.R().ClientID, ClientSecret: secret, HTTPClient: a.acc.HTTP()}
 			return in.Introspect(ctx, token)
 		},
 	}
@@ -216,13 +204,14 @@ func testError(rep *check.Report) error {
 			msg += ": " + s.Detail
 		}
 		msgs = append(msgs, msg)
-		if s.Diagnosis == nil || !slices.Contains(temporaryDiagnoses, s.Diagnosis.ID) {
+		if s.Diagnosis == nil || !s.Diagnosis.Temporary {
 			temporary = false
 		}
 	}
 	err := &Error{Msg: strings.Join(msgs, "\n"), Hint: strings.Join(hints, "\n")}
 	if temporary {
-		err.Code = 75 // EX_TEMPFAIL
+		// Every failure may pass by itself, as other temporary failures.
+		err.Code = exitTempFail
 	}
 	return err
 }

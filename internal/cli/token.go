@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/sasl"
-	"github.com/mailkey/mailkey/internal/store"
-	"github.com/mailkey/mailkey/internal/tokens"
 )
 
 type tokenCmd struct {
@@ -83,8 +81,4 @@ func contextWithTimeout(e *env, d time.Duration) (context.Context, context.Cance
 		return context.WithCancel(e.ctx)
 	}
 	return context.WithTimeout(e.ctx, d)
-}
-
-func refreshWarning(rec *store.Record) string {
-	return tokens.RefreshExpiryWarning(rec, time.Now())
 }

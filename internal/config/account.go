@@ -234,32 +234,29 @@ func (b *builder) checkFlow(s *section, a *Account, p provider.Preset, generic b
 		}
 	case FlowClientCredentials:
 		switch {
-		case p.Name == "google":
-			errAt("flow", "google has no client credentials grant for mail", `use flow = "service_account" with service_account_file`)
+		case p.NoClientCredentials:
+			hint := "use the interactive flow"
+			if p.ServiceAccounts {
+				hint = `use flow = "service_account" with service_account_file`
+			}
+			errAt("flow", p.Name+" has no client credentials grant for mail", hint)
 		case generic && a.Issuer == "" && a.TokenURL == "":
 			errAt("token_url", "missing token_url", `add token_url = "https://…", or issuer for discovery`)
 		}
-		if p.Tenanted {
+		if p.MultiTenant(a.Tenant) {
 			t := strings.ToLower(a.Tenant)
-			if t == "" {
-				t = p.DefaultTenant
+			key := "tenant"
+			if a.Tenant == "" {
+				t, key = p.DefaultTenant, "flow"
 			}
-			if t == "common" || t == "organizations" || t == "consumers" {
-				key := "tenant"
-				if a.Tenant == "" {
-					key = "flow"
-				}
-				errAt(key, fmt.Sprintf("app-only tokens need a specific tenant, not %s", t), `set tenant = "contoso.onmicrosoft.com" or the directory GUID`)
-			}
+			errAt(key, fmt.Sprintf("app-only tokens need a specific tenant, not %s", t), `set tenant = "contoso.onmicrosoft.com" or the directory GUID`)
 		}
 		if a.ClientSecret == "" && a.ClientSecretCmd == "" && (a.CertificateFile == "" || a.PrivateKeyFile == "") &&
 			s.vals["certificate_file"] == nil {
 			errAt("flow", "client_credentials needs a client secret or a certificate", "set client_secret, client_secret_cmd, or certificate_file and private_key_file")
 		}
 	case FlowServiceAccount:
-		// Google's service accounts; a generic provider may offer the same
-		// JWT bearer grant (RFC 7523 §2.1) with a key file of that shape.
-		if p.Name != "google" && p.Name != "generic" {
+		if !p.ServiceAccounts {
 			errAt("flow", fmt.Sprintf("service accounts are for google (or a generic provider with the JWT bearer grant), not %s", p.Name), `use flow = "client_credentials"`)
 		}
 		if s.vals["service_account_file"] == nil {

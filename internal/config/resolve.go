@@ -45,10 +45,8 @@ type Resolved struct {
 	DeviceAllowed bool
 	DeviceRefusal string
 
-	AuthParams      map[string]string
-	RequirePKCE     bool
-	RefreshRotates  bool
-	VerifyAfterAuth bool
+	AuthParams  map[string]string
+	RequirePKCE bool
 	// IssParameter: the server sends iss in authorization responses
 	// (RFC 9207), known from discovery.
 	IssParameter bool
@@ -156,8 +154,6 @@ func (a *Account) ResolveWith(ctx context.Context, hc *http.Client, discover Dis
 		OAuthBearer:          preset.OAuthBearer,
 		AuthParams:           preset.AuthParams,
 		RequirePKCE:          preset.RequirePKCE,
-		RefreshRotates:       preset.RefreshRotates,
-		VerifyAfterAuth:      preset.VerifyAfterAuth,
 		Flow:                 a.Flow,
 		CAFile:               a.CAFile,
 		CertificateFile:      a.CertificateFile,

@@ -45,7 +45,7 @@ func TestResolveMicrosoftLeastPrivilege(t *testing.T) {
 		r.Tenant != "contoso.onmicrosoft.com" {
 		t.Errorf("resolved = %+v", r)
 	}
-	if r.SASL != "xoauth2" || r.OAuthBearer || !r.RefreshRotates || !r.VerifyAfterAuth || !r.DeviceAllowed || r.DeviceRefusal != "" {
+	if r.SASL != "xoauth2" || r.OAuthBearer || !r.DeviceAllowed || r.DeviceRefusal != "" {
 		t.Errorf("resolved = %+v", r)
 	}
 	if r.RevokeURL != "" {

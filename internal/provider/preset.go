@@ -2,6 +2,7 @@ package provider
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -52,7 +53,8 @@ type Preset struct {
 	AuthURL, TokenURL, DeviceURL, RevokeURL string
 
 	// Tenanted presets (Microsoft) take a tenant in their URLs;
-	// DefaultTenant is used when the account does not name one.
+	// DefaultTenant is used when the account does not name one. See
+	// MultiTenant for the tenants that stand for many directories.
 	Tenanted      bool
 	DefaultTenant string
 
@@ -78,21 +80,38 @@ type Preset struct {
 	DeviceFlow    bool
 	DeviceRefusal string
 
+	// DeviceRejectsScopes: the provider's device flow answers
+	// invalid_scope for the mail scopes (Google), so that error means "use
+	// another flow", not "the scopes are wrong".
+	DeviceRejectsScopes bool
+
+	// NoClientCredentials: the provider has no client credentials grant
+	// for mail. ServiceAccounts: it offers the JWT bearer grant for
+	// service accounts (RFC 7523, Google's domain-wide delegation).
+	NoClientCredentials bool
+	ServiceAccounts     bool
+	// AppOnlyCheck says what to check at the provider when it refuses an
+	// app-only token; "{email}" stands for the mailbox. Empty: nothing
+	// more specific than the client's credentials is known.
+	AppOnlyCheck string
+
 	// AuthParams are extra parameters for the authorization request.
 	AuthParams map[string]string
 	// RequirePKCE: the provider rejects requests without PKCE. mailkey
 	// always sends S256 anyway; this only documents the provider.
 	RequirePKCE bool
-	// RefreshRotates: every refresh returns a new refresh token and the
-	// old one stops working, so the new one must be stored before use.
-	RefreshRotates bool
 	// RefreshNeedsScope: a refresh request must carry a scope parameter
 	// (the Microsoft identity platform v2); elsewhere it may be left out,
 	// which means "the scopes granted" (RFC 6749 section 6).
 	RefreshNeedsScope bool
-	// VerifyAfterAuth: the server may accept a token issued for another
-	// mailbox, so a login should be checked with a command afterwards.
-	VerifyAfterAuth bool
+	// RefreshLimit explains why the provider gives a refresh token a
+	// deadline (refresh_token_expires_in) and how to lift it, when that is
+	// known: Google's apps in "Testing" status get 7 days.
+	RefreshLimit string
+
+	// RevokeHelp says how to end a grant where the provider has no
+	// revocation endpoint (RFC 7009), when there is another way.
+	RevokeHelp string
 
 	// Notes are facts a person setting the provider up should know.
 	Notes []string
@@ -104,7 +123,7 @@ const (
 )
 
 // microsoft returns the shared data of the microsoft and outlook presets.
-func microsoft(name, title, tenant, smtpHost string) Preset {
+func microsoft(name, title, tenant, smtpHost, appOnlyCheck string) Preset {
 	return Preset{
 		Name:          name,
 		Title:         title,
@@ -129,9 +148,9 @@ func microsoft(name, title, tenant, smtpHost string) Preset {
 		PreferSASL:        SASLXOAuth2,
 		OAuthBearer:       false,
 		DeviceFlow:        true,
-		RefreshRotates:    true,
+		AppOnlyCheck:      appOnlyCheck,
 		RefreshNeedsScope: true,
-		VerifyAfterAuth:   true,
+		RevokeHelp:        "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
 		Notes: []string{
 			"Exchange Online offers XOAUTH2 only, never OAUTHBEARER",
 			"refresh against the tenant you authorised with; refresh tokens rotate on every use",
@@ -187,10 +206,15 @@ var presets = []Preset{
 			POP3: "pop3s://pop.gmail.com:995",
 			SMTP: "smtps://smtp.gmail.com:465",
 		},
-		PreferSASL:    SASLXOAuth2,
-		OAuthBearer:   true,
-		DeviceFlow:    false,
-		DeviceRefusal: "Google's device flow rejects the Gmail scope (invalid_scope); use the browser (loopback) flow or --paste",
+		PreferSASL:          SASLXOAuth2,
+		OAuthBearer:         true,
+		DeviceFlow:          false,
+		DeviceRefusal:       "Google's device flow rejects the Gmail scope (invalid_scope); use the browser (loopback) flow or --paste",
+		DeviceRejectsScopes: true,
+		NoClientCredentials: true,
+		ServiceAccounts:     true,
+		RefreshLimit: `Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
+			`set the OAuth consent screen's publishing status to "In production" for lasting tokens`,
 		AuthParams: map[string]string{
 			"access_type": "offline",
 			"prompt":      "consent",
@@ -202,8 +226,9 @@ var presets = []Preset{
 			"smtp://smtp.gmail.com:587 (STARTTLS) works as well as smtps://smtp.gmail.com:465",
 		},
 	},
-	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com"),
-	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com"),
+	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com",
+		"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)"),
+	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com", ""),
 	yahooFamily("yahoo", "Yahoo Mail", "yahoo.com", "mail.yahoo.com"),
 	yahooFamily("aol", "AOL Mail", "aol.com", "aol.com"),
 	{
@@ -238,6 +263,9 @@ var presets = []Preset{
 		// account's sasl setting decides.
 		OAuthBearer: true,
 		DeviceFlow:  true,
+		// A generic provider may offer the JWT bearer grant (RFC 7523
+		// section 2.1) with a key file of Google's shape.
+		ServiceAccounts: true,
 		Notes: []string{
 			"set issuer for discovery, or auth_url and token_url (device_url, revoke_url optional)",
 			"set scopes and the imap, pop3 and smtp server URLs",
@@ -276,6 +304,22 @@ func Lookup(name string) (Preset, error) {
 		}
 	}
 	return Preset{}, &UnknownProviderError{Name: name}
+}
+
+// ForTokenURL returns a copy of the preset whose token endpoint is on the
+// host of tokenURL: a stored record knows where its tokens come from, not
+// which preset its account used.
+func ForTokenURL(tokenURL string) (Preset, bool) {
+	u, err := url.Parse(tokenURL)
+	if err != nil || u.Hostname() == "" {
+		return Preset{}, false
+	}
+	for _, p := range presets {
+		if pu, err := url.Parse(p.TokenURL); err == nil && pu.Hostname() == u.Hostname() {
+			return p.clone(), true
+		}
+	}
+	return Preset{}, false
 }
 
 // clone returns a deep copy, so that callers cannot change the registry.
@@ -320,7 +364,7 @@ func (e *InvalidTenantError) Error() string {
 	if e.NotTenanted {
 		return fmt.Sprintf("provider %s takes no tenant", e.Provider)
 	}
-	return fmt.Sprintf("invalid tenant %q (valid: common, organizations, consumers, a directory GUID or a domain such as contoso.onmicrosoft.com)", e.Tenant)
+	return fmt.Sprintf("invalid tenant %q (valid: %s, a directory GUID or a domain such as contoso.onmicrosoft.com)", e.Tenant, strings.Join(multiTenants, ", "))
 }
 
 // Resolve returns a copy of p with "{tenant}" replaced in every URL. An

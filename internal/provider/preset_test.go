@@ -17,7 +17,7 @@ func TestNames(t *testing.T) {
 // TestPresetFacts pins every provider fact mailkey relies on. A change here
 // must be checked against the provider's own documentation.
 func TestPresetFacts(t *testing.T) {
-	ms := func(name, title, tenant, smtp string) Preset {
+	ms := func(name, title, tenant, smtp, appOnlyCheck string) Preset {
 		return Preset{
 			Name: name, Title: title,
 			Issuer:        "https://login.microsoftonline.com/{tenant}/v2.0",
@@ -39,7 +39,8 @@ func TestPresetFacts(t *testing.T) {
 				SMTP: "smtp://" + smtp + ":587",
 			},
 			PreferSASL: "xoauth2", OAuthBearer: false,
-			DeviceFlow: true, RefreshRotates: true, RefreshNeedsScope: true, VerifyAfterAuth: true,
+			DeviceFlow: true, RefreshNeedsScope: true, AppOnlyCheck: appOnlyCheck,
+			RevokeHelp: "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
 		}
 	}
 	yahoo := func(name, title, auth, token, imap, pop, smtp string) Preset {
@@ -64,11 +65,15 @@ func TestPresetFacts(t *testing.T) {
 				IMAP: "imaps://imap.gmail.com:993", POP3: "pop3s://pop.gmail.com:995", SMTP: "smtps://smtp.gmail.com:465",
 			},
 			PreferSASL: "xoauth2", OAuthBearer: true,
-			DeviceFlow: false,
+			DeviceFlow: false, DeviceRejectsScopes: true,
+			NoClientCredentials: true, ServiceAccounts: true,
+			RefreshLimit: `Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
+				`set the OAuth consent screen's publishing status to "In production" for lasting tokens`,
 			AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
 		},
-		ms("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com"),
-		ms("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com"),
+		ms("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com",
+			"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)"),
+		ms("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com", ""),
 		yahoo("yahoo", "Yahoo Mail",
 			"https://api.login.yahoo.com/oauth2/request_auth", "https://api.login.yahoo.com/oauth2/get_token",
 			"imaps://imap.mail.yahoo.com:993", "pop3s://pop.mail.yahoo.com:995", "smtps://smtp.mail.yahoo.com:465"),
@@ -92,7 +97,7 @@ func TestPresetFacts(t *testing.T) {
 		},
 		{
 			Name: "generic", Title: "any OAuth 2.0 provider (endpoints from issuer discovery or set by hand)",
-			PreferSASL: "xoauth2", OAuthBearer: true, DeviceFlow: true,
+			PreferSASL: "xoauth2", OAuthBearer: true, DeviceFlow: true, ServiceAccounts: true,
 		},
 	}
 	for _, want := range tests {

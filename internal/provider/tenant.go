@@ -1,17 +1,31 @@
 package provider
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
+
+// multiTenants are the Microsoft identity platform's tenants that stand for
+// many directories: any account, work or school accounts, personal ones.
+var multiTenants = []string{"common", "organizations", "consumers"}
 
 // ValidTenant reports whether s names a Microsoft identity platform tenant:
-// "common", "organizations", "consumers", a directory GUID
-// (8-4-4-4-12 hexadecimal digits) or a DNS domain such as
-// contoso.onmicrosoft.com. Letters may be of either case.
+// one of multiTenants, a directory GUID (8-4-4-4-12 hexadecimal digits) or
+// a DNS domain such as contoso.onmicrosoft.com. Letters may be of either
+// case.
 func ValidTenant(s string) bool {
-	switch strings.ToLower(s) {
-	case "common", "organizations", "consumers":
-		return true
+	return slices.Contains(multiTenants, strings.ToLower(s)) || isGUID(s) || isDomain(s)
+}
+
+// MultiTenant reports whether tenant, on p, stands for many directories
+// rather than one: ID tokens then name the user's own tenant as issuer, and
+// app-only tokens cannot be had (they need one directory). An empty tenant
+// means p.DefaultTenant. It is false on presets that take no tenant.
+func (p Preset) MultiTenant(tenant string) bool {
+	if tenant == "" {
+		tenant = p.DefaultTenant
 	}
-	return isGUID(s) || isDomain(s)
+	return p.Tenanted && slices.Contains(multiTenants, strings.ToLower(tenant))
 }
 
 func isGUID(s string) bool {

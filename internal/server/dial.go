@@ -49,12 +49,12 @@ func newDialer(accounts []*config.Account, tok Tokens, log *slog.Logger, m *metr
 	}
 	d := &Dialer{accounts: map[string]*config.Account{}, tls: map[string]*tls.Config{}, tokens: tok, log: log, m: m}
 	for _, a := range accounts {
-		pool, err := account.CertPool(a.CAFile)
+		tc, err := account.TLSConfig(a.CAFile, "")
 		if err != nil {
 			return nil, fmt.Errorf("account %s: %w", a.Name, err)
 		}
 		d.accounts[a.Name] = a
-		d.tls[a.Name] = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		d.tls[a.Name] = tc
 	}
 	return d, nil
 }

@@ -43,6 +43,7 @@ type refresher struct {
 	now    func() time.Time
 	log    *slog.Logger
 	m      *metrics
+	hint   func(account string, err error) string // Config.Hint
 	// kick makes the refresher look at the token now: the proxy replaced
 	// it after an upstream refusal, so its expiry changed.
 	kick chan struct{}
@@ -58,6 +59,14 @@ type refresher struct {
 func newRefresher(account string, tok Tokens, margin time.Duration, log *slog.Logger, m *metrics) *refresher {
 	return &refresher{account: account, tokens: tok, margin: margin, window: 2 * margin, now: time.Now,
 		log: log, m: m, kick: make(chan struct{}, 1)}
+}
+
+// hintFor words the next step for err, or "" without a Config.Hint.
+func (r *refresher) hintFor(err error) string {
+	if r.hint == nil {
+		return ""
+	}
+	return r.hint(r.account, err)
 }
 
 // poke asks for a check now, without blocking.
@@ -118,7 +127,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		r.failures = 0
 		r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
 		r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
-			"class", "permanent", "error", err.Error(), "run", nl.Hint())
+			"class", "permanent", "error", err.Error(), "run", r.hintFor(err))
 		return needsLoginWait
 	case errors.As(err, &ce):
 		// The app's configuration: the grant is kept; ask again later, in
@@ -126,7 +135,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		r.failures = 0
 		r.m.refreshes.WithLabelValues(r.account, "client").Inc()
 		r.log.Warn("the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed",
-			"account", r.account, "class", "client", "error", err.Error(), "fix", ce.Hint(), "retry_in", needsLoginWait)
+			"account", r.account, "class", "client", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
 		return needsLoginWait
 	case errors.As(err, &rf):
 		// App-only: nothing to log in to; ask again later, in case
@@ -134,7 +143,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		r.failures = 0
 		r.m.refreshes.WithLabelValues(r.account, "refused").Inc()
 		r.log.Warn("the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed",
-			"account", r.account, "class", "refused", "error", err.Error(), "run", "mailkey test "+r.account, "retry_in", needsLoginWait)
+			"account", r.account, "class", "refused", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
 		return needsLoginWait
 	}
 	r.failures++

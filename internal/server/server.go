@@ -80,6 +80,9 @@ type Config struct {
 	// Run's context ends. Default DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Hint words the next step for a token error of an account, for the
+	// refresher's log (the CLI's words); nil logs none.
+	Hint func(account string, err error) string
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
@@ -223,6 +226,7 @@ func New(cfg Config) (*Server, error) {
 	s.refreshers = map[string]*refresher{}
 	for _, a := range cfg.Accounts {
 		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, cfg.RefreshMargin, s.log, s.m)
+		s.refreshers[a.Name].hint = cfg.Hint
 	}
 	s.dialer.refreshed = func(account string) {
 		if r := s.refreshers[account]; r != nil {

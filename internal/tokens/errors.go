@@ -138,9 +138,6 @@ func withProviderError(msg, code, reason string) string {
 
 func (e *NeedsLoginError) Unwrap() error { return e.Err }
 
-// Hint returns the command that fixes the error: "mailkey login ACCOUNT".
-func (e *NeedsLoginError) Hint() string { return "mailkey login " + e.Account }
-
 // ClientConfigError says that the provider rejected the account's OAuth
 // client (invalid_client, unauthorized_client, an expired or wrong client
 // secret or certificate) or the scopes of a refresh (invalid_scope): the
@@ -165,15 +162,6 @@ func (e *ClientConfigError) Error() string {
 }
 
 func (e *ClientConfigError) Unwrap() error { return e.Err }
-
-// Hint says what to fix. The stored login is kept, so no login is needed.
-func (e *ClientConfigError) Hint() string {
-	if e.Code == "invalid_scope" {
-		return "check the scopes of account " + e.Account + " (mailkey config check): a refresh may not ask for more than the login granted; the stored login is kept, then: mailkey token " + e.Account
-	}
-	return "check client_secret (or client_secret_cmd) or the certificate of account " + e.Account +
-		" against the app's registration in the provider's console (a new or expired secret, a wrong client_id); the stored login is kept, then: mailkey token " + e.Account
-}
 
 // RefusedError says that the provider refused to mint a token for a source
 // that holds no grant (an app-only flow, whose errors went through Refusal):

@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/provider"
@@ -11,10 +10,11 @@ import (
 
 // RefreshExpiryWarning explains a refresh token that the provider said will
 // die (Record.RefreshExpiry), or returns "" when it did not say so. The text
-// names the time, what is left, and why.
-func RefreshExpiryWarning(rec *store.Record, now time.Time) string {
+// names the time, what is left, and why; known is false when the reason is
+// not known, and then only a new login will do once the token has died.
+func RefreshExpiryWarning(rec *store.Record, now time.Time) (warning string, known bool) {
 	if rec == nil || rec.RefreshExpiry.IsZero() {
-		return ""
+		return "", false
 	}
 	at := rec.RefreshExpiry.UTC().Format("2006-01-02 15:04 MST")
 	var when string
@@ -23,25 +23,10 @@ func RefreshExpiryWarning(rec *store.Record, now time.Time) string {
 	} else {
 		when = fmt.Sprintf("refresh token expired %s", at)
 	}
-	if isGoogle(rec.TokenURL) {
-		return when + `: Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
-			`set the OAuth consent screen's publishing status to "In production" for lasting tokens`
+	if p, ok := provider.ForTokenURL(rec.TokenURL); ok && p.RefreshLimit != "" {
+		return when + ": " + p.RefreshLimit, true
 	}
-	return when + ": the provider limits the refresh token's lifetime; after that, mailkey login " + rec.Account + " is needed"
-}
-
-// isGoogle reports whether tokenURL is on the host of the google preset's
-// token endpoint. Google's refresh tokens carry refresh_token_expires_in only
-// for apps whose consent screen is in "Testing" status, where they die after
-// 7 days.
-func isGoogle(tokenURL string) bool {
-	g, err := provider.Lookup("google")
-	if err != nil {
-		return false
-	}
-	u, err := url.Parse(tokenURL)
-	gu, gerr := url.Parse(g.TokenURL)
-	return err == nil && gerr == nil && u.Hostname() == gu.Hostname()
+	return when + ": the provider limits the refresh token's lifetime", false
 }
 
 // roundDuration words d in days and hours, or hours and minutes when short.

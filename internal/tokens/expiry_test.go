@@ -12,24 +12,27 @@ import (
 func TestRefreshExpiryWarning(t *testing.T) {
 	google := &store.Record{Account: "g", TokenURL: "https://oauth2.googleapis.com/token",
 		RefreshExpiry: t0.Add(6*24*time.Hour + 5*time.Hour)}
-	w := RefreshExpiryWarning(google, t0)
+	w, known := RefreshExpiryWarning(google, t0)
 	for _, want := range []string{"2025-03-07 17:00 UTC", "in 6d5h", `"Testing"`, `"In production"`} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warning %q lacks %q", w, want)
 		}
 	}
-	if w := RefreshExpiryWarning(google, t0.Add(8*24*time.Hour)); !strings.Contains(w, "expired 2025-03-07") {
+	if !known {
+		t.Errorf("Google's limit is not known")
+	}
+	if w, _ := RefreshExpiryWarning(google, t0.Add(8*24*time.Hour)); !strings.Contains(w, "expired 2025-03-07") {
 		t.Errorf("past expiry: %q", w)
 	}
 	other := &store.Record{Account: "x", TokenURL: "https://idp.example/token", RefreshExpiry: t0.Add(90 * time.Minute)}
-	w = RefreshExpiryWarning(other, t0)
-	if strings.Contains(w, "Google") || !strings.Contains(w, "in 1h30m") || !strings.Contains(w, "mailkey login x") {
+	w, known = RefreshExpiryWarning(other, t0)
+	if strings.Contains(w, "Google") || !strings.Contains(w, "in 1h30m") || known {
 		t.Errorf("generic warning %q", w)
 	}
-	if w := RefreshExpiryWarning(&store.Record{TokenURL: google.TokenURL}, t0); w != "" {
+	if w, _ := RefreshExpiryWarning(&store.Record{TokenURL: google.TokenURL}, t0); w != "" {
 		t.Errorf("warning without RefreshExpiry: %q", w)
 	}
-	if w := RefreshExpiryWarning(nil, t0); w != "" {
+	if w, _ := RefreshExpiryWarning(nil, t0); w != "" {
 		t.Errorf("warning for nil record: %q", w)
 	}
 }

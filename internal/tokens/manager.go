@@ -417,7 +417,8 @@ func (m *Manager) refresh(ctx context.Context, account string, md mode) (*store.
 			// Retrying now cannot help; a later call asks again.
 			if md.useCurrent && validNow(rec, m.now()) {
 				m.log.Warn("the provider rejected the client; using the current token while it lasts",
-					"account", account, "expiry", rec.Expiry, "error", terr.Error(), "fix", ce.Hint())
+					"account", account, "expiry", rec.Expiry, "error", terr.Error(),
+					"fix", "check client_secret (or client_secret_cmd), the certificate and the scopes of the account; the stored login is kept")
 				return rec, nil
 			}
 			m.log.Warn("the provider rejected the client; the stored login is kept", "account", account, "error", terr.Error())
@@ -519,12 +520,35 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 	}
 
 	now := m.now()
+	next := Apply(cur, fresh, now)
+	rotated := fresh.RefreshToken != "" && fresh.RefreshToken != cur.RefreshToken
+	next.Updated = now
+	if next.Created.IsZero() {
+		next.Created = now
+	}
+	// Persist before handing out: a rotated refresh token that is not
+	// stored is lost, and the old one may already be dead.
+	if err := m.st.Put(ctx, next); err != nil {
+		m.log.Error("refreshed token could not be stored", "account", account, "error", err.Error())
+		return nil, nil, fmt.Errorf("account %q: store refreshed token: %w", account, err)
+	}
+	m.log.Info("token refreshed", "account", account, "expiry", next.Expiry, "refresh_token_rotated", rotated)
+	if w, _ := RefreshExpiryWarning(next, now); w != "" {
+		m.log.Warn(w, "account", account)
+	}
+	return next, nil, nil
+}
+
+// Apply returns a copy of cur holding the fresh token, issued at now: what
+// a refresh stores over the current record, and, over an account's empty
+// record, what a new login stores. What fresh leaves out (a refresh token
+// that did not rotate, the scopes, the identity) is kept from cur.
+func Apply(cur *store.Record, fresh *Fresh, now time.Time) *store.Record {
 	next := clone(cur)
 	next.AccessToken = fresh.AccessToken
 	next.TokenType = cmp.Or(fresh.TokenType, cur.TokenType)
 	next.Expiry = fresh.Expiry
 	next.Issued = now
-	rotated := fresh.RefreshToken != "" && fresh.RefreshToken != cur.RefreshToken
 	if fresh.RefreshToken != "" {
 		next.RefreshToken = fresh.RefreshToken
 		next.RefreshExpiry = fresh.RefreshExpiry // a new token's lifetime is the one just given, if any
@@ -538,21 +562,8 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		next.Identity = fresh.Identity
 	}
 	next.NeedsLogin, next.Reason = false, ""
-	next.LastRefresh, next.Updated = now, now
-	if next.Created.IsZero() {
-		next.Created = now
-	}
-	// Persist before handing out: a rotated refresh token that is not
-	// stored is lost, and the old one may already be dead.
-	if err := m.st.Put(ctx, next); err != nil {
-		m.log.Error("refreshed token could not be stored", "account", account, "error", err.Error())
-		return nil, nil, fmt.Errorf("account %q: store refreshed token: %w", account, err)
-	}
-	m.log.Info("token refreshed", "account", account, "expiry", next.Expiry, "refresh_token_rotated", rotated)
-	if w := RefreshExpiryWarning(next, now); w != "" {
-		m.log.Warn(w, "account", account)
-	}
-	return next, nil, nil
+	next.LastRefresh = now
+	return next
 }
 
 // markNeedsLogin records that the provider called the grant dead. The
