@@ -110,6 +110,7 @@ func runAgentCLI(t *testing.T, args ...string) (stdout, stderr string, code int)
 	defer cancel()
 	var out, errb bytes.Buffer
 	code = run(ctx, args, strings.NewReader(""), &out, &errb)
+	waitRefreshers()
 	return out.String(), errb.String(), code
 }
 

@@ -17,6 +17,7 @@ func cliRun(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	waitRefreshers()
 	return code, out.String(), errOut.String()
 }
 

@@ -112,6 +112,7 @@ func putToken(t *testing.T, stateDir string, expiresIn time.Duration) {
 func runCLI(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	waitRefreshers()
 	return code, out.String(), errb.String()
 }
 

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"os"
+	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -12,5 +14,19 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "background-refresh" {
 		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
+	releaseRefresher = func(cmd *exec.Cmd) {
+		refreshers.Add(1)
+		go func() {
+			defer refreshers.Done()
+			cmd.Wait()
+		}()
+	}
 	os.Exit(m.Run())
 }
+
+// refreshers are the early refreshers mailkey token started and left to
+// run; a test waits for them (waitRefreshers) before its folders are
+// removed, or the refresher would write into a folder being deleted.
+var refreshers sync.WaitGroup
+
+func waitRefreshers() { refreshers.Wait() }

@@ -177,6 +177,10 @@ func (c *refreshCmd) refresh(e *env) (rr refreshResult, ran bool) {
 	return refreshResult{OK: true}, true
 }
 
+// releaseRefresher lets an early refresher started by mailkey token run on
+// alone. Tests replace it to wait for the refresher before their folders go.
+var releaseRefresher = func(cmd *exec.Cmd) { _ = cmd.Process.Release() }
+
 // startRefresher starts a detached `mailkey background-refresh` for
 // account, in its own session so that the caller's terminal and process
 // group signals do not reach it. Its stdout is stdout (nil: discarded).
@@ -217,7 +221,7 @@ func (a *acct) helperToken(e *env, wait time.Duration) (*store.Record, error) {
 		if cmd, err := startRefresher(name, nil, true); err != nil {
 			e.logger().Warn("could not start a background refresh; the next call tries again", "account", name, "error", err.Error())
 		} else {
-			_ = cmd.Process.Release()
+			releaseRefresher(cmd)
 		}
 		return rec, nil
 	}

@@ -61,7 +61,7 @@ func (c *statusCmd) Run(e *env) error {
 		return err
 	}
 	now := time.Now()
-	var out []accountStatus
+	out := []accountStatus{} // "accounts": [] in JSON when there are none
 	for _, a := range accounts {
 		out = append(out, statusOf(e, st, a, now))
 	}
@@ -81,6 +81,9 @@ func (c *statusCmd) Run(e *env) error {
 	fmt.Fprintf(e.stdout, "config:  %s\nstate:   %s\ntokens protected by: %s\n", cfg.File, st.Dir(), st.Protection())
 	if fingerprint != "" {
 		fmt.Fprintf(e.stdout, "proxy certificate: %s sha256 %s\n", certFile, fingerprint)
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(e.stderr, "mailkey: hint: no accounts yet: mailkey add ACCOUNT --provider PROVIDER --email ADDRESS")
 	}
 	for _, s := range out {
 		fmt.Fprintf(e.stdout, "\n%s  (%s, %s)\n", s.Name, s.Provider, s.Email)
