@@ -4,17 +4,11 @@
 // servers, keeps every account's token fresh in the background, and serves
 // a status page, /healthz and Prometheus /metrics.
 //
-// Upstream, it dials the account's server with a timeout, requires TLS
-// (implicit, or STARTTLS per RFC 2595 and RFC 3207, with bytes buffered
-// before the handshake refused), verifies it against the system roots and
-// the account's ca_file, and authenticates with SASL XOAUTH2 or
-// OAUTHBEARER (RFC 7628) as the server advertises: IMAP AUTHENTICATE
-// (RFC 9051, RFC 4959 SASL-IR), POP3 AUTH (RFC 5034), SMTP AUTH (RFC 4954)
-// after replaying the client's EHLO. A token the server refuses is replaced
-// once (tokens.Manager.ForceRefresh) and the login retried on a new
-// connection. The protocol code before authentication is written here from
-// the RFCs, because the relay needs the raw connection positioned right
-// after the server's authentication reply.
+// Upstream, the Dialer (dial.go) hands each session to package upstream,
+// which logs in to the account's server over verified TLS with XOAUTH2 or
+// OAUTHBEARER, as mailkey test does; a token the server refuses is
+// replaced once (tokens.Manager.ForceRefresh) and the login retried on a
+// new connection.
 //
 // Listeners bind loopback unless the configuration explicitly allows
 // otherwise, and then only with implicit TLS; the certificate is the
