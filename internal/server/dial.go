@@ -125,7 +125,6 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 func (d *Dialer) failure(a *config.Account, srv provider.Server, req proxy.UpstreamRequest, err error) error {
 	var ue *upstream.Error
 	if errors.As(err, &ue) && ue.Phase == upstream.PhaseToken {
-		d.m.logins.WithLabelValues(req.Protocol, "error").Inc()
 		return tokenFailure(a.Name, err)
 	}
 	var re *upstream.ReplyError

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/proxy"
@@ -114,7 +115,7 @@ func newUpstream(t *testing.T, implicit bool, script func(p *peer, n int)) *scri
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	if err := generateCertificate(certFile, keyFile); err != nil {
+	if err := certs.Generate(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)

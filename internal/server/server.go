@@ -12,7 +12,12 @@
 //
 // Listeners bind loopback unless the configuration explicitly allows
 // otherwise, and then only with implicit TLS; the certificate is the
-// user's, or one generated once into the state folder.
+// user's, or one generated once into the state folder (package certs).
+//
+// The package is wiring: server.go puts the pieces together, dial.go is the
+// upstream dialer, status.go and status.html the status page, metrics.go
+// the Prometheus metrics and refresher.go the background refresh of each
+// account's token.
 package server
 
 import (
@@ -28,6 +33,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/proxy"
@@ -199,15 +205,15 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	var err error
-	s.cert, s.generated, err = loadCertificate(p.CertFile, p.KeyFile, cfg.StateDir)
+	s.cert, s.generated, err = certs.Load(p.CertFile, p.KeyFile, cfg.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("proxy certificate: %w", err)
 	}
 	s.certFile = p.CertFile
 	if s.certFile == "" {
-		s.certFile, _ = CertPaths(cfg.StateDir)
+		s.certFile, _ = certs.Paths(cfg.StateDir)
 	}
-	s.fingerprint = Fingerprint(s.cert.Certificate[0])
+	s.fingerprint = certs.Fingerprint(s.cert.Certificate[0])
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
 
 	s.dialer, err = newDialer(cfg.Accounts, cfg.Tokens, s.log, s.m)
