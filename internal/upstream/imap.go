@@ -53,11 +53,7 @@ func imapLogin(ctx context.Context, w *wire) (*Session, error) {
 		}
 		offer.SASLIR = offer.SASLIR || u == "SASL-IR"
 	}
-	mech, err := w.choose(offer)
-	if err != nil {
-		return nil, err
-	}
-	client, ir, err := w.client(ctx, mech)
+	mech, client, ir, err := w.start(ctx, offer)
 	if err != nil {
 		return nil, err
 	}

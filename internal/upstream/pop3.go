@@ -37,11 +37,7 @@ func pop3Login(ctx context.Context, w *wire) (*Session, error) {
 	if _, err := c.Capa(); err != nil {
 		return nil, w.pop3Reply("capability", err)
 	}
-	mech, err := w.choose(Capabilities{Mechanisms: c.SASLMechanisms()})
-	if err != nil {
-		return nil, err
-	}
-	client, _, err := w.client(ctx, mech)
+	mech, client, _, err := w.start(ctx, Capabilities{Mechanisms: c.SASLMechanisms()})
 	if err != nil {
 		return nil, err
 	}

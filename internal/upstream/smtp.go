@@ -52,11 +52,7 @@ func smtpLogin(ctx context.Context, w *wire) (*Session, error) {
 	if params, ok := extension(exts, "SIZE"); ok {
 		offer.MaxSize, _ = strconv.ParseInt(params, 10, 64)
 	}
-	mech, err := w.choose(offer)
-	if err != nil {
-		return nil, err
-	}
-	client, ir, err := w.client(ctx, mech)
+	mech, client, ir, err := w.start(ctx, offer)
 	if err != nil {
 		return nil, err
 	}

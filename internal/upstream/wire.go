@@ -126,21 +126,22 @@ func (w *wire) secured() {
 	w.phase = PhaseCapabilities
 }
 
-// choose reports the capabilities and picks the mechanism.
-func (w *wire) choose(c Capabilities) (string, error) {
+// start reports the capabilities, picks the mechanism from what the
+// server offers, gets the token and starts the SASL client: it returns the
+// mechanism, the client and its initial response, which from now on is
+// never shown.
+func (w *wire) start(ctx context.Context, offer Capabilities) (string, gosasl.Client, []byte, error) {
 	if t := w.o.Trace; t != nil && t.Offered != nil {
-		t.Offered(c)
+		t.Offered(offer)
 	}
-	return sasl.Choose(c.Mechanisms, w.o.SASL)
-}
-
-// client gets the token and starts the mechanism: it returns the client
-// and its initial response, which from now on is never shown.
-func (w *wire) client(ctx context.Context, mech string) (gosasl.Client, []byte, error) {
+	mech, err := sasl.Choose(offer.Mechanisms, w.o.SASL)
+	if err != nil {
+		return "", nil, nil, err
+	}
 	w.phase = PhaseToken
 	tok, err := w.token(ctx)
 	if err != nil {
-		return nil, nil, err
+		return "", nil, nil, err
 	}
 	w.phase = PhaseAuthenticate
 	var c gosasl.Client
@@ -152,10 +153,10 @@ func (w *wire) client(ctx context.Context, mech string) (gosasl.Client, []byte, 
 	}
 	_, ir, err := c.Start()
 	if err != nil {
-		return nil, nil, err
+		return "", nil, nil, err
 	}
 	w.secrets.add(tok, base64.StdEncoding.EncodeToString(ir))
-	return c, ir, nil
+	return mech, c, ir, nil
 }
 
 // answer hands a base64 challenge to the SASL client and sends its
