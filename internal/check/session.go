@@ -125,7 +125,6 @@ type login struct {
 
 	offered []string
 	capsDet string
-	mech    string
 	rec     *store.Record
 	claims  *Claims
 	// auth is the index of a recorded refusal and its observation;
@@ -162,7 +161,7 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 		return
 	}
 	defer sess.Close()
-	l.authenticated()
+	l.authenticated(sess.Mechanism)
 
 	// ---- command after authentication
 	// Cancelling ctx (the timeout) wakes up any blocked read or write.
@@ -261,7 +260,6 @@ func (l *login) capabilities(caps upstream.Capabilities) {
 	if err != nil {
 		return // the login fails with it
 	}
-	l.mech = mech
 	detail := joinDetail(l.capsDet, "using "+mech)
 	if r.t.SASL != "" && !strings.EqualFold(mech, r.t.SASL) {
 		detail += " (" + strings.ToUpper(r.t.SASL) + " is not offered)"
@@ -311,10 +309,10 @@ func (l *login) token(ctx context.Context) (string, error) {
 }
 
 // ---- authenticate
-func (l *login) authenticated() {
+func (l *login) authenticated(mech string) {
 	c := l.c
 	if !l.retrying {
-		c.add(Step{Name: StepAuthenticate, Status: StatusOK, Detail: "authenticated as " + c.r.t.Email + " with " + l.mech, Duration: time.Since(l.start)})
+		c.add(Step{Name: StepAuthenticate, Status: StatusOK, Detail: "authenticated as " + c.r.t.Email + " with " + mech, Duration: time.Since(l.start)})
 		return
 	}
 	l.authObs.Refreshed = true
