@@ -154,3 +154,69 @@ func TestUpstreamEHLO(t *testing.T) {
 		}
 	}
 }
+
+// IMAP without SASL-IR: the initial response goes after the server's empty
+// continuation, and the error challenge is answered by the SASL client
+// itself (a single 0x01 for OAUTHBEARER, RFC 7628 §3.2.3), after which the
+// NO is a refusal that carries the challenge.
+func TestIMAPTwoStepAndErrorChallenge(t *testing.T) {
+	srv, cfg := testServer(t, func(c net.Conn, r *bufio.Reader, tc *tls.Config) {
+		s := tls.Server(c, tc)
+		r = bufio.NewReader(s)
+		s.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER] ready\r\n"))
+		if l := expect(t, r, "m2 AUTHENTICATE OAUTHBEARER"); l != "m2 AUTHENTICATE OAUTHBEARER" {
+			t.Errorf("initial response on the command line without SASL-IR: %q", l)
+		}
+		s.Write([]byte("+ \r\n"))
+		expect(t, r, "bixh") // base64 of "n,a"
+		s.Write([]byte("+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIn0=\r\n"))
+		if l := expect(t, r, "AQ=="); l != "AQ==" {
+			t.Errorf("answer to the error challenge: %q", l)
+		}
+		s.Write([]byte("m2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"))
+	})
+	srv.ImplicitTLS, srv.Protocol = true, provider.IMAP
+	_, err := LoginIMAP(testwait.Context(t), &Options{
+		Server: srv, TLS: cfg, User: "alice@example.test", SASL: "oauthbearer",
+		Token: func(context.Context) (string, error) { return testToken, nil },
+	})
+	var re *ReplyError
+	var ue *Error
+	if !errors.As(err, &re) || !re.Refused || re.Code != "AUTHENTICATIONFAILED" || re.Failure == nil || re.Failure.Status != "invalid_token" {
+		t.Fatalf("err = %v (%+v)", err, re)
+	}
+	if !errors.As(err, &ue) || ue.Phase != PhaseAuthenticate {
+		t.Errorf("phase of %v, want %s", err, PhaseAuthenticate)
+	}
+}
+
+// STARTTLS is required and checked: bytes after the POP3 STLS go-ahead end
+// the login, and an SMTP server that does not offer STARTTLS never gets a
+// STARTTLS, let alone a token.
+func TestSTARTTLSRefusals(t *testing.T) {
+	pop, cfg := testServer(t, func(c net.Conn, r *bufio.Reader, _ *tls.Config) {
+		c.Write([]byte("+OK ready\r\n"))
+		expect(t, r, "STLS")
+		c.Write([]byte("+OK begin\r\n+OK injected\r\n"))
+		r.ReadString('\n')
+	})
+	pop.Protocol = provider.POP3
+	token := func(context.Context) (string, error) { t.Error("a token was asked for"); return testToken, nil }
+	_, err := LoginPOP3(testwait.Context(t), &Options{Server: pop, TLS: cfg, User: "alice@example.test", Token: token})
+	if !errors.Is(err, ErrBufferedBeforeTLS) {
+		t.Errorf("POP3 injection: %v", err)
+	}
+	smtp, cfg := testServer(t, func(c net.Conn, r *bufio.Reader, _ *tls.Config) {
+		c.Write([]byte("220 mail.test ESMTP\r\n"))
+		expect(t, r, "EHLO localhost")
+		c.Write([]byte("250-mail.test\r\n250 AUTH XOAUTH2\r\n"))
+		if l, err := r.ReadString('\n'); err == nil {
+			t.Errorf("the client went on with %q", l)
+		}
+	})
+	_, err = LoginSMTP(testwait.Context(t), &Options{Server: smtp, TLS: cfg, User: "alice@example.test", Token: token})
+	var ue *Error
+	if !errors.Is(err, ErrNoSTARTTLS) || !errors.As(err, &ue) || ue.Phase != PhaseTLS {
+		t.Errorf("SMTP without STARTTLS: %v", err)
+	}
+}
