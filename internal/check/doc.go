@@ -13,6 +13,10 @@
 // command after it (LIST, STAT, MAIL FROM), because a server may accept a
 // token for another mailbox and fail only on the next command.
 //
+// The login is package upstream's, the same one mailkey serve uses (with
+// its one forced refresh and second try), so a passing test means the
+// proxy logs in too; this package only records its phases as steps.
+//
 // When a step fails, what was observed (the server's reply and response
 // code, the SASL error challenge, the TLS error, the token's scopes and
 // owner, an RFC 7662 introspection answer) goes through a table of rules,

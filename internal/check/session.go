@@ -10,25 +10,20 @@ import (
 	"strings"
 	"time"
 
-	gosasl "github.com/emersion/go-sasl"
-
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/sasl"
 	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/upstream"
 )
 
 var (
-	errTimedOut       = errors.New("timed out")
-	errNoSTARTTLS     = errors.New("the server does not offer STARTTLS")
-	errNoCapabilities = errors.New("the server did not list its capabilities")
+	errTimedOut = errors.New("timed out")
+	// errNoSTARTTLS: the diagnosis of a server that will not start TLS.
+	errNoSTARTTLS = upstream.ErrNoSTARTTLS
 )
 
-// session is one logged-in-to-be connection, whatever the protocol.
+// session is a logged-in connection, whatever the protocol.
 type session interface {
-	// mechanisms returns the SASL mechanisms offered and a description
-	// of the capabilities.
-	mechanisms() ([]string, string, error)
-	authenticate(c gosasl.Client) error
 	// command runs the check command after authentication.
 	command(email string) (string, error)
 	// close ends the session politely.
@@ -40,14 +35,11 @@ type sender interface {
 	send(from, to string, msg []byte) (string, error)
 }
 
-// opener starts a session on a connected socket: the greeting and TLS
-// (implicit, or STARTTLS). cfg already carries the capture hook.
-type opener func(ctx context.Context, raw net.Conn, srv provider.Server, cfg *tls.Config, tr *transcript) (session, error)
-
-var openers = map[provider.Protocol]opener{
-	provider.IMAP: openIMAP,
-	provider.POP3: openPOP3,
-	provider.SMTP: openSMTP,
+// sessions go on with a login, per protocol.
+var sessions = map[provider.Protocol]func(*upstream.Session) session{
+	provider.IMAP: newIMAPSession,
+	provider.POP3: newPOP3Session,
+	provider.SMTP: newSMTPSession,
 }
 
 // runner holds what the protocols share: the token, fetched once.
@@ -117,136 +109,76 @@ func (r *runner) protocol(ctx context.Context, p provider.Protocol) *Result {
 	return res
 }
 
+// tlsConfigError is a TLS configuration that could not be made (an
+// unreadable ca_file): the tls step fails with it, after the connect.
+type tlsConfigError struct{ error }
+
+func (e *tlsConfigError) Unwrap() error { return e.error }
+
+// login is one protocol's login through package upstream, recorded step by
+// step: the first attempt's phases are the steps connect to authenticate,
+// and a second attempt with a refreshed token is "authenticate again".
+type login struct {
+	c     *checklist
+	tr    *transcript
+	start time.Time // of the step under way
+
+	offered []string
+	capsDet string
+	rec     *store.Record
+	claims  *Claims
+	// auth is the index of a recorded refusal and its observation;
+	// retrying is set once a refreshed token is being tried.
+	auth     int
+	authObs  *Observation
+	retrying bool
+}
+
+// timeout words an error that came because the session's time ran out.
+func (c *checklist) timeout(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w after %s: %v", errTimedOut, c.r.opts.Timeout, err)
+	}
+	return err
+}
+
 // run is the checklist, top to bottom.
 func (c *checklist) run(ctx context.Context, tr *transcript) {
 	r := c.r
-	// ---- connect
-	start := time.Now()
-	raw, detail, err := c.dial(ctx)
-	if err != nil {
-		c.fail(StepConnect, start, err.Error(), c.observation(StepConnect, err))
-		c.skipRest(StepConnect)
-		return
-	}
-	defer raw.Close()
-	c.add(Step{Name: StepConnect, Status: StatusOK, Detail: detail, Duration: time.Since(start)})
-	tr.note("connected to %s", raw.RemoteAddr())
-	// Cancelling ctx (the timeout) wakes up any blocked read or write.
-	if dl, ok := ctx.Deadline(); ok {
-		raw.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() {
-		raw.SetDeadline(time.Unix(1, 0))
-		raw.Close()
+	l := &login{c: c, tr: tr, start: time.Now(), auth: -1}
+	cfg, cfgErr := c.tlsConfig()
+	sess, err := upstream.For(c.proto)(ctx, &upstream.Options{
+		Server: c.srv, TLS: cfg, User: r.t.Email, SASL: r.t.SASL,
+		Dial:       func(ctx context.Context) (net.Conn, error) { return l.dial(ctx, cfgErr) },
+		Trace:      &upstream.Trace{Secured: l.secured, Offered: l.capabilities},
+		Token:      l.token,
+		Retry:      l.retry,
+		Refresh:    l.refresh,
+		Transcript: tr.hook(),
 	})
-	defer stop()
-	timeout := func(err error) error {
-		if err != nil && ctx.Err() != nil {
-			return fmt.Errorf("%w after %s: %v", errTimedOut, r.opts.Timeout, err)
-		}
-		return err
-	}
-
-	// ---- greeting and TLS
-	start = time.Now()
-	var capture tlsCapture
-	cfg, err := c.tlsConfig()
 	if err != nil {
-		c.fail(StepTLS, start, err.Error(), c.observation(StepTLS, err))
-		c.skipRest(StepTLS)
+		l.failed(ctx, err)
 		return
 	}
-	sess, err := openers[c.proto](ctx, raw, c.srv, capture.config(cfg), tr)
-	if err != nil {
-		err = timeout(err)
-		o := c.observation(StepTLS, err)
-		observeReply(o, err)
-		c.fail(StepTLS, start, describeTLSError(err), o)
-		c.skipRest(StepTLS)
-		return
-	}
-	defer sess.close()
-	how := "implicit TLS"
-	if !c.srv.ImplicitTLS {
-		how = "STARTTLS"
-	}
-	detail, warn := describeTLS(capture.get(), how, r.opts.Now())
-	st := Step{Name: StepTLS, Status: StatusOK, Detail: detail, Duration: time.Since(start)}
-	if warn {
-		st.Status = StatusWarn
-		o := c.observation(StepTLS, nil)
-		o.CertExpiresSoon = true
-		st.Diagnosis = Diagnose(o)
-	}
-	c.add(st)
-
-	// ---- capabilities
-	start = time.Now()
-	offered, detail, err := sess.mechanisms()
-	mech := ""
-	if err == nil {
-		mech, err = sasl.Choose(offered, r.t.SASL)
-	}
-	if err != nil {
-		err = timeout(err)
-		o := c.observation(StepCapabilities, err)
-		o.Offered = offered
-		observeReply(o, err)
-		c.fail(StepCapabilities, start, joinDetail(detail, err.Error()), o)
-		c.skipRest(StepCapabilities)
-		return
-	}
-	detail = joinDetail(detail, "using "+mech)
-	if r.t.SASL != "" && !strings.EqualFold(mech, r.t.SASL) {
-		detail += " (" + strings.ToUpper(r.t.SASL) + " is not offered)"
-	}
-	c.add(Step{Name: StepCapabilities, Status: StatusOK, Detail: detail, Duration: time.Since(start)})
-
-	// ---- token
-	start = time.Now()
-	rec, err := r.token(ctx)
-	if err != nil {
-		o := c.observation(StepToken, err)
-		o.TokenErr = err
-		c.fail(StepToken, start, err.Error(), o)
-		c.skipRest(StepToken)
-		return
-	}
-	claims := ParseClaims(rec.AccessToken)
-	st = Step{Name: StepToken, Status: StatusOK, Detail: describeToken(rec, claims, r.opts.Now()), Duration: time.Since(start)}
-	if o := c.tokenDoubts(rec, claims); o != nil {
-		st.Status, st.Diagnosis = StatusWarn, Diagnose(o)
-	}
-	c.add(st)
-
-	// ---- authenticate
-	start = time.Now()
-	client := c.saslClient(mech, rec.AccessToken, tr)
-	err = timeout(sess.authenticate(client))
-	if err != nil {
-		o := c.observation(StepAuthenticate, err)
-		observeReply(o, err)
-		if fr, ok := client.(sasl.FailureReporter); ok {
-			o.Failure = fr.Failure()
-		}
-		idx := len(c.res.Steps)
-		c.fail(StepAuthenticate, start, authDetail(err, o.Failure), o)
-		if !c.retry(ctx, sess, mech, rec, claims, o, tr) {
-			c.res.Steps[idx].Diagnosis = Diagnose(o)
-			c.skipRest(StepAuthenticate)
-			return
-		}
-		c.res.Steps[idx].Status = StatusWarn
-		c.res.Steps[idx].Diagnosis = Diagnose(o)
-	} else {
-		c.add(Step{Name: StepAuthenticate, Status: StatusOK, Detail: "authenticated as " + r.t.Email + " with " + mech, Duration: time.Since(start)})
-	}
+	defer sess.Close()
+	l.authenticated(sess.Mechanism)
 
 	// ---- command after authentication
-	start = time.Now()
-	detail, err = sess.command(r.t.Email)
+	// Cancelling ctx (the timeout) wakes up any blocked read or write.
+	if dl, ok := ctx.Deadline(); ok {
+		sess.Conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		sess.Conn.SetDeadline(time.Unix(1, 0))
+		sess.Conn.Close()
+	})
+	defer stop()
+	ps := sessions[c.proto](sess)
+	defer ps.close()
+	start := time.Now()
+	detail, err := ps.command(r.t.Email)
 	if err != nil {
-		err = timeout(err)
+		err = c.timeout(ctx, err)
 		o := c.observation(StepCommand, err)
 		observeReply(o, err)
 		c.fail(StepCommand, start, err.Error(), o)
@@ -260,19 +192,198 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 		return
 	}
 	start = time.Now()
-	s, ok := sess.(sender)
+	s, ok := ps.(sender)
 	if !ok {
 		return
 	}
 	detail, err = s.send(r.t.Email, r.opts.SendTo, testMessage(r.t.Email, r.opts.SendTo, r.opts.Now()))
 	if err != nil {
-		err = timeout(err)
+		err = c.timeout(ctx, err)
 		o := c.observation(StepSend, err)
 		observeReply(o, err)
 		c.fail(StepSend, start, err.Error(), o)
 		return
 	}
 	c.add(Step{Name: StepSend, Status: StatusOK, Detail: detail, Duration: time.Since(start)})
+}
+
+// ---- connect
+func (l *login) dial(ctx context.Context, cfgErr error) (net.Conn, error) {
+	conn, detail, err := l.c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.tr.note("connected to %s", conn.RemoteAddr())
+	if l.retrying {
+		return conn, nil
+	}
+	l.c.add(Step{Name: StepConnect, Status: StatusOK, Detail: detail, Duration: time.Since(l.start)})
+	l.start = time.Now()
+	if cfgErr != nil {
+		conn.Close()
+		return nil, &tlsConfigError{cfgErr}
+	}
+	return conn, nil
+}
+
+// ---- greeting and TLS
+func (l *login) secured(cs tls.ConnectionState) {
+	if l.retrying {
+		return
+	}
+	c := l.c
+	how := "implicit TLS"
+	if !c.srv.ImplicitTLS {
+		how = "STARTTLS"
+	}
+	detail, warn := describeTLS(&cs, how, c.r.opts.Now())
+	st := Step{Name: StepTLS, Status: StatusOK, Detail: detail, Duration: time.Since(l.start)}
+	if warn {
+		st.Status = StatusWarn
+		o := c.observation(StepTLS, nil)
+		o.CertExpiresSoon = true
+		st.Diagnosis = Diagnose(o)
+	}
+	c.add(st)
+	l.start = time.Now()
+}
+
+// ---- capabilities
+func (l *login) capabilities(caps upstream.Capabilities) {
+	if l.retrying {
+		return
+	}
+	c, r := l.c, l.c.r
+	l.offered = caps.Mechanisms
+	l.capsDet = describeCapabilities(c.proto, caps)
+	mech, err := sasl.Choose(caps.Mechanisms, r.t.SASL)
+	if err != nil {
+		return // the login fails with it
+	}
+	detail := joinDetail(l.capsDet, "using "+mech)
+	if r.t.SASL != "" && !strings.EqualFold(mech, r.t.SASL) {
+		detail += " (" + strings.ToUpper(r.t.SASL) + " is not offered)"
+	}
+	c.add(Step{Name: StepCapabilities, Status: StatusOK, Detail: detail, Duration: time.Since(l.start)})
+	l.start = time.Now()
+}
+
+// describeCapabilities words what a server offers.
+func describeCapabilities(p provider.Protocol, caps upstream.Capabilities) string {
+	if p == provider.SMTP && !caps.SMTPAuth {
+		return "offers no AUTH"
+	}
+	detail := "offers " + orNothing(caps.Mechanisms)
+	if caps.SASLIR {
+		detail += " (SASL-IR)"
+	}
+	if caps.MaxSize > 0 {
+		detail += "; size limit " + itoa(int(caps.MaxSize/1024/1024)) + " MB"
+	}
+	return detail
+}
+
+func orNothing(list []string) string {
+	if len(list) == 0 {
+		return "no SASL mechanism"
+	}
+	return strings.Join(list, " ")
+}
+
+// ---- token
+func (l *login) token(ctx context.Context) (string, error) {
+	c := l.c
+	rec, err := c.r.token(ctx)
+	if err != nil {
+		return "", err
+	}
+	l.tr.secret(rec.AccessToken)
+	l.rec, l.claims = rec, ParseClaims(rec.AccessToken)
+	st := Step{Name: StepToken, Status: StatusOK, Detail: describeToken(rec, l.claims, c.r.opts.Now()), Duration: time.Since(l.start)}
+	if o := c.tokenDoubts(rec, l.claims); o != nil {
+		st.Status, st.Diagnosis = StatusWarn, Diagnose(o)
+	}
+	c.add(st)
+	l.start = time.Now()
+	return rec.AccessToken, nil
+}
+
+// ---- authenticate
+func (l *login) authenticated(mech string) {
+	c := l.c
+	if !l.retrying {
+		c.add(Step{Name: StepAuthenticate, Status: StatusOK, Detail: "authenticated as " + c.r.t.Email + " with " + mech, Duration: time.Since(l.start)})
+		return
+	}
+	l.authObs.Refreshed = true
+	c.res.Steps[l.auth].Status = StatusWarn
+	c.res.Steps[l.auth].Diagnosis = Diagnose(l.authObs)
+	c.add(Step{Name: StepRetry, Status: StatusOK, Detail: "authenticated as " + c.r.t.Email + " with a refreshed token", Duration: time.Since(l.start)})
+}
+
+// refused records a failed authentication.
+func (l *login) refused(ctx context.Context, err error) *Observation {
+	c := l.c
+	err = c.timeout(ctx, err)
+	o := c.observation(StepAuthenticate, err)
+	observeReply(o, err)
+	l.auth = len(c.res.Steps)
+	c.fail(StepAuthenticate, l.start, authDetail(err, o.Failure), o)
+	l.authObs = o
+	return o
+}
+
+// failed records the step the login failed at, and skips the rest.
+func (l *login) failed(ctx context.Context, err error) {
+	c := l.c
+	var ue *upstream.Error
+	phase := upstream.PhaseConnect
+	if errors.As(err, &ue) {
+		phase = ue.Phase
+	}
+	if l.authObs != nil { // the server refused the token
+		switch {
+		case l.retrying:
+			o2 := c.observation(StepRetry, err)
+			observeReply(o2, err)
+			c.add(Step{Name: StepRetry, Status: StatusFail, Detail: "with a refreshed token: " + authDetail(err, o2.Failure), Duration: time.Since(l.start)})
+		case phase == upstream.PhaseToken: // the forced refresh failed
+			l.authObs.TokenErr = ue.Err
+		}
+		c.res.Steps[l.auth].Diagnosis = Diagnose(l.authObs)
+		c.skipRest(StepAuthenticate)
+		return
+	}
+	if ue != nil {
+		err = ue.Err
+	}
+	var tce *tlsConfigError
+	if errors.As(err, &tce) {
+		phase, err = upstream.PhaseTLS, tce.error
+	}
+	step := string(phase)
+	switch phase {
+	case upstream.PhaseConnect:
+		c.fail(step, l.start, err.Error(), c.observation(step, err))
+	case upstream.PhaseTLS:
+		err = c.timeout(ctx, err)
+		o := c.observation(step, err)
+		observeReply(o, err)
+		c.fail(step, l.start, describeTLSError(err), o)
+	case upstream.PhaseCapabilities:
+		err = c.timeout(ctx, err)
+		o := c.observation(step, err)
+		o.Offered = l.offered
+		observeReply(o, err)
+		c.fail(step, l.start, joinDetail(l.capsDet, err.Error()), o)
+	case upstream.PhaseToken:
+		o := c.observation(step, err)
+		o.TokenErr = err
+		c.fail(step, l.start, err.Error(), o)
+	default:
+		l.refused(ctx, err)
+	}
+	c.skipRest(step)
 }
 
 // dial resolves the host and connects within connectTimeout, or the rest of
@@ -354,27 +465,12 @@ func (c *checklist) tokenDoubts(rec *store.Record, claims *Claims) *Observation 
 	return nil
 }
 
-func (c *checklist) saslClient(mech, token string, tr *transcript) gosasl.Client {
-	email := c.r.t.Email
-	if tr != nil {
-		tr.secret(token)
-		for _, m := range []string{sasl.XOAUTH2, sasl.OAuthBearer} {
-			if ir, err := sasl.InitialResponseBase64(m, email, token, c.srv.Host, c.srv.Port); err == nil {
-				tr.secret(ir)
-			}
-		}
-	}
-	if mech == sasl.OAuthBearer {
-		return sasl.NewOAuthBearerClient(&gosasl.OAuthBearerOptions{Username: email, Token: token, Host: c.srv.Host, Port: c.srv.Port})
-	}
-	return sasl.NewXOAUTH2Client(email, token)
-}
-
-// retry gathers what is known about a refused token into o and, when
-// that leaves a stale token as the likely cause, authenticates once more
-// with a refreshed one. It reports whether the second attempt succeeded.
-func (c *checklist) retry(ctx context.Context, sess session, mech string, rec *store.Record, claims *Claims, o *Observation, tr *transcript) bool {
-	r := c.r
+// retry records the refusal and gathers what is known about the token
+// into its observation. It reports whether that leaves a stale token as
+// the likely cause, worth a forced refresh and a second try.
+func (l *login) retry(ctx context.Context, refusal *upstream.ReplyError) bool {
+	c, r := l.c, l.c.r
+	o := l.refused(ctx, refusal)
 	if !o.rejected() || o.serverTemporary() || o.Code == "5.7.139" {
 		return false
 	}
@@ -387,17 +483,17 @@ func (c *checklist) retry(ctx context.Context, sess session, mech string, rec *s
 			}
 		}
 	}
-	if claims != nil {
-		o.Identity, o.Scopes = claims.User, claims.Scopes
+	if l.claims != nil {
+		o.Identity, o.Scopes = l.claims.User, l.claims.Scopes
 	}
 	if o.Identity == "" {
-		o.Identity = rec.Identity
+		o.Identity = l.rec.Identity
 	}
 	if o.Scopes == nil {
-		o.Scopes = rec.Scopes
+		o.Scopes = l.rec.Scopes
 	}
 	if r.t.Introspect != nil {
-		in, err := r.t.Introspect(ctx, rec.AccessToken)
+		in, err := r.t.Introspect(ctx, l.rec.AccessToken)
 		if err == nil {
 			o.Inactive = !in.Active
 			if in.Active {
@@ -413,38 +509,33 @@ func (c *checklist) retry(ctx context.Context, sess session, mech string, rec *s
 	if d := Diagnose(o); d != nil && (d.ID == "token-wrong-user" || d.ID == "token-missing-scope") {
 		return false
 	}
-	if r.t.ForceRefresh == nil {
-		return false
-	}
-	// The token may be stale: refresh it and try once more.
-	start := time.Now()
-	fresh, err := r.t.ForceRefresh(ctx, rec.AccessToken)
-	if err != nil {
-		o.TokenErr = err
-		return false
-	}
-	r.tok = fresh
-	client := c.saslClient(mech, fresh.AccessToken, tr)
-	if err := sess.authenticate(client); err != nil {
-		o2 := c.observation(StepRetry, err)
-		observeReply(o2, err)
-		if fr, ok := client.(sasl.FailureReporter); ok {
-			o2.Failure = fr.Failure()
-		}
-		c.add(Step{Name: StepRetry, Status: StatusFail, Detail: "with a refreshed token: " + authDetail(err, o2.Failure), Duration: time.Since(start)})
-		return false
-	}
-	o.Refreshed = true
-	c.add(Step{Name: StepRetry, Status: StatusOK, Detail: "authenticated as " + r.t.Email + " with a refreshed token", Duration: time.Since(start)})
-	return true
+	return r.t.ForceRefresh != nil
 }
 
-// authDetail words a failed authentication with the server's challenge.
-func authDetail(err error, f *sasl.Failure) string {
-	if f != nil {
-		return "error challenge: " + f.String() + "; then: " + err.Error()
+// refresh replaces the refused token; upstream then tries once more.
+func (l *login) refresh(ctx context.Context, stale string) (string, error) {
+	l.start = time.Now()
+	fresh, err := l.c.r.t.ForceRefresh(ctx, stale)
+	if err != nil {
+		return "", err
 	}
-	return err.Error()
+	l.c.r.tok = fresh
+	l.tr.secret(fresh.AccessToken)
+	l.retrying = true
+	return fresh.AccessToken, nil
+}
+
+// authDetail words a failed authentication with the server's challenge
+// and its final line.
+func authDetail(err error, f *sasl.Failure) string {
+	msg := err.Error()
+	if re := (*upstream.ReplyError)(nil); errors.As(err, &re) {
+		msg = re.Line
+	}
+	if f != nil {
+		return "error challenge: " + f.String() + "; then: " + msg
+	}
+	return msg
 }
 
 func joinDetail(a, b string) string {

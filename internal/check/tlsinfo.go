@@ -6,41 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 )
 
 // certWarning is how close to its expiry a certificate draws a warning.
 const certWarning = 14 * 24 * time.Hour
-
-// tlsCapture records the connection state of a verified handshake.
-type tlsCapture struct {
-	mu    sync.Mutex
-	state *tls.ConnectionState
-}
-
-// config returns cfg (cloned) with a VerifyConnection hook that records
-// the state after the standard verification succeeded.
-func (c *tlsCapture) config(cfg *tls.Config) *tls.Config {
-	cfg = cfg.Clone()
-	prev := cfg.VerifyConnection
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		c.mu.Lock()
-		c.state = &cs
-		c.mu.Unlock()
-		if prev != nil {
-			return prev(cs)
-		}
-		return nil
-	}
-	return cfg
-}
-
-func (c *tlsCapture) get() *tls.ConnectionState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state
-}
 
 // describeTLS words a verified connection: version, the certificate's
 // names, issuer and expiry. warn is set when it expires soon.

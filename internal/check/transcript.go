@@ -1,40 +1,32 @@
 package check
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/mailkey/mailkey/internal/provider"
+	"github.com/mailkey/mailkey/internal/upstream"
 )
 
 // Redacted stands in the transcript for everything of the SASL exchange
 // that could carry a credential.
-const Redacted = "<redacted>"
+const Redacted = upstream.Redacted
 
 // maxTranscriptLine bounds one transcript line; longer lines are cut.
 const maxTranscriptLine = 1000
 
-// Directions of transcript bytes.
-const (
-	fromClient = 'C'
-	fromServer = 'S'
-	unknownDir = '?' // a library's debug stream mixes both: classify by line
-)
-
 // transcript writes one protocol's exchange, line by line, prefixed with
-// the protocol and the direction. Client lines of an authentication
+// the protocol and the direction. Package upstream hands it the lines of
+// the login and of the command after it. Client lines of an authentication
 // exchange are redacted; so is any known secret, wherever it appears.
 type transcript struct {
 	mu      sync.Mutex
 	w       io.Writer
 	proto   provider.Protocol
 	secrets []string
-	partial map[byte]*bytes.Buffer
 	inAuth  bool
 	// ended: the protocol's check is over. A library goroutine that
 	// outlives it (go-imap asks for CAPABILITY in the background) must not
@@ -46,7 +38,7 @@ func newTranscript(w io.Writer, proto provider.Protocol) *transcript {
 	if w == nil {
 		return nil
 	}
-	return &transcript{w: w, proto: proto, partial: map[byte]*bytes.Buffer{}}
+	return &transcript{w: w, proto: proto}
 }
 
 // secret adds values that must never be written.
@@ -65,6 +57,11 @@ func (t *transcript) secret(values ...string) {
 
 // note writes a line of commentary.
 func (t *transcript) note(format string, args ...any) {
+	t.hear(upstream.Note, fmt.Sprintf(format, args...))
+}
+
+// hear takes one line that went one way on the wire, or a note.
+func (t *transcript) hear(dir upstream.Direction, s string) {
 	if t == nil {
 		return
 	}
@@ -73,78 +70,13 @@ func (t *transcript) note(format string, args ...any) {
 	if t.ended {
 		return
 	}
-	fmt.Fprintf(t.w, "%s: -- %s\n", t.proto, t.redactSecrets(fmt.Sprintf(format, args...)))
-}
-
-// write takes bytes that went one way (or an unknown way) on the wire.
-func (t *transcript) write(dir byte, b []byte) {
-	if t == nil {
+	switch dir {
+	case upstream.Note:
+		fmt.Fprintf(t.w, "%s: -- %s\n", t.proto, t.redactSecrets(s))
 		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended {
-		return
-	}
-	buf := t.partial[dir]
-	if buf == nil {
-		buf = new(bytes.Buffer)
-		t.partial[dir] = buf
-	}
-	buf.Write(b)
-	for {
-		i := bytes.IndexByte(buf.Bytes(), '\n')
-		if i < 0 {
-			if buf.Len() > 64<<10 { // a line without end: flush what we have
-				t.line(dir, buf.String())
-				buf.Reset()
-			}
-			return
-		}
-		line := strings.TrimRight(string(buf.Next(i+1)), "\r\n")
-		t.line(dir, line)
-	}
-}
-
-// end writes any partial lines and ends the transcript: what comes later
-// is dropped.
-func (t *transcript) end() {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ended {
-		return
-	}
-	t.ended = true
-	for dir, buf := range t.partial {
-		if buf.Len() > 0 {
-			t.line(dir, buf.String())
-			buf.Reset()
-		}
-	}
-}
-
-// The transcript's patterns are compiled on first use, not at the start of every mailkey command.
-var (
-	authCommandRE = lazyRegexp(`(?i)^((?:\S+ )?(?:AUTHENTICATE|AUTH) +[A-Z0-9_-]+) +\S.*$`)
-	imapTaggedRE  = lazyRegexp(`(?i)^[A-Za-z0-9]+ (OK|NO|BAD)( |$)`)
-	smtpReplyRE   = lazyRegexp(`^[0-9]{3}([ -]|$)`)
-)
-
-func lazyRegexp(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
-
-// line writes one line. t.mu is held.
-func (t *transcript) line(dir byte, s string) {
-	if dir == unknownDir {
-		dir = t.classify(s)
-	}
-	if dir == fromClient {
+	case upstream.Sent:
 		s = t.redactClient(s)
-	} else {
+	default:
 		t.endAuth(s)
 	}
 	s = t.redactSecrets(s)
@@ -154,23 +86,32 @@ func (t *transcript) line(dir byte, s string) {
 	fmt.Fprintf(t.w, "%s: %c: %s\n", t.proto, dir, strings.Map(printable, s))
 }
 
-// classify tells server lines from client lines in a mixed stream.
-func (t *transcript) classify(s string) byte {
-	switch t.proto {
-	case provider.IMAP:
-		if strings.HasPrefix(s, "* ") || s == "+" || strings.HasPrefix(s, "+ ") || imapTaggedRE().MatchString(s) {
-			return fromServer
-		}
-	case provider.SMTP:
-		if smtpReplyRE().MatchString(s) {
-			return fromServer
-		}
-	case provider.POP3:
-		if strings.HasPrefix(s, "+") || strings.HasPrefix(s, "-ERR") {
-			return fromServer
-		}
+// hook is the transcript as package upstream calls it; nil without one.
+func (t *transcript) hook() func(upstream.Direction, string) {
+	if t == nil {
+		return nil
 	}
-	return fromClient
+	return t.hear
+}
+
+// end ends the transcript: what comes later is dropped.
+func (t *transcript) end() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ended = true
+}
+
+// The transcript's patterns are compiled on first use, not at the start of every mailkey command.
+var (
+	authCommandRE = lazyRegexp(`(?i)^((?:\S+ )?(?:AUTHENTICATE|AUTH) +[A-Z0-9_-]+) +\S.*$`)
+	imapTaggedRE  = lazyRegexp(`(?i)^[A-Za-z0-9]+ (OK|NO|BAD)( |$)`)
+)
+
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }
 
 // redactClient hides the initial response of an AUTH command and every
@@ -223,57 +164,4 @@ func printable(r rune) rune {
 		return -1
 	}
 	return r
-}
-
-// tap is a connection whose traffic goes to a transcript. After the
-// client sends STLS or STARTTLS and the server's answer line has been
-// read, it stops writing: what follows is TLS.
-type tap struct {
-	net.Conn
-	t     *transcript
-	mu    sync.Mutex
-	armed bool
-	muted bool
-}
-
-func tapConn(c net.Conn, t *transcript) net.Conn {
-	if t == nil {
-		return c
-	}
-	return &tap{Conn: c, t: t}
-}
-
-func (c *tap) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n > 0 && !c.muted {
-		c.t.write(fromServer, b[:n])
-		if c.armed && bytes.IndexByte(b[:n], '\n') >= 0 {
-			c.muted = true
-			c.t.note("TLS handshake")
-		}
-	}
-	return n, err
-}
-
-func (c *tap) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if !c.muted {
-		c.t.write(fromClient, b)
-		if cmd := strings.ToUpper(strings.TrimSpace(string(b))); cmd == "STLS" || cmd == "STARTTLS" {
-			c.armed = true
-		}
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-// mixedWriter feeds a library's debug stream, which holds both
-// directions, to the transcript.
-type mixedWriter struct{ t *transcript }
-
-func (w mixedWriter) Write(b []byte) (int, error) {
-	w.t.write(unknownDir, b)
-	return len(b), nil
 }

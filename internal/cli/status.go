@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
-	"github.com/mailkey/mailkey/internal/server"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -116,9 +116,9 @@ func (c *statusCmd) Run(e *env) error {
 func proxyCertificate(cfg *config.Config, stateDir string) (string, string) {
 	certFile := cfg.Proxy.CertFile
 	if certFile == "" {
-		certFile, _ = server.CertPaths(stateDir)
+		certFile, _ = certs.Paths(stateDir)
 	}
-	fp, err := server.FileFingerprint(certFile)
+	fp, err := certs.FileFingerprint(certFile)
 	if err != nil {
 		return certFile, ""
 	}

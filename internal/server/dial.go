@@ -12,8 +12,10 @@ import (
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/proxy"
+	"github.com/mailkey/mailkey/internal/sasl"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
+	"github.com/mailkey/mailkey/internal/upstream"
 )
 
 // Tokens hands out access tokens; *tokens.Manager implements it.
@@ -70,10 +72,10 @@ func protocolOf(p string) provider.Protocol {
 	return provider.SMTP
 }
 
-// Dial implements proxy.Dialer: a token from the lifecycle manager, a
-// verified TLS connection to the account's server, SASL XOAUTH2 or
-// OAUTHBEARER. When the server refuses the token, the manager replaces it
-// (ForceRefresh) and the login is tried once more on a new connection.
+// Dial implements proxy.Dialer: a token from the lifecycle manager, then
+// the account's server logged in to by package upstream. When the server
+// refuses the token, the manager replaces it (ForceRefresh) and upstream
+// tries once more on a new connection.
 func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Upstream, error) {
 	a, ok := d.accounts[req.Account]
 	if !ok {
@@ -90,65 +92,65 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 	if err != nil {
 		return nil, tokenFailure(a.Name, err)
 	}
-	up, err := d.login(ctx, a, srv, req, rec.AccessToken)
-	var refused *refusedError
-	if errors.As(err, &refused) {
-		d.log.Warn("upstream refused the token, refreshing it", "conn", req.ConnID, "account", a.Name,
-			"protocol", req.Protocol, "server", srv.Host, "reply", refused.Error())
-		d.m.forced.WithLabelValues(req.Protocol).Inc()
-		rec, ferr := d.tokens.ForceRefresh(ctx, a.Name, rec.AccessToken)
-		if ferr != nil {
-			return nil, tokenFailure(a.Name, ferr)
-		}
-		if d.refreshed != nil {
-			d.refreshed(a.Name)
-		}
-		up, err = d.login(ctx, a, srv, req, rec.AccessToken)
+	d.m.dials.WithLabelValues(req.Protocol).Inc()
+	s, err := upstream.For(protocolOf(req.Protocol))(ctx, &upstream.Options{
+		Server: srv, TLS: d.tls[a.Name], User: a.Email, SASL: a.SASL, EHLO: req.EHLO,
+		Token: func(context.Context) (string, error) { return rec.AccessToken, nil },
+		Retry: func(_ context.Context, refused *upstream.ReplyError) bool {
+			d.log.Warn("upstream refused the token, refreshing it", "conn", req.ConnID, "account", a.Name,
+				"protocol", req.Protocol, "server", srv.Host, "reply", refused.Error())
+			return true
+		},
+		Refresh: func(ctx context.Context, stale string) (string, error) {
+			d.m.forced.WithLabelValues(req.Protocol).Inc()
+			rec, err := d.tokens.ForceRefresh(ctx, a.Name, stale)
+			if err != nil {
+				return "", err
+			}
+			if d.refreshed != nil {
+				d.refreshed(a.Name)
+			}
+			d.m.dials.WithLabelValues(req.Protocol).Inc() // upstream dials again with it
+			return rec.AccessToken, nil
+		},
+	})
+	if err != nil {
+		return nil, d.failure(a, srv, req, err)
 	}
-	if errors.As(err, &refused) {
+	d.m.logins.WithLabelValues(req.Protocol, "ok").Inc()
+	return &proxy.Upstream{Conn: s.Conn, Reader: s.Reader, Capabilities: s.Capabilities}, nil
+}
+
+// failure words a failed upstream login for the mail client and counts it.
+func (d *Dialer) failure(a *config.Account, srv provider.Server, req proxy.UpstreamRequest, err error) error {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Phase == upstream.PhaseToken {
+		return tokenFailure(a.Name, err)
+	}
+	var re *upstream.ReplyError
+	if errors.As(err, &re) && re.Refused {
 		d.m.logins.WithLabelValues(req.Protocol, "refused").Inc()
-		return nil, &proxy.UpstreamError{
+		return &proxy.UpstreamError{
 			Message: fmt.Sprintf("mailkey could not log in to %s for %s: the server refused the token (run mailkey test %s)", srv.Host, a.Name, a.Name),
 			Err:     fmt.Errorf("%w: %s: %w", proxy.ErrUpstreamAuth, srv.Host, err),
 		}
 	}
-	if err != nil {
-		d.m.logins.WithLabelValues(req.Protocol, "error").Inc()
-		var re *replyError
-		msg := fmt.Sprintf("mailkey could not reach %s for %s, try again later", srv.Host, a.Name)
-		if errors.As(err, &re) && !re.Temporary {
-			msg = fmt.Sprintf("mailkey could not log in to %s for %s: %s failed (run mailkey test %s)", srv.Host, a.Name, re.Step, a.Name)
-		}
-		return nil, &proxy.UpstreamError{Message: msg, Err: fmt.Errorf("%s: %w", srv.Host, err)}
+	d.m.logins.WithLabelValues(req.Protocol, "error").Inc()
+	step := ""
+	var nm *sasl.NoMechanismError
+	switch {
+	case re != nil && !re.Temporary:
+		step = re.Step
+	case errors.As(err, &nm):
+		step = "capability"
+	case errors.Is(err, upstream.ErrNoSTARTTLS):
+		step = "starttls"
 	}
-	d.m.logins.WithLabelValues(req.Protocol, "ok").Inc()
-	return up, nil
-}
-
-// login opens one connection and authenticates on it.
-func (d *Dialer) login(ctx context.Context, a *config.Account, srv provider.Server, req proxy.UpstreamRequest, token string) (*proxy.Upstream, error) {
-	tc := d.tls[a.Name].Clone()
-	tc.ServerName = srv.Host
-	d.m.dials.WithLabelValues(req.Protocol).Inc()
-	w, release, err := dialWire(ctx, srv, tc)
-	if err != nil {
-		return nil, err
+	msg := fmt.Sprintf("mailkey could not reach %s for %s, try again later", srv.Host, a.Name)
+	if step != "" {
+		msg = fmt.Sprintf("mailkey could not log in to %s for %s: %s failed (run mailkey test %s)", srv.Host, a.Name, step, a.Name)
 	}
-	var caps []string
-	switch req.Protocol {
-	case proxy.IMAP:
-		caps, err = imapLogin(ctx, w, srv, tc, a.Email, token, a.SASL)
-	case proxy.POP3:
-		err = pop3Login(ctx, w, srv, tc, a.Email, token, a.SASL)
-	default:
-		err = smtpLogin(ctx, w, srv, tc, req.EHLO, a.Email, token, a.SASL)
-	}
-	release()
-	if err != nil {
-		w.close()
-		return nil, err
-	}
-	return &proxy.Upstream{Conn: w.conn, Reader: w.r, Capabilities: caps}, nil
+	return &proxy.UpstreamError{Message: msg, Err: fmt.Errorf("%s: %w", srv.Host, err)}
 }
 
 // tokenFailure words a lifecycle manager error for the mail client.

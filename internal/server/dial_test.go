@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/proxy"
@@ -21,6 +22,7 @@ import (
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/testwait"
 	"github.com/mailkey/mailkey/internal/tokens"
+	"github.com/mailkey/mailkey/internal/upstream"
 )
 
 // fakeTokens hands out tok-1, and tok-2 after a forced refresh.
@@ -56,7 +58,7 @@ const tok1 = "tok-1-first-access-token"
 
 // upstream is a scripted mail server on loopback: script runs for each
 // connection, with a line reader and a writer.
-type upstream struct {
+type scriptedServer struct {
 	t     *testing.T
 	tls   *tls.Config
 	ca    string
@@ -109,18 +111,18 @@ func bearer(t *testing.T, b64 string) string {
 	return tok
 }
 
-func newUpstream(t *testing.T, implicit bool, script func(p *peer, n int)) *upstream {
+func newUpstream(t *testing.T, implicit bool, script func(p *peer, n int)) *scriptedServer {
 	t.Helper()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	if err := generateCertificate(certFile, keyFile); err != nil {
+	if err := certs.Generate(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &upstream{t: t, tls: &tls.Config{Certificates: []tls.Certificate{cert}}, ca: certFile}
+	u := &scriptedServer{t: t, tls: &tls.Config{Certificates: []tls.Certificate{cert}}, ca: certFile}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -151,13 +153,13 @@ func newUpstream(t *testing.T, implicit bool, script func(p *peer, n int)) *upst
 	return u
 }
 
-func (u *upstream) count() int {
+func (u *scriptedServer) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.conns
 }
 
-func (u *upstream) dialer(t *testing.T, proto provider.Protocol, implicit bool, tok *fakeTokens) *Dialer {
+func (u *scriptedServer) dialer(t *testing.T, proto provider.Protocol, implicit bool, tok *fakeTokens) *Dialer {
 	t.Helper()
 	a := &config.Account{Name: "work", Email: "me@example.test", CAFile: u.ca,
 		Servers: map[provider.Protocol]provider.Server{proto: {Host: "localhost", Port: u.port, ImplicitTLS: implicit, Protocol: proto}}}
@@ -295,7 +297,7 @@ func TestUpstreamSTARTTLSInjection(t *testing.T) {
 		p.r.ReadString('\n')
 	})
 	_, err := u.dialer(t, provider.IMAP, false, &fakeTokens{cur: tok1}).Dial(dialCtx(t), proxy.UpstreamRequest{Protocol: proxy.IMAP, Account: "work"})
-	if !errors.Is(err, errBufferedBeforeTLS) {
+	if !errors.Is(err, upstream.ErrBufferedBeforeTLS) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -375,19 +377,6 @@ func TestSMTPTemporary(t *testing.T) {
 	_, err := u.dialer(t, provider.SMTP, true, tok).Dial(dialCtx(t), proxy.UpstreamRequest{Protocol: proxy.SMTP, Account: "work"})
 	if err == nil || errors.Is(err, proxy.ErrUpstreamAuth) || len(tok.forced) != 0 {
 		t.Fatalf("err = %v, forced %d", err, len(tok.forced))
-	}
-}
-
-func TestUpstreamEHLO(t *testing.T) {
-	for in, want := range map[string]string{
-		"EHLO a.example": "EHLO a.example",
-		"HELO a.example": "EHLO a.example",
-		"":               "EHLO localhost",
-		"helo":           "EHLO localhost",
-	} {
-		if got := upstreamEHLO(in); got != want {
-			t.Errorf("upstreamEHLO(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 

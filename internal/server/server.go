@@ -4,21 +4,20 @@
 // servers, keeps every account's token fresh in the background, and serves
 // a status page, /healthz and Prometheus /metrics.
 //
-// Upstream, it dials the account's server with a timeout, requires TLS
-// (implicit, or STARTTLS per RFC 2595 and RFC 3207, with bytes buffered
-// before the handshake refused), verifies it against the system roots and
-// the account's ca_file, and authenticates with SASL XOAUTH2 or
-// OAUTHBEARER (RFC 7628) as the server advertises: IMAP AUTHENTICATE
-// (RFC 9051, RFC 4959 SASL-IR), POP3 AUTH (RFC 5034), SMTP AUTH (RFC 4954)
-// after replaying the client's EHLO. A token the server refuses is replaced
-// once (tokens.Manager.ForceRefresh) and the login retried on a new
-// connection. The protocol code before authentication is written here from
-// the RFCs, because the relay needs the raw connection positioned right
-// after the server's authentication reply.
+// Upstream, the Dialer (dial.go) hands each session to package upstream,
+// which logs in to the account's server over verified TLS with XOAUTH2 or
+// OAUTHBEARER, as mailkey test does; a token the server refuses is
+// replaced once (tokens.Manager.ForceRefresh) and the login retried on a
+// new connection.
 //
 // Listeners bind loopback unless the configuration explicitly allows
 // otherwise, and then only with implicit TLS; the certificate is the
-// user's, or one generated once into the state folder.
+// user's, or one generated once into the state folder (package certs).
+//
+// The package is wiring: server.go puts the pieces together, dial.go is the
+// upstream dialer, status.go and status.html the status page, metrics.go
+// the Prometheus metrics and refresher.go the background refresh of each
+// account's token.
 package server
 
 import (
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/proxy"
@@ -208,15 +208,15 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	var err error
-	s.cert, s.generated, err = loadCertificate(p.CertFile, p.KeyFile, cfg.StateDir)
+	s.cert, s.generated, err = certs.Load(p.CertFile, p.KeyFile, cfg.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("proxy certificate: %w", err)
 	}
 	s.certFile = p.CertFile
 	if s.certFile == "" {
-		s.certFile, _ = CertPaths(cfg.StateDir)
+		s.certFile, _ = certs.Paths(cfg.StateDir)
 	}
-	s.fingerprint = Fingerprint(s.cert.Certificate[0])
+	s.fingerprint = certs.Fingerprint(s.cert.Certificate[0])
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
 
 	s.dialer, err = newDialer(cfg.Accounts, cfg.Tokens, s.log, s.m)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"html/template"
 	"net/http"
@@ -12,31 +13,16 @@ import (
 	"github.com/mailkey/mailkey/internal/tokens"
 )
 
-// statusPage never shows a token: only states, times and counts.
-// It is parsed on first use: every command of the binary would pay for parsing it at start-up.
+// statusHTML is the status page's template. It never shows a token: only
+// states, times and counts.
+//
+//go:embed status.html
+var statusHTML string
+
+// statusPage is parsed on first use: every command of the binary would pay
+// for parsing it at start-up.
 var statusPage = sync.OnceValue(func() *template.Template {
-	return template.Must(template.New("status").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mailkey serve</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left;border-bottom:1px solid #ddd}code{font-size:90%}</style>
-</head><body>
-<h1>mailkey serve</h1>
-<p>Version {{.Version}}, up since {{.Started}}.</p>
-<h2>Accounts</h2>
-<table><tr><th>account</th><th>email</th><th>token</th></tr>
-{{range .Accounts}}<tr><td>{{.Name}}</td><td>{{.Email}}</td><td>{{.State}}</td></tr>
-{{else}}<tr><td colspan="3">no accounts configured</td></tr>{{end}}</table>
-<h2>Listeners</h2>
-<table><tr><th>listener</th><th>address</th></tr>
-{{range .Listeners}}<tr><td>{{.Name}}</td><td><code>{{.Addr}}</code></td></tr>
-{{end}}</table>
-<p>Certificate <code>{{.CertFile}}</code>, SHA-256 fingerprint <code>{{.Fingerprint}}</code></p>
-<h2>Sessions</h2>
-<table><tr><th>protocol</th><th>active</th><th>relaying</th><th>accepted</th><th>logins ok</th><th>logins failed</th><th>upstream failures</th></tr>
-{{range .Sessions}}<tr><td>{{.Protocol}}</td><td>{{.Active}}</td><td>{{.Relaying}}</td><td>{{.Accepted}}</td><td>{{.LoginsOK}}</td><td>{{.LoginsFailed}}</td><td>{{.UpstreamFailed}}</td></tr>
-{{end}}</table>
-<p><a href="/metrics">metrics</a> · <a href="/healthz">healthz</a></p>
-</body></html>
-`))
+	return template.Must(template.New("status").Parse(statusHTML))
 })
 
 type statusData struct {

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package server
+package readahead
 
 // nonBlockingRead reads nothing where no non-blocking read is at hand; the
 // connection then behaves as if unwrapped.

@@ -1,5 +1,6 @@
-// Package pop3 is a small POP3 client: enough to log in with SASL (XOAUTH2,
-// OAUTHBEARER) and look at a mailbox, for `mailkey test` and for tests.
+// Package pop3 is a small POP3 client: the wire client package upstream
+// logs in with (SASL XOAUTH2 or OAUTHBEARER), and enough to look at a
+// mailbox after that, for `mailkey test` and for tests.
 //
 // It follows RFC 1939 (POP3), RFC 2449 (CAPA, extended response codes),
 // RFC 5034 (AUTH with SASL) and RFC 2595 (STLS). Before STLS it refuses a

@@ -1,4 +1,4 @@
-package server
+package certs
 
 import (
 	"errors"
@@ -16,10 +16,10 @@ func TestGeneratedCertificatePermissions(t *testing.T) {
 		t.Skip("no POSIX mode bits")
 	}
 	state := t.TempDir()
-	if _, generated, err := loadCertificate("", "", state); err != nil || !generated {
+	if _, generated, err := Load("", "", state); err != nil || !generated {
 		t.Fatalf("first load: generated=%v err=%v", generated, err)
 	}
-	certFile, keyFile := CertPaths(state)
+	certFile, keyFile := Paths(state)
 	for file, want := range map[string]os.FileMode{keyFile: 0o600, certFile: 0o644} {
 		fi, err := os.Stat(file)
 		if err != nil {
@@ -29,14 +29,14 @@ func TestGeneratedCertificatePermissions(t *testing.T) {
 			t.Errorf("%s mode %v, want %v", file, fi.Mode().Perm(), want)
 		}
 	}
-	if _, generated, err := loadCertificate("", "", state); err != nil || generated {
+	if _, generated, err := Load("", "", state); err != nil || generated {
 		t.Fatalf("second load: generated=%v err=%v, want the existing certificate", generated, err)
 	}
 
 	if err := os.Chmod(keyFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := loadCertificate("", "", state)
+	_, _, err := Load("", "", state)
 	var pe *secperm.Error
 	if !errors.As(err, &pe) || pe.Path != keyFile {
 		t.Fatalf("group-readable key: %v, want *secperm.Error for %s", err, keyFile)

@@ -1,18 +1,11 @@
 package pop3
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"net"
 )
-
-// StartTLSWrap is StartTLS, with the protected connection passed through
-// wrap once its handshake is done: a protocol transcript, for one, taps the
-// plain text there. wrap must return a connection that reads and writes
-// through the one it is given.
-func (c *Client) StartTLSWrap(cfg *tls.Config, wrap func(net.Conn) net.Conn) error {
-	return c.startTLS(cfg, wrap)
-}
 
 // StartTLS sends STLS (RFC 2595 §4) and runs the TLS handshake; an empty
 // ServerName in cfg is filled in from Dial's address. Capabilities learned
@@ -22,10 +15,17 @@ func (c *Client) StartTLSWrap(cfg *tls.Config, wrap func(net.Conn) net.Conn) err
 // connection and returns ErrSTLSInjection: those bytes were sent in the
 // clear and must not be taken for part of the TLS session.
 func (c *Client) StartTLS(cfg *tls.Config) error {
-	return c.startTLS(cfg, nil)
+	return c.StartTLSWith(func() (net.Conn, error) {
+		tc := tls.Client(c.conn, withServerName(cfg, c.host))
+		return tc, tc.Handshake()
+	})
 }
 
-func (c *Client) startTLS(cfg *tls.Config, wrap func(net.Conn) net.Conn) error {
+// StartTLSWith is StartTLS with the handshake left to upgrade, called
+// after the server's +OK: it returns the connection to go on with, TLS
+// over the one the client was given, and possibly wrapped (a protocol
+// transcript, for one, taps the plain text there).
+func (c *Client) StartTLSWith(upgrade func() (net.Conn, error)) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -40,15 +40,11 @@ func (c *Client) startTLS(cfg *tls.Config, wrap func(net.Conn) net.Conn) error {
 		c.Close()
 		return ErrSTLSInjection
 	}
-	tc := tls.Client(c.conn, withServerName(cfg, c.host))
-	if err := tc.Handshake(); err != nil {
+	conn, err := upgrade()
+	if err != nil {
 		c.err = fmt.Errorf("pop3: TLS handshake: %w", err)
 		c.Close()
 		return c.err
-	}
-	var conn net.Conn = tc
-	if wrap != nil {
-		conn = wrap(tc)
 	}
 	c.conn = conn
 	c.br.Reset(conn)
@@ -57,3 +53,8 @@ func (c *Client) startTLS(cfg *tls.Config, wrap func(net.Conn) net.Conn) error {
 	c.capa = nil
 	return nil
 }
+
+// Stream returns the connection and the reader that holds what was read
+// of it ahead, for a caller that takes the session over (mailkey serve
+// relays it to a mail client). The Client must not be used afterwards.
+func (c *Client) Stream() (net.Conn, *bufio.Reader) { return c.conn, c.br }

@@ -1,4 +1,9 @@
-package server
+// Package certs is the local certificate of mailkey serve's listeners:
+// the user's own, or a self-signed one for localhost, 127.0.0.1 and ::1
+// generated once into the state folder (RFC 5280), and its SHA-256
+// fingerprint, which mailkey status and the status page show so that a
+// client can pin it.
+package certs
 
 import (
 	"crypto/ecdsa"
@@ -33,9 +38,9 @@ const (
 	certLifetime = 10 * 365 * 24 * time.Hour
 )
 
-// CertPaths returns where the generated certificate and key live in the
+// Paths returns where the generated certificate and key live in the
 // state folder dir.
-func CertPaths(dir string) (certFile, keyFile string) {
+func Paths(dir string) (certFile, keyFile string) {
 	return filepath.Join(dir, CertFileName), filepath.Join(dir, KeyFileName)
 }
 
@@ -69,15 +74,15 @@ func FileFingerprint(certFile string) (string, error) {
 	return Fingerprint(blk.Bytes), nil
 }
 
-// loadCertificate loads certFile and keyFile when given (the user's own
-// certificate), else the generated one in stateDir, generating it first
-// when missing or expired. It reports whether it generated one.
-func loadCertificate(certFile, keyFile, stateDir string) (tls.Certificate, bool, error) {
+// Load loads certFile and keyFile when given (the user's own certificate),
+// else the generated one in stateDir, generating it first when missing or
+// expired. It reports whether it generated one.
+func Load(certFile, keyFile, stateDir string) (tls.Certificate, bool, error) {
 	if certFile != "" {
 		c, err := tls.LoadX509KeyPair(certFile, keyFile)
 		return c, false, err
 	}
-	certFile, keyFile = CertPaths(stateDir)
+	certFile, keyFile = Paths(stateDir)
 	c, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err == nil && c.Leaf != nil && time.Now().Before(c.Leaf.NotAfter) {
 		var pe *secperm.Error
@@ -89,18 +94,18 @@ func loadCertificate(certFile, keyFile, stateDir string) (tls.Certificate, bool,
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return tls.Certificate{}, false, err
 	}
-	if err := generateCertificate(certFile, keyFile); err != nil {
+	if err := Generate(certFile, keyFile); err != nil {
 		return tls.Certificate{}, false, err
 	}
 	c, err = tls.LoadX509KeyPair(certFile, keyFile)
 	return c, true, err
 }
 
-// generateCertificate writes a self-signed ECDSA P-256 certificate for
+// Generate writes a self-signed ECDSA P-256 certificate for
 // localhost, 127.0.0.1 and ::1. It is its own CA, so a client can trust
 // the file directly. The key is written 0600 before the certificate, so a
 // certificate never names a key that is missing.
-func generateCertificate(certFile, keyFile string) error {
+func Generate(certFile, keyFile string) error {
 	if err := os.MkdirAll(filepath.Dir(certFile), 0o700); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package server
+package readahead
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func TestReadAheadDeliversEveryByte(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := withReadAhead(raw)
+	c := Wrap(raw)
 	defer c.Close()
 	if _, ok := c.(*readAheadConn); !ok {
 		t.Fatalf("a TCP connection was not wrapped: %T", c)

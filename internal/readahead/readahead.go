@@ -1,4 +1,7 @@
-package server
+// Package readahead lets crypto/tls drain a burst of records from a socket
+// in few system calls: mailkey serve relays large IMAP FETCH answers and
+// POP3 RETRs through it.
+package readahead
 
 import (
 	"net"
@@ -26,9 +29,9 @@ type readAheadConn struct {
 	r, w int
 }
 
-// withReadAhead wraps a TCP connection; other connections are returned as
-// they are.
-func withReadAhead(c net.Conn) net.Conn {
+// Wrap wraps a TCP connection; other connections are returned as they
+// are. Put it under the tls.Client of a connection that is to be relayed.
+func Wrap(c net.Conn) net.Conn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c

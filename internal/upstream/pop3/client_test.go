@@ -145,9 +145,9 @@ func TestStartTLS(t *testing.T) {
 	}
 }
 
-// StartTLSWrap hands over the TLS connection, and what follows goes
-// through the wrapper.
-func TestStartTLSWrap(t *testing.T) {
+// StartTLSWith goes on with the connection upgrade returns: what follows
+// goes through it.
+func TestStartTLSWith(t *testing.T) {
 	cert, pool := testCert(t)
 	c := mustPipeClient(t, func(s *fakeServer) {
 		s.expect("STLS")
@@ -157,11 +157,9 @@ func TestStartTLSWrap(t *testing.T) {
 		s.send("+OK\r\n")
 	})
 	var seen bytes.Buffer
-	err := c.StartTLSWrap(&tls.Config{RootCAs: pool, ServerName: "pop.example.test"}, func(tc net.Conn) net.Conn {
-		if _, ok := tc.(*tls.Conn); !ok {
-			t.Errorf("wrap got a %T, want the TLS connection", tc)
-		}
-		return &recordingConn{Conn: tc, w: &seen}
+	err := c.StartTLSWith(func() (net.Conn, error) {
+		tc := tls.Client(c.conn, &tls.Config{RootCAs: pool, ServerName: "pop.example.test"})
+		return &recordingConn{Conn: tc, w: &seen}, tc.Handshake()
 	})
 	if err != nil {
 		t.Fatal(err)
