@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
+
+	"github.com/mailkey/mailkey/internal/config"
 )
 
 // Output rules, written once:
@@ -48,16 +51,7 @@ func report(w io.Writer, err error) {
 	for _, line := range strings.Split(strings.TrimRight(msg, "\n"), "\n") {
 		fmt.Fprintf(w, "mailkey: error: %s\n", line)
 	}
-	var hint string
-	var ee *Error
-	var h hinter
-	switch {
-	case errors.As(err, &ee) && ee.Hint != "":
-		hint = ee.Hint
-	case errors.As(err, &h):
-		hint = h.Hint()
-	}
-	for _, line := range strings.Split(hint, "\n") {
+	for _, line := range strings.Split(hintOf(err), "\n") {
 		if line != "" {
 			fmt.Fprintf(w, "mailkey: hint: %s\n", line)
 		}
@@ -87,15 +81,33 @@ func (e *env) writeJSON(v any) error {
 func worded(err error) (msg, hint string, code int) {
 	msg, code = err.Error(), 1
 	var ee *Error
-	var h hinter
-	switch {
-	case errors.As(err, &ee):
-		hint = ee.Hint
-		if ee.Code != 0 {
-			code = ee.Code
-		}
-	case errors.As(err, &h):
-		hint = h.Hint()
+	if errors.As(err, &ee) && ee.Code != 0 {
+		code = ee.Code
 	}
-	return msg, hint, code
+	return msg, hintOf(err), code
+}
+
+// hintOf is the next step for err: an *Error's own hint, else what the
+// package that returned err knows (hinter), else the CLI's words for a
+// typed error of a package below, which names no command itself.
+func hintOf(err error) string {
+	var ee *Error
+	if errors.As(err, &ee) && ee.Hint != "" {
+		return ee.Hint
+	}
+	var h hinter
+	if errors.As(err, &h) {
+		if hint := h.Hint(); hint != "" {
+			return hint
+		}
+	}
+	var ua *config.UnknownAccountError
+	if errors.As(err, &ua) && len(ua.Known) == 0 {
+		return "add one with: mailkey add " + ua.Name + " --provider PROVIDER --email ADDRESS"
+	}
+	var ce *config.Error
+	if errors.As(err, &ce) && errors.Is(err, fs.ErrNotExist) && ce.Line == 0 {
+		return "create it with: mailkey add ACCOUNT --provider PROVIDER --email ADDRESS"
+	}
+	return ""
 }

@@ -94,6 +94,7 @@ func (c *serveCmd) Run(e *env) error {
 			}
 			return tokenHint(conf, err)
 		},
+		Command: serveCommand,
 		Version: Version,
 	})
 	if err != nil {
@@ -114,4 +115,13 @@ func (c *serveCmd) Run(e *env) error {
 		defer stop() // before the lifecycle drains the manager
 	}
 	return srv.Run(e.ctx)
+}
+
+// serveCommand words the next steps serve names to mail clients and on
+// its status page.
+func serveCommand(step server.Step, account string) string {
+	if step == server.StepLogin {
+		return "mailkey login " + account
+	}
+	return "mailkey test " + account
 }

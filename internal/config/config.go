@@ -154,8 +154,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		e := &Error{File: path, Msg: describeFileErr(err), err: err}
 		if errors.Is(err, fs.ErrNotExist) {
-			e.Msg = "configuration file does not exist"
-			e.Hint = "create it with: mailkey add ACCOUNT --provider PROVIDER --email ADDRESS"
+			e.Msg = "configuration file does not exist" // the CLI says how to make one
 		}
 		return nil, Errors{e}
 	}

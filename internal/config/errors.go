@@ -86,13 +86,14 @@ func (e *UnknownAccountError) Error() string {
 	return fmt.Sprintf("no account %q in %s", e.Name, e.File)
 }
 
-// Hint suggests a close name, or lists the known ones.
+// Hint suggests a close name, or lists the known ones; with none known it
+// is empty (the CLI says how to add one).
 func (e *UnknownAccountError) Hint() string {
 	if s := suggest(e.Name, e.Known); s != "" {
 		return fmt.Sprintf("did you mean %s?", s)
 	}
 	if len(e.Known) == 0 {
-		return "add one with: mailkey add " + e.Name + " --provider PROVIDER --email ADDRESS"
+		return ""
 	}
 	return "accounts: " + strings.Join(e.Known, ", ")
 }

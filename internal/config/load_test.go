@@ -349,7 +349,7 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("err = %v, want fs.ErrNotExist", err)
 	}
 	var e *Error
-	if !errors.As(err, &e) || e.File != path || e.Hint == "" {
+	if !errors.As(err, &e) || e.File != path || e.Msg != "configuration file does not exist" {
 		t.Fatalf("err = %#v", err)
 	}
 }

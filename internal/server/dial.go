@@ -35,6 +35,23 @@ type Dialer struct {
 	m        *metrics
 	// refreshed, when set, hears of every forced refresh.
 	refreshed func(account string)
+	// command is Config.Command.
+	command func(step Step, account string) string
+}
+
+// run words "(run COMMAND)" for a message to a mail client, after what
+// went wrong and before; without Config.Command it is what went wrong.
+func run(command func(Step, string) string, what string, step Step, account string) string {
+	if command == nil {
+		if what == "" {
+			return ""
+		}
+		return " (" + what + ")"
+	}
+	if what != "" {
+		what += "; "
+	}
+	return " (" + what + "run " + command(step, account) + ")"
 }
 
 var _ proxy.Dialer = (*Dialer)(nil)
@@ -90,7 +107,7 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 	}
 	rec, err := d.tokens.Get(ctx, a.Name)
 	if err != nil {
-		return nil, tokenFailure(a.Name, err)
+		return nil, d.tokenFailure(a.Name, err)
 	}
 	d.m.dials.WithLabelValues(req.Protocol).Inc()
 	s, err := upstream.For(protocolOf(req.Protocol))(ctx, &upstream.Options{
@@ -125,13 +142,13 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 func (d *Dialer) failure(a *config.Account, srv provider.Server, req proxy.UpstreamRequest, err error) error {
 	var ue *upstream.Error
 	if errors.As(err, &ue) && ue.Phase == upstream.PhaseToken {
-		return tokenFailure(a.Name, err)
+		return d.tokenFailure(a.Name, err)
 	}
 	var re *upstream.ReplyError
 	if errors.As(err, &re) && re.Refused {
 		d.m.logins.WithLabelValues(req.Protocol, "refused").Inc()
 		return &proxy.UpstreamError{
-			Message: fmt.Sprintf("mailkey could not log in to %s for %s: the server refused the token (run mailkey test %s)", srv.Host, a.Name, a.Name),
+			Message: fmt.Sprintf("mailkey could not log in to %s for %s: the server refused the token", srv.Host, a.Name) + run(d.command, "", StepTest, a.Name),
 			Err:     fmt.Errorf("%w: %s: %w", proxy.ErrUpstreamAuth, srv.Host, err),
 		}
 	}
@@ -148,31 +165,31 @@ func (d *Dialer) failure(a *config.Account, srv provider.Server, req proxy.Upstr
 	}
 	msg := fmt.Sprintf("mailkey could not reach %s for %s, try again later", srv.Host, a.Name)
 	if step != "" {
-		msg = fmt.Sprintf("mailkey could not log in to %s for %s: %s failed (run mailkey test %s)", srv.Host, a.Name, step, a.Name)
+		msg = fmt.Sprintf("mailkey could not log in to %s for %s: %s failed", srv.Host, a.Name, step) + run(d.command, "", StepTest, a.Name)
 	}
 	return &proxy.UpstreamError{Message: msg, Err: fmt.Errorf("%s: %w", srv.Host, err)}
 }
 
 // tokenFailure words a lifecycle manager error for the mail client.
-func tokenFailure(name string, err error) error {
+func (d *Dialer) tokenFailure(name string, err error) error {
 	var nl *tokens.NeedsLoginError
 	if errors.As(err, &nl) {
 		return &proxy.UpstreamError{
-			Message: fmt.Sprintf("mailkey has no valid token for %s (run mailkey login %s)", name, name),
+			Message: "mailkey has no valid token for " + name + run(d.command, "", StepLogin, name),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
 		}
 	}
 	var ce *tokens.ClientConfigError
 	if errors.As(err, &ce) {
 		return &proxy.UpstreamError{
-			Message: fmt.Sprintf("the provider rejected mailkey's client for %s (check its client_secret; run mailkey test %s)", name, name),
+			Message: "the provider rejected mailkey's client for " + name + run(d.command, "check its client_secret", StepTest, name),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
 		}
 	}
 	var rf *tokens.RefusedError
 	if errors.As(err, &rf) {
 		return &proxy.UpstreamError{
-			Message: fmt.Sprintf("the provider refused a token for %s (run mailkey test %s)", name, name),
+			Message: "the provider refused a token for " + name + run(d.command, "", StepTest, name),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
 		}
 	}

@@ -167,7 +167,25 @@ func (u *scriptedServer) dialer(t *testing.T, proto provider.Protocol, implicit 
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.command = testCommand
 	return d
+}
+
+// testCommand words next steps as the CLI does (Config.Command).
+func testCommand(step Step, account string) string {
+	return map[Step]string{StepLogin: "mailkey login ", StepTest: "mailkey test "}[step] + account
+}
+
+// TestMessagesWithoutCommand: without Config.Command a message to the mail
+// client names no command, only what went wrong.
+func TestMessagesWithoutCommand(t *testing.T) {
+	d := &Dialer{}
+	for _, err := range []error{&tokens.NeedsLoginError{Account: "work"}, &tokens.ClientConfigError{Account: "work"}} {
+		var ue *proxy.UpstreamError
+		if !errors.As(d.tokenFailure("work", err), &ue) || strings.Contains(ue.Message, "mailkey login") || strings.Contains(ue.Message, "run ") {
+			t.Errorf("message for %T: %+v", err, ue)
+		}
+	}
 }
 
 func dialCtx(t *testing.T) context.Context {

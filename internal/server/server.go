@@ -83,10 +83,23 @@ type Config struct {
 	// Hint words the next step for a token error of an account, for the
 	// refresher's log (the CLI's words); nil logs none.
 	Hint func(account string, err error) string
+	// Command words a next step for an account as the user types it (the
+	// CLI's words), for messages to mail clients and the status page; nil
+	// names none.
+	Command func(step Step, account string) string
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
 }
+
+// A Step is what a user does next about an account, named in messages to
+// mail clients and on the status page; Config.Command words it.
+type Step int
+
+const (
+	StepLogin Step = iota // sign the account in again
+	StepTest              // diagnose the account's logins
+)
 
 // Listener names, as used by Addr and in logs.
 const (
@@ -228,6 +241,7 @@ func New(cfg Config) (*Server, error) {
 		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, cfg.RefreshMargin, s.log, s.m)
 		s.refreshers[a.Name].hint = cfg.Hint
 	}
+	s.dialer.command = cfg.Command
 	s.dialer.refreshed = func(account string) {
 		if r := s.refreshers[account]; r != nil {
 			r.poke()

@@ -92,12 +92,13 @@ func (s *Server) tokenState(ctx context.Context, account string, appOnly bool, n
 	switch {
 	case errors.Is(err, store.ErrNotFound) && appOnly:
 		return "none yet (app-only: fetched on first use)"
-	case errors.Is(err, store.ErrNotFound):
-		return "needs login (mailkey login " + account + ")"
+	case errors.Is(err, store.ErrNotFound), err == nil && tokens.NeedsLogin(rec):
+		if s.cfg.Command == nil {
+			return "needs login"
+		}
+		return "needs login (" + s.cfg.Command(StepLogin, account) + ")"
 	case err != nil:
 		return "unreadable"
-	case tokens.NeedsLogin(rec):
-		return "needs login (mailkey login " + account + ")"
 	case rec.AccessToken == "":
 		return "expired (renewed on next use)"
 	case rec.Expiry.IsZero():
