@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,14 +17,15 @@ import (
 // command lines of at least 8192 octets); RFC 4954 asks 12288 for SMTP AUTH
 // lines, but no PLAIN response with 255-octet fields needs more than 8 KiB.
 const (
-	DefaultMaxLine          = 8 << 10
-	DefaultPreAuthTimeout   = 60 * time.Second
-	DefaultDialTimeout      = 30 * time.Second
-	DefaultMaxConnsPerIP    = 100
-	DefaultMaxBadCommands   = 5
-	DefaultMaxLoginFailures = 10
-	DefaultFailureWindow    = 5 * time.Minute
-	DefaultFailureDelay     = time.Second
+	DefaultMaxLine           = 8 << 10
+	DefaultPreAuthTimeout    = 60 * time.Second
+	DefaultDialTimeout       = 30 * time.Second
+	DefaultMaxConnsPerIP     = 100
+	DefaultMaxBadCommands    = 5
+	DefaultMaxLoginFailures  = 10
+	DefaultMaxSourceFailures = 100
+	DefaultFailureWindow     = 5 * time.Minute
+	DefaultFailureDelay      = time.Second
 
 	// busyWriteTimeout bounds the write of the refusal sent to a source
 	// that is over its connection cap.
@@ -41,11 +43,17 @@ type Limits struct {
 	IdleTimeout    time.Duration // after login: no byte in either direction for this long ends the session
 	MaxConnsPerIP  int           // simultaneous connections per source address
 	MaxBadCommands int           // refused pre-login commands before the connection is closed
-	// MaxLoginFailures failed logins from one source address within
-	// FailureWindow make further logins from it fail without their password
-	// being checked, until the window lets some back.
-	MaxLoginFailures int
-	FailureWindow    time.Duration
+	// MaxLoginFailures failed logins with one login name from one source
+	// address make further logins with that name from there fail without
+	// their password being checked; MaxSourceFailures failed logins from
+	// one source address, whatever the names, do the same for every name.
+	// Each is a bucket that lets one more try back every FailureWindow /
+	// its size: 10 in a row, then one per 30 seconds, by default. Counting
+	// per name first keeps one misconfigured client from locking out the
+	// others that share its address (every local client is 127.0.0.1).
+	MaxLoginFailures  int
+	MaxSourceFailures int
+	FailureWindow     time.Duration
 	// FailureDelay is waited before answering a failed or refused login;
 	// negative means no delay.
 	FailureDelay time.Duration
@@ -62,6 +70,7 @@ func orDefault[T int | time.Duration](v *T, d T) {
 func (l Limits) sourceDefaults() Limits {
 	orDefault(&l.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	orDefault(&l.MaxLoginFailures, DefaultMaxLoginFailures)
+	orDefault(&l.MaxSourceFailures, DefaultMaxSourceFailures)
 	orDefault(&l.FailureWindow, DefaultFailureWindow)
 	return l
 }
@@ -136,25 +145,51 @@ type Server struct {
 }
 
 // Guard holds the limits per source address: how many connections it may
-// hold at once, and its failed logins. One Guard may serve several Servers.
+// hold at once, and its failed logins, per login name and in all. One
+// Guard may serve several Servers.
 type Guard struct {
 	maxConns int
-	limiter  *failureLimiter
+	byLogin  *failureLimiter // source address and login name
+	bySource *failureLimiter // source address
 
 	mu    sync.Mutex
 	conns map[string]int
 }
 
 // NewGuard returns a Guard with the connection cap and failed-login limits
-// of l (MaxConnsPerIP, MaxLoginFailures, FailureWindow; zero takes the
-// defaults).
+// of l (MaxConnsPerIP, MaxLoginFailures, MaxSourceFailures,
+// FailureWindow; zero takes the defaults).
 func NewGuard(l Limits) *Guard {
 	l = l.sourceDefaults()
 	return &Guard{
 		maxConns: l.MaxConnsPerIP,
-		limiter:  newFailureLimiter(l.MaxLoginFailures, l.FailureWindow),
+		byLogin:  newFailureLimiter(l.MaxLoginFailures, l.FailureWindow),
+		bySource: newFailureLimiter(l.MaxSourceFailures, l.FailureWindow),
 		conns:    make(map[string]int),
 	}
+}
+
+// maxLoginKey bounds the part of a login name that keys its failures.
+const maxLoginKey = 256
+
+// loginAllowed reports whether login may be tried from source now.
+func (g *Guard) loginAllowed(source, login string) bool {
+	return g.byLogin.Allowed(loginKey(source, login)) && g.bySource.Allowed(source)
+}
+
+// loginFailed counts a failed login with login from source.
+func (g *Guard) loginFailed(source, login string) {
+	g.byLogin.Failed(loginKey(source, login))
+	g.bySource.Failed(source)
+}
+
+// loginKey keys the failures of one login name (case-folded, as logins
+// are matched) from one source address.
+func loginKey(source, login string) string {
+	if len(login) > maxLoginKey {
+		login = login[:maxLoginKey]
+	}
+	return source + "\x00" + strings.ToLower(login)
 }
 
 // acquire counts a connection from key; it reports false when key is over

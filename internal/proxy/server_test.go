@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -91,6 +92,45 @@ func TestGuardShared(t *testing.T) {
 	if n := srvA.Stats().RateLimited.Load(); n != 1 {
 		t.Errorf("rate limited %d, want 1", n)
 	}
+}
+
+// A client that keeps sending a wrong password for its login name is
+// refused without its password being checked, but another client from
+// the same address (every local client is 127.0.0.1) still logs in; only
+// failures under many names lock the address out.
+func TestFailuresPerLoginName(t *testing.T) {
+	guard := proxy.NewGuard(proxy.Limits{MaxLoginFailures: 3, MaxSourceFailures: 6, FailureWindow: time.Hour})
+	srv := newServer(&proxytest.Dialer{})
+	srv.Guard = guard
+	addr := proxytest.Start(t, srv)
+
+	scanner := proxytest.Dial(t, addr)
+	scanner.Expect("* OK ")
+	for i := range 20 {
+		scanner.Send(fmt.Sprintf("s%d LOGIN Scanner wrong\r\n", i))
+		if i < 3 {
+			scanner.Expect(fmt.Sprintf("s%d NO [AUTHENTICATIONFAILED] ", i))
+		} else {
+			scanner.Expect(fmt.Sprintf("s%d NO [UNAVAILABLE] ", i))
+		}
+		if i == 3 { // the name is matched without regard to case
+			scanner.Send("S LOGIN scanner wrong\r\n")
+			scanner.Expect("S NO [UNAVAILABLE] ")
+		}
+	}
+	login(t, addr).Send("z LOGOUT\r\n")
+
+	// Three more names fail three times in all: the address has had six.
+	other := proxytest.Dial(t, addr)
+	other.Expect("* OK ")
+	for i := range 3 {
+		other.Send(fmt.Sprintf("o%d LOGIN name%d wrong\r\n", i, i))
+		other.Expect(fmt.Sprintf("o%d NO [AUTHENTICATIONFAILED] ", i))
+	}
+	c := proxytest.Dial(t, addr)
+	c.Expect("* OK ")
+	c.Send("a LOGIN alice " + pass + "\r\n")
+	c.Expect("a NO [UNAVAILABLE] ")
 }
 
 func TestShutdown(t *testing.T) {

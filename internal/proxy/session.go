@@ -312,7 +312,7 @@ func (s *Session) BadCommand() error {
 func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 	remote := s.raw.RemoteAddr()
 	key := sourceKey(remote)
-	if !s.srv.guard.limiter.Allowed(key) {
+	if !s.srv.guard.loginAllowed(key, login) {
 		s.srv.metrics.RateLimited.Add(1)
 		s.outcome = OutcomeRateLimited
 		s.log.Warn("login refused: too many failures from this address", "remote", remote.String(), "login", safeLogin(login))
@@ -322,7 +322,7 @@ func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 	account, err := s.srv.Auth.Authenticate(s.ctx, login, password, remote)
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
-			s.srv.guard.limiter.Failed(key)
+			s.srv.guard.loginFailed(key, login)
 			s.srv.metrics.AuthFailed.Add(1)
 			s.outcome = OutcomeAuthFailed
 			s.log.Info("login failed", "remote", remote.String(), "login", safeLogin(login))
