@@ -120,8 +120,14 @@ func (c *serveCmd) Run(e *env) error {
 // serveCommand words the next steps serve names to mail clients and on
 // its status page.
 func serveCommand(step server.Step, account string) string {
-	if step == server.StepLogin {
+	switch step {
+	case server.StepLogin:
 		return "mailkey login " + account
+	case server.StepStatus:
+		if account == "" {
+			return "mailkey status"
+		}
+		return "mailkey status " + account
 	}
 	return "mailkey test " + account
 }

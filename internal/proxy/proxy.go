@@ -79,6 +79,10 @@ var (
 	// ErrUpstreamAuth reports that the upstream server refused to
 	// authenticate the account.
 	ErrUpstreamAuth = errors.New("upstream authentication failed")
+	// ErrLocalFault reports a failure that trying again will not mend:
+	// mailkey's own data for the login (a token record, the app password
+	// file) cannot be read, and a person has to fix it.
+	ErrLocalFault = errors.New("mailkey's own data cannot be read")
 	// ErrLineTooLong reports a client line longer than Limits.MaxLine.
 	ErrLineTooLong = errors.New("line too long")
 	// ErrInjection reports bytes pipelined after STARTTLS/STLS in plaintext
@@ -115,6 +119,9 @@ type Failure struct {
 	// Auth is true when the credentials were refused (locally or by the
 	// upstream), false for a temporary failure the client may retry.
 	Auth bool
+	// Local is true for a fault of mailkey's own data (ErrLocalFault): not
+	// the credentials, and not worth retrying until a person fixes it.
+	Local bool
 	// Message is a short, single-line, client-safe text.
 	Message string
 }
@@ -131,6 +138,8 @@ func Classify(err error) Failure {
 		return Failure{Auth: true, Message: "Authentication failed"}
 	case errors.Is(err, ErrRateLimited):
 		return Failure{Message: "Too many failed logins, try again later"}
+	case errors.Is(err, ErrLocalFault):
+		f = Failure{Local: true, Message: "mailkey cannot read its own data for this login; its administrator has to fix it"}
 	case errors.Is(err, ErrUpstreamAuth):
 		f = Failure{Auth: true, Message: "Upstream server refused the account's authorization"}
 	default:

@@ -31,6 +31,7 @@ const (
 	OutcomeTLSFailed        = "tls_failed"
 	OutcomeAuthFailed       = "auth_failed"
 	OutcomeAuthError        = "auth_error"
+	OutcomeLocalFault       = "local_fault"
 	OutcomeRateLimited      = "rate_limited"
 	OutcomeUpstreamAuth     = "upstream_auth_failed"
 	OutcomeUpstreamFailed   = "upstream_unavailable"
@@ -330,6 +331,11 @@ func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 			return nil, ErrBadCredentials
 		}
 		s.outcome = OutcomeAuthError
+		if errors.Is(err, ErrLocalFault) {
+			s.outcome = OutcomeLocalFault
+			s.log.Error("app passwords cannot be checked until their file is fixed", "login", safeLogin(login), "error", err.Error())
+			return nil, err
+		}
 		s.log.Warn("app password check failed", "login", safeLogin(login), "error", err.Error())
 		return nil, err
 	}
@@ -352,6 +358,11 @@ func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 		s.outcome = OutcomeUpstreamFailed
 		if errors.Is(err, ErrUpstreamAuth) {
 			s.outcome = OutcomeUpstreamAuth
+		}
+		if errors.Is(err, ErrLocalFault) {
+			s.outcome = OutcomeLocalFault
+			s.log.Error("the account cannot be served until its stored data is fixed", "account", account, "error", err.Error())
+			return nil, err
 		}
 		s.log.Warn("upstream login failed", "account", account, "error", err.Error())
 		return nil, err

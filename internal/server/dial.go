@@ -186,6 +186,13 @@ func (d *Dialer) tokenFailure(name string, err error) error {
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
 		}
 	}
+	var corrupt *store.CorruptError
+	if errors.As(err, &corrupt) {
+		return &proxy.UpstreamError{
+			Message: "mailkey cannot read the stored token for " + name + run(d.command, "", StepStatus, name),
+			Err:     fmt.Errorf("%w: %w", proxy.ErrLocalFault, err),
+		}
+	}
 	var rf *tokens.RefusedError
 	if errors.As(err, &rf) {
 		return &proxy.UpstreamError{

@@ -97,8 +97,9 @@ type Config struct {
 type Step int
 
 const (
-	StepLogin Step = iota // sign the account in again
-	StepTest              // diagnose the account's logins
+	StepLogin  Step = iota // sign the account in again
+	StepTest               // diagnose the account's logins
+	StepStatus             // see what is wrong with mailkey's own data
 )
 
 // Listener names, as used by Addr and in logs.
@@ -248,7 +249,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.verifier = cfg.Passwords.NewVerifier(LoginAccounts(cfg.Accounts))
-	auth := authenticator{s.verifier}
+	auth := authenticator{v: s.verifier, command: cfg.Command}
 	// One guard for every listener: a source's connections and failed
 	// logins count across IMAP, POP3 and SMTP, plain and TLS.
 	guard := proxy.NewGuard(cfg.Limits)
@@ -295,12 +296,22 @@ func LoginAccounts(accounts []*config.Account) func(login string) []string {
 }
 
 // authenticator adapts the app password verifier to proxy.Authenticator.
-type authenticator struct{ v *apppass.Verifier }
+type authenticator struct {
+	v       *apppass.Verifier
+	command func(Step, string) string // Config.Command
+}
 
 func (a authenticator) Authenticate(ctx context.Context, login, password string, _ net.Addr) (string, error) {
 	acct, err := a.v.Verify(ctx, login, password)
-	if errors.Is(err, apppass.ErrNoMatch) {
+	switch {
+	case errors.Is(err, apppass.ErrNoMatch):
 		return "", proxy.ErrBadCredentials
+	case err != nil && ctx.Err() == nil:
+		// Verify fails otherwise only when the file cannot be read.
+		return "", &proxy.UpstreamError{
+			Message: "mailkey cannot read its app password file" + run(a.command, "", StepStatus, ""),
+			Err:     fmt.Errorf("%w: %w", proxy.ErrLocalFault, err),
+		}
 	}
 	return acct, err
 }

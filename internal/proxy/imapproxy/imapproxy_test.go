@@ -350,6 +350,8 @@ func TestUpstreamFailures(t *testing.T) {
 			"a NO [AUTHENTICATIONFAILED] Provider  * BYE injected x"},
 		{&proxy.UpstreamError{Message: "Token refresh failed, run mailkey login work"},
 			"a NO [UNAVAILABLE] Token refresh failed, run mailkey login work"},
+		{&proxy.UpstreamError{Message: "mailkey cannot read the stored token for work", Err: proxy.ErrLocalFault},
+			"a NO [CONTACTADMIN] mailkey cannot read the stored token for work"},
 	}
 	for _, tt := range tests {
 		f := setup(t, func(f *fixture) { f.dialer.Err = tt.err })

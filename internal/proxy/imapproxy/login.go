@@ -80,8 +80,11 @@ func (c *conn) finishLogin(tag, user, pass string) (bool, error) {
 	if err != nil {
 		f := proxy.Classify(err)
 		code := "UNAVAILABLE"
-		if f.Auth {
+		switch {
+		case f.Auth:
 			code = "AUTHENTICATIONFAILED"
+		case f.Local:
+			code = "CONTACTADMIN" // RFC 5530 §3
 		}
 		return false, c.s.Reply(tag + " NO [" + code + "] " + f.Message)
 	}

@@ -85,14 +85,18 @@ func (c *conn) auth(arg string) (bool, error) {
 
 // finishLogin authenticates, dials upstream and, on success, relays the
 // session. Failures use RFC 3206 codes: [AUTH] for refused credentials,
-// [SYS/TEMP] for anything worth retrying.
+// [SYS/PERM] for a fault of mailkey's own data that retrying will not
+// mend, [SYS/TEMP] for anything worth retrying.
 func (c *conn) finishLogin(user, pass string) (bool, error) {
 	up, err := c.s.Login(user, pass, "")
 	if err != nil {
 		f := proxy.Classify(err)
 		code := "[SYS/TEMP]"
-		if f.Auth {
+		switch {
+		case f.Auth:
 			code = "[AUTH]"
+		case f.Local:
+			code = "[SYS/PERM]" // RFC 3206 §4
 		}
 		return false, c.s.Reply("-ERR " + code + " " + f.Message)
 	}

@@ -207,6 +207,7 @@ func TestUpstreamFailures(t *testing.T) {
 	}{
 		{errors.New("connection refused"), "-ERR [SYS/TEMP] "},
 		{proxy.ErrUpstreamAuth, "-ERR [AUTH] "},
+		{proxy.ErrLocalFault, "-ERR [SYS/PERM] mailkey cannot read its own data"},
 	} {
 		f := setup(t, func(f *fixture) { f.dialer.Err = tt.err })
 		c := f.dial(t)

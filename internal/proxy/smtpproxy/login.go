@@ -48,8 +48,11 @@ func (c *conn) auth(arg string) (bool, error) {
 	up, err := c.s.Login(user, pass, c.ehlo)
 	if err != nil {
 		f := proxy.Classify(err)
-		if f.Auth {
+		switch {
+		case f.Auth:
 			return false, c.s.Reply("535 5.7.8 " + f.Message)
+		case f.Local:
+			return false, c.s.Reply("554 5.3.0 " + f.Message) // RFC 3463: a permanent fault of the system
 		}
 		return false, c.s.Reply("454 4.7.0 " + f.Message)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -259,6 +260,7 @@ func TestUpstreamFailures(t *testing.T) {
 	}{
 		{errors.New("connection refused"), "454 4.7.0 "},
 		{&proxy.UpstreamError{Message: "5.7.139 SMTP AUTH disabled", Err: proxy.ErrUpstreamAuth}, "535 5.7.8 5.7.139 SMTP AUTH disabled"},
+		{fmt.Errorf("read tokens: %w", proxy.ErrLocalFault), "554 5.3.0 mailkey cannot read its own data"},
 	} {
 		f := setup(t, func(f *fixture) { f.dialer.Err = tt.err })
 		c := f.dial(t)

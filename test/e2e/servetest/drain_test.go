@@ -41,15 +41,7 @@ func TestServeSeesRefreshThrough(t *testing.T) {
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(srv.logs(), "waiting for the provider to answer the token refresh of "+acct) {
-		select {
-		case <-srv.eof:
-			t.Fatalf("mailkey serve exited with a refresh unanswered:\n%s", srv.logs())
-		case <-ctx.Done():
-			t.Fatalf("mailkey serve did not say it waits for the refresh:\n%s", srv.logs())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	srv.waitLog(ctx, "waiting for the provider to answer the token refresh of "+acct)
 	if err := s.DelayTokenEndpoint(0, 0, false); err != nil {
 		t.Fatal(err)
 	}

@@ -156,6 +156,21 @@ func (s *serving) logs() string {
 	return s.stderr.String()
 }
 
+// waitLog waits until serve has logged a line holding text; serve ending first, or the
+// test's deadline, fails the test.
+func (s *serving) waitLog(ctx context.Context, text string) {
+	s.m.T.Helper()
+	for !strings.Contains(s.logs(), text) {
+		select {
+		case <-s.changed:
+		case <-s.eof:
+			s.m.T.Fatalf("mailkey serve ended before it logged %q:\n%s", text, s.logs())
+		case <-ctx.Done():
+			s.m.T.Fatalf("mailkey serve did not log %q:\n%s", text, s.logs())
+		}
+	}
+}
+
 // stop sends SIGTERM and waits for the exit; it returns the exit status.
 func (s *serving) stop() int {
 	if !s.stopped {

@@ -1,0 +1,63 @@
+package servetest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailkey/mailkey/test/e2e"
+	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
+)
+
+// TestServeLocalFaults: a fault of mailkey's own data that no retry mends (a token record
+// that cannot be read, an app password file that cannot be read) reaches the mail client as
+// such, with what to run, and is logged as an error: not as a temporary failure that the
+// client would retry for ever.
+func TestServeLocalFaults(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t)
+	ctx := mailkeytest.Context(t)
+	leaks := mailkeytest.NewLeaks(t)
+	m := &mk{mailkeytest.New(t, leaks, "")}
+	const acct = "work"
+	m.addAccount(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	pw := m.addPassword(ctx, acct, "clients")
+	srv := m.serve(ctx)
+
+	login := func(tag string) string {
+		t.Helper()
+		c := dialRaw(t, srv.addr["imap"])
+		c.until("* OK")
+		c.send(tag + " LOGIN " + acct + " " + pw + "\r\n")
+		return c.until(tag + " ")
+	}
+	if l := login("a"); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("login before the faults: %q", l)
+	}
+
+	record := filepath.Join(m.State, "tokens", acct+".age")
+	good, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(record, []byte("not an age file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if l, want := login("b"), "b NO [CONTACTADMIN] mailkey cannot read the stored token for work (run mailkey status work)"; l != want {
+		t.Errorf("login with an unreadable token record:\n got %q\nwant %q", l, want)
+	}
+	srv.waitLog(ctx, "the account cannot be served until its stored data is fixed")
+	if err := os.WriteFile(record, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	passwords := filepath.Join(m.State, "apppasswords.json")
+	if err := os.WriteFile(passwords, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if l, want := login("c"), "c NO [CONTACTADMIN] mailkey cannot read its app password file (run mailkey status)"; l != want {
+		t.Errorf("login with an unreadable app password file:\n got %q\nwant %q", l, want)
+	}
+	srv.waitLog(ctx, "app passwords cannot be checked until their file is fixed")
+}
