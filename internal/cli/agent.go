@@ -27,6 +27,7 @@ const envNoAgent = "MAILKEY_NO_AGENT"
 // ssh-agent -D runs.
 type agentCmd struct {
 	LogFormat string `name:"log-format" enum:"text,json" default:"text" help:"Log as text or json."`
+	LogLevel  string `name:"log-level" enum:"debug,info,warn,error" default:"info" help:"Log from this level on (debug, info, warn, error)."`
 }
 
 func (c *agentCmd) Run(e *env) error {
@@ -34,13 +35,7 @@ func (c *agentCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	var h slog.Handler
-	if c.LogFormat == "json" {
-		h = slog.NewJSONHandler(e.stderr, nil)
-	} else {
-		h = slog.NewTextHandler(e.stderr, nil)
-	}
-	log := slog.New(h)
+	log := daemonLogger(e.stderr, c.LogFormat, c.LogLevel)
 	dir, err := stateDir()
 	if err != nil {
 		return err

@@ -3,9 +3,26 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 )
+
+// daemonLogger is the log of a long-running command (serve, agent): one
+// line per event on w, as text or JSON (format), from level ("debug",
+// "info", "warn" or "error"; config.LogLevels) on. Debug lines, like all
+// others, never hold a secret.
+func daemonLogger(w io.Writer, format, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
 
 // lineHandler prints slog records as "mailkey: warning: msg key=value" on
 // stderr, for commands that are not daemons. The packages that log never

@@ -1,8 +1,8 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"time"
@@ -20,6 +20,7 @@ type serveCmd struct {
 	SMTPS           *string       `name:"smtps" placeholder:"ADDR" help:"Implicit-TLS SMTP listener, overriding [proxy] smtps."`
 	Status          *string       `name:"status" placeholder:"ADDR" help:"Status page and /metrics listener, overriding [proxy] status."`
 	LogFormat       string        `name:"log-format" enum:"text,json," default:"" help:"Log as text or json, overriding [proxy] log_format."`
+	LogLevel        string        `name:"log-level" enum:"debug,info,warn,error," default:"" help:"Log from this level on (debug, info, warn, error), overriding [proxy] log_level."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"10s" help:"How long running sessions may finish after SIGINT or SIGTERM."`
 	NoAgent         bool          `name:"no-agent" help:"Do not answer mailkey token on the agent socket, overriding [proxy] agent."`
 }
@@ -51,16 +52,9 @@ func (c *serveCmd) Run(e *env) error {
 	} {
 		override(o.dst, o.flag)
 	}
-	if c.LogFormat != "" {
-		p.LogFormat = c.LogFormat
-	}
-	var h slog.Handler
-	if p.LogFormat == "json" {
-		h = slog.NewJSONHandler(e.stderr, nil)
-	} else {
-		h = slog.NewTextHandler(e.stderr, nil)
-	}
-	log := slog.New(h)
+	p.LogFormat = cmp.Or(c.LogFormat, p.LogFormat)
+	p.LogLevel = cmp.Or(c.LogLevel, p.LogLevel)
+	log := daemonLogger(e.stderr, p.LogFormat, p.LogLevel)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Most of a proxy's memory is per-session overhead that the
 		// garbage collector would otherwise let grow to twice the live

@@ -57,10 +57,16 @@ type Proxy struct {
 	Status string
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// LogLevel is the least level logged: "debug", "info", "warn" or
+	// "error".
+	LogLevel string
 	// Agent: mailkey serve answers mailkey token on the state folder's
 	// agent socket.
 	Agent bool
 }
+
+// LogLevels are the values of log_level, from the most verbose.
+var LogLevels = []string{"debug", "info", "warn", "error"}
 
 // DefaultProxy returns the [proxy] settings used for keys the file leaves
 // out.
@@ -71,6 +77,7 @@ func DefaultProxy() Proxy {
 		SMTP:      "127.0.0.1:1587",
 		Status:    "127.0.0.1:8025",
 		LogFormat: "text",
+		LogLevel:  "info",
 		Agent:     true,
 	}
 }

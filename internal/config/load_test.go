@@ -253,6 +253,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad log format", `
 			[proxy]
 			log_format = "xml"`, 2, "proxy.log_format", `unknown log format "xml"`, `"text" or "json"`},
+		{"bad log level", `
+			[proxy]
+			log_level = "verbose"`, 2, "proxy.log_level", `unknown log level "verbose"`, `"debug", "info", "warn" or "error"`},
 		{"cert_file without key_file", `
 			[proxy]
 			cert_file = "ca.pem"`, 1, "proxy.key_file", "go together", ""},
@@ -410,7 +413,7 @@ func TestLoadValid(t *testing.T) {
 	if cfg.RefreshMargin != 90*time.Second || cfg.File != path {
 		t.Errorf("RefreshMargin = %v, File = %q", cfg.RefreshMargin, cfg.File)
 	}
-	wantProxy := Proxy{IMAP: "", POP3: "127.0.0.1:1110", SMTP: "127.0.0.1:1587", SMTPS: "[::1]:1465", Status: "localhost:9000", LogFormat: "json", Agent: true}
+	wantProxy := Proxy{IMAP: "", POP3: "127.0.0.1:1110", SMTP: "127.0.0.1:1587", SMTPS: "[::1]:1465", Status: "localhost:9000", LogFormat: "json", LogLevel: "info", Agent: true}
 	if cfg.Proxy != wantProxy {
 		t.Errorf("Proxy = %+v\nwant %+v", cfg.Proxy, wantProxy)
 	}

@@ -32,6 +32,7 @@ var proxyFields = map[string]fieldKind{
 	"allow_non_loopback": fBool,
 	"status":             fString,
 	"log_format":         fString,
+	"log_level":          fString,
 	"agent":              fBool,
 }
 
@@ -391,6 +392,12 @@ func (b *builder) buildProxy(p *Proxy) {
 		p.LogFormat = b.str(s, "log_format")
 		if !s.vals["log_format"].bad && p.LogFormat != "text" && p.LogFormat != "json" {
 			b.add(s.pos("log_format"), s.field("log_format"), fmt.Sprintf("unknown log format %q", p.LogFormat), `write "text" or "json"`)
+		}
+	}
+	if s.vals["log_level"] != nil {
+		p.LogLevel = b.str(s, "log_level")
+		if !s.vals["log_level"].bad && !slices.Contains(LogLevels, p.LogLevel) {
+			b.add(s.pos("log_level"), s.field("log_level"), fmt.Sprintf("unknown log level %q", p.LogLevel), `write "debug", "info", "warn" or "error"`)
 		}
 	}
 }

@@ -341,6 +341,7 @@ func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 	}
 	s.srv.metrics.AuthSucceeded.Add(1)
 	s.account = account
+	s.log.Debug("app password accepted", "login", safeLogin(login), "account", account)
 
 	ctx, cancel := context.WithTimeout(s.ctx, s.srv.limits.DialTimeout)
 	defer cancel()

@@ -135,6 +135,8 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 		return nil, d.failure(a, srv, req, err)
 	}
 	d.m.logins.WithLabelValues(req.Protocol, "ok").Inc()
+	d.log.Debug("upstream login", "conn", req.ConnID, "account", a.Name, "protocol", req.Protocol,
+		"server", srv.Host, "mechanism", s.Mechanism)
 	return &proxy.Upstream{Conn: s.Conn, Reader: s.Reader, Capabilities: s.Capabilities}, nil
 }
 

@@ -122,7 +122,9 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		}
 		r.last = rec.AccessToken
 		r.m.refreshes.WithLabelValues(r.account, result).Inc()
-		return min(r.next(rec), maxCheckWait)
+		next := min(r.next(rec), maxCheckWait)
+		r.log.Debug("token checked", "account", r.account, "result", result, "expiry", rec.Expiry, "next_check_in", next)
+		return next
 	case errors.As(err, &nl):
 		r.failures = 0
 		r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()

@@ -23,7 +23,7 @@ func TestServeLocalFaults(t *testing.T) {
 	const acct = "work"
 	m.addAccount(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 	pw := m.addPassword(ctx, acct, "clients")
-	srv := m.serve(ctx)
+	srv := m.serve(ctx, "--log-level", "debug")
 
 	login := func(tag string) string {
 		t.Helper()
@@ -35,6 +35,9 @@ func TestServeLocalFaults(t *testing.T) {
 	if l := login("a"); !strings.HasPrefix(l, "a OK") {
 		t.Fatalf("login before the faults: %q", l)
 	}
+	// --log-level debug tells each step of a login, and never a secret (leaks scans the log).
+	srv.waitLog(ctx, "msg=\"upstream login\"")
+	srv.waitLog(ctx, "msg=\"app password accepted\"")
 
 	record := filepath.Join(m.State, "tokens", acct+".age")
 	good, err := os.ReadFile(record)
@@ -60,4 +63,5 @@ func TestServeLocalFaults(t *testing.T) {
 		t.Errorf("login with an unreadable app password file:\n got %q\nwant %q", l, want)
 	}
 	srv.waitLog(ctx, "app passwords cannot be checked until their file is fixed")
+	m.Leaks.Output("mailkey serve --log-level debug", srv.logs())
 }

@@ -83,7 +83,7 @@ var listening = regexp.MustCompile(`msg=listening listener=(\S+) addr=(\S+)`)
 // serve starts mailkey serve with every listener on a loopback port the kernel picks (no port
 // is chosen ahead, so none can be taken meanwhile), reads the addresses from its log and
 // waits until its status page answers.
-func (m *mk) serve(ctx context.Context) *serving {
+func (m *mk) serve(ctx context.Context, extra ...string) *serving {
 	m.T.Helper()
 	names := []string{"imap", "imaps", "pop3", "pop3s", "smtp", "smtps", "status"}
 	s := &serving{m: m, addr: map[string]string{}, changed: make(chan struct{}, 1), eof: make(chan struct{}),
@@ -92,6 +92,7 @@ func (m *mk) serve(ctx context.Context) *serving {
 	for _, n := range names {
 		args = append(args, "--"+n, "127.0.0.1:0")
 	}
+	args = append(args, extra...)
 	s.cmd = m.Command(context.WithoutCancel(ctx), args...)
 	pipe, err := s.cmd.StderrPipe()
 	if err != nil {
