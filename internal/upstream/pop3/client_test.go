@@ -125,7 +125,7 @@ func TestStartTLS(t *testing.T) {
 		s.send("+OK\r\nSASL XOAUTH2\r\n.\r\n")
 	})
 	c.capa = []string{"STLS", "SASL PLAIN"}
-	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "pop.example.test"}); err != nil {
+	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"}); err != nil {
 		t.Fatal(err)
 	}
 	if !c.IsTLS() {
@@ -158,7 +158,7 @@ func TestStartTLSWith(t *testing.T) {
 	})
 	var seen bytes.Buffer
 	err := c.StartTLSWith(func() (net.Conn, error) {
-		tc := tls.Client(c.conn, &tls.Config{RootCAs: pool, ServerName: "pop.example.test"})
+		tc := tls.Client(c.conn, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 		return &recordingConn{Conn: tc, w: &seen}, tc.Handshake()
 	})
 	if err != nil {
@@ -197,7 +197,7 @@ func TestStartTLSBadCertificate(t *testing.T) {
 		tc := tls.Server(s.conn, &tls.Config{Certificates: []tls.Certificate{cert}})
 		tc.Handshake() // fails: the client does not trust cert
 	})
-	err := c.StartTLS(&tls.Config{ServerName: "pop.example.test", RootCAs: nil})
+	err := c.StartTLS(&tls.Config{ServerName: "localhost", RootCAs: nil})
 	var verr *tls.CertificateVerificationError
 	if !errors.As(err, &verr) {
 		t.Fatalf("StartTLS() = %v, want a certificate error", err)
@@ -221,7 +221,7 @@ func TestStartTLSInjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "pop.example.test"})
+	err = c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})
 	if !errors.Is(err, ErrSTLSInjection) {
 		t.Fatalf("StartTLS() = %v, want ErrSTLSInjection", err)
 	}
