@@ -2,13 +2,16 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	vm "github.com/VictoriaMetrics/metrics"
 
@@ -28,6 +31,8 @@ type metrics struct {
 	refreshes *counterVec // background refresher outcomes, per account
 
 	byProto map[string]*proxy.Metrics // the proxy's counters; nil until the server has listeners
+	// health, when set, reads the accounts' records for their gauges.
+	health func(context.Context) []accountHealth
 }
 
 func newMetrics() *metrics {
@@ -47,9 +52,12 @@ func newMetrics() *metrics {
 
 // handler serves the exposition.
 func (m *metrics) handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var b bytes.Buffer
 		m.write(&b)
+		if m.health != nil {
+			writeAccountGauges(&b, m.health(r.Context()), time.Now())
+		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		w.Write(b.Bytes())
 	})
@@ -75,6 +83,54 @@ func (m *metrics) write(w io.Writer) {
 	}
 	vm.WriteProcessMetrics(w)
 	vm.WriteFDMetrics(w)
+}
+
+// accountGauges are the per-account gauges, read from the store at each
+// scrape: an alert on them sees a login needed, or a grant about to die,
+// before the mail clients do.
+var accountGauges = []struct {
+	name, help string
+	value      func(h accountHealth, now time.Time) (float64, bool)
+}{
+	{"mailkey_account_needs_person", "1 when no mail client of the account can log in until a person acts (a login, an unreadable record), else 0.",
+		func(h accountHealth, _ time.Time) (float64, bool) {
+			if h.needsPerson(nil) != "" {
+				return 1, true
+			}
+			return 0, true
+		}},
+	{"mailkey_token_expiry_seconds", "Seconds until the stored access token expires (negative: expired; renewed on use).",
+		func(h accountHealth, now time.Time) (float64, bool) {
+			if h.rec == nil || h.rec.Expiry.IsZero() {
+				return 0, false
+			}
+			return h.rec.Expiry.Sub(now).Seconds(), true
+		}},
+	{"mailkey_refresh_token_expiry_seconds", "Seconds until the refresh token dies, where the provider said so: a login is needed by then.",
+		func(h accountHealth, now time.Time) (float64, bool) {
+			if h.rec == nil || h.rec.RefreshExpiry.IsZero() {
+				return 0, false
+			}
+			return h.rec.RefreshExpiry.Sub(now).Seconds(), true
+		}},
+}
+
+// writeAccountGauges writes accountGauges for the accounts in hs.
+func writeAccountGauges(w io.Writer, hs []accountHealth, now time.Time) {
+	for _, g := range accountGauges {
+		header := false
+		for _, h := range hs {
+			v, ok := g.value(h, now)
+			if !ok {
+				continue
+			}
+			if !header {
+				writeHeader(w, g.name, g.help, "gauge")
+				header = true
+			}
+			io.WriteString(w, g.name+`{account="`+escapeLabel(h.name)+`"} `+strconv.FormatFloat(math.Round(v), 'f', -1, 64)+"\n")
+		}
+	}
 }
 
 func writeHeader(w io.Writer, name, help, kind string) {

@@ -190,6 +190,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.RefreshMargin = config.DefaultRefreshMargin
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(), byProto: map[string]*proxy.Metrics{}}
+	s.m.health = s.health
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

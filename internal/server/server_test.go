@@ -121,11 +121,15 @@ func TestServe(t *testing.T) {
 	if get("/healthz") != "ok\n" {
 		t.Error("healthz")
 	}
+	if r := get("/readyz"); r != "ok\n" {
+		t.Errorf("readyz with a valid token: %q", r)
+	}
 	if !strings.Contains(page, "work") || !strings.Contains(page, srv.Fingerprint()) || !strings.Contains(page, "valid until") {
 		t.Errorf("status page:\n%s", page)
 	}
 	for _, want := range []string{`mailkey_upstream_dials_total{protocol="imap"} 1`, `mailkey_proxy_logins_failed_total{protocol="imap"} 1`,
-		`mailkey_proxy_logins_ok_total{protocol="imap"} 1`, "process_resident_memory_bytes"} {
+		`mailkey_proxy_logins_ok_total{protocol="imap"} 1`, "process_resident_memory_bytes",
+		`mailkey_account_needs_person{account="work"} 0`, `mailkey_token_expiry_seconds{account="work"} `} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,7 @@ func (s *Server) statusHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.m.handler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -56,14 +58,81 @@ func (s *Server) statusHandler() http.Handler {
 	return mux
 }
 
+// readyz answers 200 "ok" once the listeners are up and every account can
+// log in, else 503 with one line per account that needs a person. The
+// process being alive is /healthz.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	var lines []string
+	if s.started.IsZero() {
+		lines = append(lines, "listeners: not up yet")
+	}
+	for _, h := range s.health(r.Context()) {
+		if why := h.needsPerson(s.cfg.Command); why != "" {
+			lines = append(lines, h.name+": "+why)
+		}
+	}
+	if len(lines) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("not ready\n" + strings.Join(lines, "\n") + "\n"))
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// accountHealth is what the store says of one account now.
+type accountHealth struct {
+	name    string
+	appOnly bool
+	rec     *store.Record // nil when there is none or it cannot be read
+	err     error         // why there is no rec
+}
+
+// health reads every account's record, never quoting a token.
+func (s *Server) health(ctx context.Context) []accountHealth {
+	out := make([]accountHealth, 0, len(s.cfg.Accounts))
+	for _, a := range s.cfg.Accounts {
+		h := accountHealth{name: a.Name, appOnly: a.Flow != "", err: errNoStore}
+		if s.cfg.Store != nil {
+			h.rec, h.err = s.cfg.Store.Get(ctx, a.Name)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// errNoStore stands for the record of a server that has no store.
+var errNoStore = errors.New("no token store")
+
+// needsPerson says why no mail client of the account can log in until a
+// person acts, or "" when nothing is wrong that mailkey cannot mend.
+func (h accountHealth) needsPerson(command func(Step, string) string) string {
+	name := func(step Step) string {
+		if command == nil {
+			return ""
+		}
+		return " (" + command(step, h.name) + ")"
+	}
+	switch {
+	case errors.Is(h.err, store.ErrNotFound) && h.appOnly, errors.Is(h.err, errNoStore):
+		return ""
+	case errors.Is(h.err, store.ErrNotFound), h.err == nil && tokens.NeedsLogin(h.rec):
+		return "needs login" + name(StepLogin)
+	case h.err != nil:
+		return "token record unreadable" + name(StepStatus)
+	}
+	return ""
+}
+
 func (s *Server) statusData(ctx context.Context) statusData {
 	d := statusData{Version: s.cfg.Version, CertFile: s.certFile, Fingerprint: s.fingerprint}
 	if !s.started.IsZero() {
 		d.Started = s.started.Format(time.RFC3339)
 	}
 	now := time.Now()
-	for _, a := range s.cfg.Accounts {
-		d.Accounts = append(d.Accounts, accountRow{Name: a.Name, Email: a.Email, State: s.tokenState(ctx, a.Name, a.Flow != "", now)})
+	for i, h := range s.health(ctx) {
+		d.Accounts = append(d.Accounts, accountRow{Name: h.name, Email: s.cfg.Accounts[i].Email, State: s.tokenState(h, now)})
 	}
 	for _, l := range s.listeners {
 		d.Listeners = append(d.Listeners, listenerRow{Name: l.name, Addr: s.Addr(l.name)})
@@ -84,21 +153,16 @@ func (s *Server) statusData(ctx context.Context) statusData {
 }
 
 // tokenState describes a stored record in words, never quoting a token.
-func (s *Server) tokenState(ctx context.Context, account string, appOnly bool, now time.Time) string {
-	if s.cfg.Store == nil {
-		return "unknown"
+func (s *Server) tokenState(h accountHealth, now time.Time) string {
+	if why := h.needsPerson(s.cfg.Command); why != "" {
+		return why
 	}
-	rec, err := s.cfg.Store.Get(ctx, account)
+	rec := h.rec
 	switch {
-	case errors.Is(err, store.ErrNotFound) && appOnly:
+	case errors.Is(h.err, errNoStore):
+		return "unknown"
+	case errors.Is(h.err, store.ErrNotFound):
 		return "none yet (app-only: fetched on first use)"
-	case errors.Is(err, store.ErrNotFound), err == nil && tokens.NeedsLogin(rec):
-		if s.cfg.Command == nil {
-			return "needs login"
-		}
-		return "needs login (" + s.cfg.Command(StepLogin, account) + ")"
-	case err != nil:
-		return "unreadable"
 	case rec.AccessToken == "":
 		return "expired (renewed on next use)"
 	case rec.Expiry.IsZero():

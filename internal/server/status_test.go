@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/store"
 )
 
@@ -25,9 +28,36 @@ func TestTokenStateClientMark(t *testing.T) {
 		{"invalid_client: client authentication failed", "valid until"},
 	} {
 		rec := &store.Record{Account: "work", AccessToken: "at", Expiry: now.Add(time.Hour), NeedsLogin: true, Reason: tc.reason}
-		s := &Server{cfg: Config{Store: oneRecord{rec}}}
-		if got := s.tokenState(context.Background(), "work", false, now); !strings.HasPrefix(got, tc.want) {
+		s := &Server{cfg: Config{Store: oneRecord{rec}, Accounts: []*config.Account{{Name: "work"}}}}
+		if got := s.tokenState(s.health(context.Background())[0], now); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%s: state %q, want %q…", tc.reason, got, tc.want)
 		}
+	}
+}
+
+// TestReadyz: /readyz names each account that needs a person, with what to
+// run, and answers 503 until then; an app-only account without a token yet
+// is ready (it fetches one on first use).
+func TestReadyz(t *testing.T) {
+	dead := &store.Record{Account: "work", AccessToken: "at", Expiry: time.Now().Add(time.Hour), NeedsLogin: true, Reason: "invalid_grant: revoked"}
+	s := &Server{cfg: Config{Store: oneRecord{dead}, Accounts: []*config.Account{{Name: "work"}},
+		Command: func(step Step, a string) string { return "mailkey login " + a }}, started: time.Now()}
+	rr := httptest.NewRecorder()
+	s.readyz(rr, httptest.NewRequest("GET", "/readyz", nil))
+	if rr.Code != http.StatusServiceUnavailable || rr.Body.String() != "not ready\nwork: needs login (mailkey login work)\n" {
+		t.Errorf("readyz with a dead grant: %d %q", rr.Code, rr.Body.String())
+	}
+	var b strings.Builder
+	writeAccountGauges(&b, s.health(context.Background()), time.Now())
+	if !strings.Contains(b.String(), `mailkey_account_needs_person{account="work"} 1`) {
+		t.Errorf("gauges with a dead grant:\n%s", b.String())
+	}
+
+	s.cfg.Store, s.cfg.Accounts = records{}, []*config.Account{{Name: "work"}}
+	s.started = time.Time{}
+	rr = httptest.NewRecorder()
+	s.readyz(rr, httptest.NewRequest("GET", "/readyz", nil))
+	if rr.Code != http.StatusServiceUnavailable || !strings.Contains(rr.Body.String(), "listeners: not up yet") {
+		t.Errorf("readyz before the listeners: %d %q", rr.Code, rr.Body.String())
 	}
 }

@@ -1,6 +1,8 @@
 package servetest
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,4 +66,60 @@ func TestServeLocalFaults(t *testing.T) {
 	}
 	srv.waitLog(ctx, "app passwords cannot be checked until their file is fixed")
 	m.Leaks.Output("mailkey serve --log-level debug", srv.logs())
+}
+
+// TestServeReadiness: /readyz answers ok while every account can log in; once the provider
+// has revoked a grant and a login found out, it answers 503 naming the account and the command
+// to run, /metrics says so too, and a new login clears both.
+func TestServeReadiness(t *testing.T) {
+	t.Parallel()
+	s := e2e.Start(t)
+	ctx := mailkeytest.Context(t)
+	leaks := mailkeytest.NewLeaks(t)
+	m := &mk{mailkeytest.New(t, leaks, "")}
+	const acct = "work"
+	m.addAccount(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	pw := m.addPassword(ctx, acct, "clients")
+	srv := m.serve(ctx)
+	readyz := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + srv.addr["status"] + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	if code, body := readyz(); code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("readyz with a good grant: %d %q", code, body)
+	}
+
+	if err := s.DropToken(m.StoredRecord(ctx, acct).RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	m.EditRecord(ctx, acct, mailkeytest.Expired)
+	c := dialRaw(t, srv.addr["imap"])
+	c.until("* OK")
+	c.send("a LOGIN " + acct + " " + pw + "\r\n")
+	if l := c.until("a "); !strings.HasPrefix(l, "a NO ") || !strings.Contains(l, "run mailkey login work") {
+		t.Fatalf("login with a revoked grant: %q", l)
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || body != "not ready\nwork: needs login (mailkey login work)\n" {
+		t.Errorf("readyz with a revoked grant: %d %q", code, body)
+	}
+	if v := srv.metric(t, "mailkey_account_needs_person", `account="work"`); v != 1 {
+		t.Errorf("mailkey_account_needs_person = %v with a revoked grant", v)
+	}
+
+	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	if code, body := readyz(); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("readyz after a new login: %d %q", code, body)
+	}
+	if v := srv.metric(t, "mailkey_account_needs_person", `account="work"`); v != 0 {
+		t.Errorf("mailkey_account_needs_person = %v after a new login", v)
+	}
 }
