@@ -626,10 +626,11 @@ func (s *Stack) render() error {
 	if s.opts.noOAuth {
 		d.OAuth = ""
 	}
-	files := []struct {
+	type confFile struct {
 		tmpl, path string
 		d          confData
-	}{
+	}
+	files := []confFile{
 		{"dovecot.conf.tmpl", "dovecot/dovecot.conf", d},
 		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2.conf.ext", d},
 		{"main.cf.tmpl", "postfix/etc/main.cf", d},
@@ -640,10 +641,7 @@ func (s *Stack) render() error {
 	for i, l := range s.singleListeners() {
 		one := d
 		one.Listeners, one.Instance, one.OAuth = *l, "-"+singleMechanisms[i], singleMechanisms[i]
-		files = append(files, struct {
-			tmpl, path string
-			d          confData
-		}{"dovecot.conf.tmpl", "dovecot/dovecot" + one.Instance + ".conf", one})
+		files = append(files, confFile{"dovecot.conf.tmpl", "dovecot/dovecot" + one.Instance + ".conf", one})
 	}
 	for _, f := range files {
 		var b bytes.Buffer

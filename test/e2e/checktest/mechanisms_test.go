@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/mailkey/mailkey/test/e2e"
-	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
 // TestSingleMechanism: servers offering only XOAUTH2 (as Microsoft's do) or only OAUTHBEARER
@@ -13,11 +12,7 @@ import (
 // says which it used. Then Postfix's submission service, with SMTP AUTH switched off for one
 // mailbox as Exchange Online does, answers 535 5.7.139 and the checklist gives its fix.
 func TestSingleMechanism(t *testing.T) {
-	t.Parallel()
-	s := e2e.Start(t, e2e.WithSingleMechanismServers())
-	ctx := mailkeytest.Context(t)
-	l := newLeaks(t)
-	m := newMailkey(t, l)
+	s, ctx, m := startCheck(t, e2e.WithSingleMechanismServers())
 
 	for _, c := range []struct {
 		mech string
