@@ -1,7 +1,10 @@
 // Package e2e runs the real end-to-end test stack on loopback: a local OpenID provider
 // (the npm package oidc-provider, run by Node), Dovecot offering IMAP, POP3 and submission
 // with SASL XOAUTH2 and OAUTHBEARER (RFC 7628) by introspecting the provider's opaque tokens
-// (RFC 7662), and a Postfix relay that delivers submitted mail back into Dovecot over LMTP.
+// (RFC 7662), and a Postfix relay that delivers submitted mail back into Dovecot over LMTP
+// and offers a submission service of its own, authenticating through Dovecot. On request
+// (WithSingleMechanismServers) two more Dovecot instances offer only XOAUTH2 and only
+// OAUTHBEARER.
 //
 // The provider issues tokens through every flow a mail client uses: authorization code with
 // PKCE (RFC 7636) and loopback redirects on any port (RFC 8252), refresh tokens with rotation,
@@ -223,7 +226,8 @@ type Stack struct {
 	// PostfixSubmission (smtp://127.0.0.1:P, STARTTLS required before AUTH) is Postfix's own
 	// SMTP server, authenticating through Dovecot's (XOAUTH2 and OAUTHBEARER, or PLAIN and
 	// LOGIN WithoutOAuth) and relaying like the relay; for SMTPAuthDisabled it answers every
-	// AUTH that carries an initial response with 535 5.7.139 and SMTPAuthDisabledText.
+	// AUTH that carries an initial response with 535 5.7.139 and SMTPAuthDisabledText (and
+	// logs the start of that command, part of the token in base64, in postfix.log).
 	PostfixSubmissionPort int
 	PostfixSubmission     string
 	// IPv6 is whether Dovecot also listens on ::1.
