@@ -1,7 +1,10 @@
 // Package e2e runs the real end-to-end test stack on loopback: a local OpenID provider
 // (the npm package oidc-provider, run by Node), Dovecot offering IMAP, POP3 and submission
 // with SASL XOAUTH2 and OAUTHBEARER (RFC 7628) by introspecting the provider's opaque tokens
-// (RFC 7662), and a Postfix relay that delivers submitted mail back into Dovecot over LMTP.
+// (RFC 7662), and a Postfix relay that delivers submitted mail back into Dovecot over LMTP
+// and offers a submission service of its own, authenticating through Dovecot. On request
+// (WithSingleMechanismServers) two more Dovecot instances offer only XOAUTH2 and only
+// OAUTHBEARER.
 //
 // The provider issues tokens through every flow a mail client uses: authorization code with
 // PKCE (RFC 7636) and loopback redirects on any port (RFC 8252), refresh tokens with rotation,
@@ -21,6 +24,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"embed"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,6 +35,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,7 +55,18 @@ const (
 	BobPassword   = "bob-pass"
 	Carol         = "carol@example.test" // owner of the bulk mailbox (WithBulkMailbox)
 	CarolPassword = "carol-pass"
+	// SMTPAuthDisabled is the mailbox for which PostfixSubmission answers every AUTH with
+	// 535 5.7.139 and SMTPAuthDisabledText, as Exchange Online does for a mailbox (or tenant) with
+	// SmtpClientAuthenticationDisabled. Dovecot's own services let it in.
+	SMTPAuthDisabled = Carol
 )
+
+// SMTPAuthDisabledText is the text of Exchange Online's answer to AUTH when SMTP AUTH is
+// switched off, "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is
+// disabled for the Tenant. …". PostfixSubmission answers 535 5.7.139 with this text after
+// Postfix's own "<address>: Sender address rejected: " (see conf/auth-disabled-commands.tmpl).
+const SMTPAuthDisabledText = "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. " +
+	"Visit https://aka.ms/smtp_auth_disabled for more information."
 
 // OAuth clients registered at the provider.
 const (
@@ -110,10 +126,11 @@ const (
 	minNodeMinor20 = 18 // URL.parse, used by oidc-provider's loopback-port matching
 )
 
-//go:embed conf/dovecot.conf.tmpl conf/dovecot-oauth2.conf.ext.tmpl conf/main.cf.tmpl conf/master.cf.tmpl conf/users
+//go:embed conf/dovecot.conf.tmpl conf/dovecot-oauth2.conf.ext.tmpl conf/main.cf.tmpl conf/master.cf.tmpl conf/auth-disabled-commands.tmpl conf/auth-disabled-reply.tmpl conf/users
 var confFS embed.FS
 
-var confTemplates = template.Must(template.New("conf").Option("missingkey=error").ParseFS(confFS, "conf/*.tmpl"))
+var confTemplates = template.Must(template.New("conf").Option("missingkey=error").
+	Funcs(template.FuncMap{"regexpQuote": regexp.QuoteMeta}).ParseFS(confFS, "conf/*.tmpl"))
 
 // Option changes how Run and Start set up a stack.
 type Option func(*options)
@@ -125,6 +142,7 @@ type options struct {
 	noOAuth     bool
 	bulk        int
 	imapClients int
+	singleMechs bool
 	certJWKS    []byte
 	saJWKS      []byte
 	opEnv       []string
@@ -150,6 +168,12 @@ func WithAutoConsent() Option { return func(o *options) { o.autoConsent = true }
 // WithoutOAuth makes Dovecot offer no OAuth mechanism at all (only PLAIN and LOGIN with the
 // account passwords), as a server that does not support OAuth would.
 func WithoutOAuth() Option { return func(o *options) { o.noOAuth = true } }
+
+// WithSingleMechanismServers also starts two more Dovecot instances on the same users and mail
+// store, one offering XOAUTH2 as its only OAuth mechanism (as Microsoft's servers do) and one
+// offering only OAUTHBEARER: Stack.XOAUTH2Only and Stack.OAuthBearerOnly. Dovecot 2.3 has one
+// list of mechanisms per instance, so each costs its own set of processes.
+func WithSingleMechanismServers() Option { return func(o *options) { o.singleMechs = true } }
 
 // WithBulkMailbox fills Carol's INBOX with n generated messages (about 50 KiB on average,
 // some with large attachments) before Dovecot starts.
@@ -191,14 +215,21 @@ type Stack struct {
 	IntrospectionURL string
 	RevocationURL    string
 
-	// Dovecot's ports on 127.0.0.1 (and ::1 when IPv6 is set): IMAP and POP3 with STARTTLS,
-	// implicit-TLS IMAPS and POP3S, submission with STARTTLS and implicit-TLS submissions.
-	IMAPPort, IMAPSPort, POP3Port, POP3SPort, SubmissionPort, SubmissionsPort int
-	// The same as URLs: imap://127.0.0.1:P, imaps://…, pop3://…, pop3s://…, smtp://… (submission)
-	// and smtps://… (submissions).
-	IMAP, IMAPS, POP3, POP3S, Submission, Submissions string
+	// The listeners of Dovecot's main instance, which offers XOAUTH2 and OAUTHBEARER (or no
+	// OAuth mechanism, WithoutOAuth).
+	Listeners
+	// XOAUTH2Only and OAuthBearerOnly are the listeners of the instances that offer only that
+	// OAuth mechanism (and PLAIN and LOGIN); nil unless WithSingleMechanismServers.
+	XOAUTH2Only, OAuthBearerOnly *Listeners
 	// LMTPPort is Dovecot's LMTP service and RelayPort the Postfix relay behind submission.
 	LMTPPort, RelayPort int
+	// PostfixSubmission (smtp://127.0.0.1:P, STARTTLS required before AUTH) is Postfix's own
+	// SMTP server, authenticating through Dovecot's (XOAUTH2 and OAUTHBEARER, or PLAIN and
+	// LOGIN WithoutOAuth) and relaying like the relay; for SMTPAuthDisabled it answers every
+	// AUTH that carries an initial response with 535 5.7.139 and SMTPAuthDisabledText (and
+	// logs the start of that command, part of the token in base64, in postfix.log).
+	PostfixSubmissionPort int
+	PostfixSubmission     string
 	// IPv6 is whether Dovecot also listens on ::1.
 	IPv6 bool
 
@@ -213,12 +244,35 @@ type Stack struct {
 	opPort   int
 	client   *http.Client
 	caPool   *x509.CertPool
-	dovecot  *proc
+	dovecot  []*proc // the main instance first
 	postPID  int
 	mu       sync.Mutex // guards op and the TTLs
 	op       *proc
 	closed   bool
 	closeErr error
+}
+
+// Listeners are the ports of one Dovecot instance on 127.0.0.1 (and ::1 when Stack.IPv6 is
+// set): IMAP and POP3 with STARTTLS, implicit-TLS IMAPS and POP3S, submission with STARTTLS
+// and implicit-TLS submissions; and the same as URLs: imap://127.0.0.1:P, imaps://…,
+// pop3://…, pop3s://…, smtp://… (submission) and smtps://… (submissions).
+type Listeners struct {
+	IMAPPort, IMAPSPort, POP3Port, POP3SPort, SubmissionPort, SubmissionsPort int
+	IMAP, IMAPS, POP3, POP3S, Submission, Submissions                         string
+}
+
+// newListeners returns the listeners on six ports, in the order of the fields.
+func newListeners(p []int) Listeners {
+	return Listeners{
+		IMAPPort: p[0], IMAPSPort: p[1], POP3Port: p[2], POP3SPort: p[3], SubmissionPort: p[4], SubmissionsPort: p[5],
+		IMAP: "imap://" + Loopback(p[0]), IMAPS: "imaps://" + Loopback(p[1]),
+		POP3: "pop3://" + Loopback(p[2]), POP3S: "pop3s://" + Loopback(p[3]),
+		Submission: "smtp://" + Loopback(p[4]), Submissions: "smtps://" + Loopback(p[5]),
+	}
+}
+
+func (l *Listeners) ports() []int {
+	return []int{l.IMAPPort, l.IMAPSPort, l.POP3Port, l.POP3SPort, l.SubmissionPort, l.SubmissionsPort}
 }
 
 // Prerequisites reports whether this machine can run the stack: Linux, root, and the programs
@@ -472,32 +526,64 @@ func chownTree(root string, uid, gid int) error {
 
 // confData is what the templates in conf/ see.
 type confData struct {
-	Dir, Issuer, Listen                                                       string
-	IMAPPort, IMAPSPort, POP3Port, POP3SPort, SubmissionPort, SubmissionsPort int
-	LMTPPort, RelayPort                                                       int
-	OAuth                                                                     bool
-	DovecotClient, DovecotSecret                                              string
-	IMAPClientLimit                                                           int // 0: one imap process per session
+	Dir, Issuer, Listen string
+	Listeners
+	LMTPPort, RelayPort, PostfixSubmissionPort int
+	// Instance names a single-mechanism Dovecot instance ("-xoauth2"); empty for the main one.
+	Instance string
+	// OAuth lists the OAuth mechanisms Dovecot offers ("xoauth2 oauthbearer"); empty for none.
+	OAuth                        string
+	DovecotClient, DovecotSecret string
+	IMAPClientLimit              int // 0: one imap process per session
+	// AuthDisabledInitial holds the base64 beginnings of SMTPAuthDisabled's XOAUTH2 and
+	// OAUTHBEARER initial responses, as a regular expression alternation.
+	AuthDisabledInitial                 string
+	AuthDisabledUser, AuthDisabledReply string
+}
+
+// singleMechanisms are the instances WithSingleMechanismServers starts: the name (Instance
+// without its dash) is the only OAuth mechanism each offers.
+var singleMechanisms = []string{"xoauth2", "oauthbearer"}
+
+// listenerPorts is the number of ports of one Dovecot instance (Listeners).
+const listenerPorts = 6
+
+// initialResponsePrefixes returns a regular expression alternation of the base64 beginnings
+// of user's XOAUTH2 ("user=U^A…") and OAUTHBEARER ("n,a=U,…") initial responses: the
+// longest prefixes whose base64 does not depend on what follows (whole groups of 3 bytes).
+func initialResponsePrefixes(user string) string {
+	var alts []string
+	for _, p := range []string{"user=" + user + "\x01", "n,a=" + user + ","} {
+		n := len(p) / 3 * 3
+		alts = append(alts, base64.StdEncoding.EncodeToString([]byte(p[:n])))
+	}
+	return strings.Join(alts, "|")
 }
 
 // start picks ports, renders the configs and starts the three daemons. The ports stay
 // reserved until Close (releasePorts): no other process can take one, even while the provider
 // is stopped (StopOP).
 func (s *Stack) start(ctx context.Context) error {
-	ports, release, err := freePorts(9, s.IPv6)
+	n := 4 + listenerPorts
+	if s.opts.singleMechs {
+		n += len(singleMechanisms) * listenerPorts
+	}
+	ports, release, err := freePorts(n, s.IPv6)
 	if err != nil {
 		return err
 	}
 	s.release = release
-	s.opPort = ports[0]
-	s.IMAPPort, s.IMAPSPort, s.POP3Port, s.POP3SPort = ports[1], ports[2], ports[3], ports[4]
-	s.SubmissionPort, s.SubmissionsPort, s.LMTPPort, s.RelayPort = ports[5], ports[6], ports[7], ports[8]
+	s.opPort, s.LMTPPort, s.RelayPort, s.PostfixSubmissionPort = ports[0], ports[1], ports[2], ports[3]
+	s.Listeners = newListeners(ports[4:])
+	s.XOAUTH2Only, s.OAuthBearerOnly = nil, nil
+	if s.opts.singleMechs {
+		x, o := newListeners(ports[4+listenerPorts:]), newListeners(ports[4+2*listenerPorts:])
+		s.XOAUTH2Only, s.OAuthBearerOnly = &x, &o
+	}
 	s.Issuer = "http://" + Loopback(s.opPort)
 	s.IntrospectionURL = s.Issuer + "/token/introspection"
 	s.RevocationURL = s.Issuer + "/token/revocation"
-	s.IMAP, s.IMAPS = "imap://"+Loopback(s.IMAPPort), "imaps://"+Loopback(s.IMAPSPort)
-	s.POP3, s.POP3S = "pop3://"+Loopback(s.POP3Port), "pop3s://"+Loopback(s.POP3SPort)
-	s.Submission, s.Submissions = "smtp://"+Loopback(s.SubmissionPort), "smtps://"+Loopback(s.SubmissionsPort)
+	s.PostfixSubmission = "smtp://" + Loopback(s.PostfixSubmissionPort)
 
 	for _, d := range []string{"log", "run", "postfix/etc", "postfix/queue"} {
 		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
@@ -533,22 +619,37 @@ func (s *Stack) render() error {
 		listen += ", ::1"
 	}
 	d := confData{
-		Dir: s.Dir, Issuer: s.Issuer, Listen: listen,
-		IMAPPort: s.IMAPPort, IMAPSPort: s.IMAPSPort, POP3Port: s.POP3Port, POP3SPort: s.POP3SPort,
-		SubmissionPort: s.SubmissionPort, SubmissionsPort: s.SubmissionsPort,
-		LMTPPort: s.LMTPPort, RelayPort: s.RelayPort, OAuth: !s.opts.noOAuth,
+		Dir: s.Dir, Issuer: s.Issuer, Listen: listen, Listeners: s.Listeners,
+		LMTPPort: s.LMTPPort, RelayPort: s.RelayPort, PostfixSubmissionPort: s.PostfixSubmissionPort,
+		OAuth:         "xoauth2 oauthbearer",
 		DovecotClient: ClientDovecot, DovecotSecret: ClientDovecotSecret,
-		IMAPClientLimit: s.opts.imapClients,
+		IMAPClientLimit:     s.opts.imapClients,
+		AuthDisabledInitial: initialResponsePrefixes(SMTPAuthDisabled),
+		AuthDisabledUser:    SMTPAuthDisabled, AuthDisabledReply: "535 5.7.139 " + SMTPAuthDisabledText,
 	}
-	files := []struct{ tmpl, path string }{
-		{"dovecot.conf.tmpl", "dovecot/dovecot.conf"},
-		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2.conf.ext"},
-		{"main.cf.tmpl", "postfix/etc/main.cf"},
-		{"master.cf.tmpl", "postfix/etc/master.cf"},
+	if s.opts.noOAuth {
+		d.OAuth = ""
+	}
+	type confFile struct {
+		tmpl, path string
+		d          confData
+	}
+	files := []confFile{
+		{"dovecot.conf.tmpl", "dovecot/dovecot.conf", d},
+		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2.conf.ext", d},
+		{"main.cf.tmpl", "postfix/etc/main.cf", d},
+		{"master.cf.tmpl", "postfix/etc/master.cf", d},
+		{"auth-disabled-commands.tmpl", "postfix/etc/auth-disabled-commands", d},
+		{"auth-disabled-reply.tmpl", "postfix/etc/auth-disabled-reply", d},
+	}
+	for i, l := range s.singleListeners() {
+		one := d
+		one.Listeners, one.Instance, one.OAuth = *l, "-"+singleMechanisms[i], singleMechanisms[i]
+		files = append(files, confFile{"dovecot.conf.tmpl", "dovecot/dovecot" + one.Instance + ".conf", one})
 	}
 	for _, f := range files {
 		var b bytes.Buffer
-		if err := confTemplates.ExecuteTemplate(&b, f.tmpl, d); err != nil {
+		if err := confTemplates.ExecuteTemplate(&b, f.tmpl, f.d); err != nil {
 			return fmt.Errorf("e2e: render %s: %w", f.tmpl, err)
 		}
 		if err := os.WriteFile(filepath.Join(s.Dir, f.path), b.Bytes(), 0o644); err != nil {
@@ -556,6 +657,15 @@ func (s *Stack) render() error {
 		}
 	}
 	return nil
+}
+
+// singleListeners returns the listeners of the single-mechanism instances, in the order of
+// singleMechanisms; none unless WithSingleMechanismServers.
+func (s *Stack) singleListeners() []*Listeners {
+	if s.XOAUTH2Only == nil {
+		return nil
+	}
+	return []*Listeners{s.XOAUTH2Only, s.OAuthBearerOnly}
 }
 
 // Loopback returns "127.0.0.1:port".
@@ -731,29 +841,43 @@ func (s *Stack) startPostfix(ctx context.Context) error {
 	return nil
 }
 
+// startDovecot starts the main instance, then the single-mechanism ones.
 func (s *Stack) startDovecot(ctx context.Context) error {
+	if err := s.startDovecotInstance(ctx, "", append(s.Listeners.ports(), s.LMTPPort)); err != nil {
+		return err
+	}
+	for i, l := range s.singleListeners() {
+		if err := s.startDovecotInstance(ctx, "-"+singleMechanisms[i], l.ports()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startDovecotInstance starts the Dovecot instance of dovecot/dovecot<instance>.conf and waits
+// for its ports.
+func (s *Stack) startDovecotInstance(ctx context.Context, instance string, ports []int) error {
 	// a fresh base_dir: a stale anvil-auth-penalty socket would make the first logins wait 5 s
-	base := filepath.Join(s.Dir, "run", "dovecot")
+	base := filepath.Join(s.Dir, "run", "dovecot"+instance)
 	if err := os.RemoveAll(base); err != nil {
 		return fmt.Errorf("e2e: %w", err)
 	}
-	cmd := exec.Command("dovecot", "-F", "-c", filepath.Join(s.Dir, "dovecot", "dovecot.conf"))
-	p, err := startProc("dovecot", cmd, filepath.Join(s.Dir, "log", "dovecot.stderr"))
+	name, stderr, log := "dovecot"+instance, "dovecot"+instance+".stderr", "dovecot"+instance+".log"
+	cmd := exec.Command("dovecot", "-F", "-c", filepath.Join(s.Dir, "dovecot", name+".conf"))
+	p, err := startProc(name, cmd, filepath.Join(s.Dir, "log", stderr))
 	if err != nil {
 		return err
 	}
-	s.dovecot = p
+	s.dovecot = append(s.dovecot, p)
 	// A port that accepts connections is not proof that Dovecot listens there: another
 	// process may (the ports are reserved, but only against processes that pick theirs from
 	// the kernel), and Dovecot's master opens some listeners before it gives up on another
 	// one. It logs "starting up" once all of its listeners are bound.
-	if err := waitDovecotStarted(ctx, p, filepath.Join(s.Dir, "log", "dovecot.log")); err != nil {
-		return s.startErr("dovecot", err, "dovecot.stderr", "dovecot.log")
+	if err := waitDovecotStarted(ctx, p, filepath.Join(s.Dir, "log", log)); err != nil {
+		return s.startErr(name, err, stderr, log)
 	}
-	err = waitPorts(ctx, p, nil, s.IMAPPort, s.IMAPSPort, s.POP3Port, s.POP3SPort,
-		s.SubmissionPort, s.SubmissionsPort, s.LMTPPort)
-	if err != nil {
-		return s.startErr("dovecot", err, "dovecot.stderr", "dovecot.log")
+	if err := waitPorts(ctx, p, nil, ports...); err != nil {
+		return s.startErr(name, err, stderr, log)
 	}
 	return nil
 }
@@ -779,7 +903,9 @@ func waitDovecotStarted(ctx context.Context, p *proc, logPath string) error {
 // stopAll stops whatever runs, newest first.
 func (s *Stack) stopAll() error {
 	var errs []error
-	s.dovecot.stop()
+	for i := len(s.dovecot) - 1; i >= 0; i-- {
+		s.dovecot[i].stop()
+	}
 	s.dovecot = nil
 	if s.postPID > 0 {
 		if err := stopPID(s.postPID); err != nil {
@@ -847,7 +973,11 @@ func (s *Stack) DovecotLog() string {
 // LogTails returns the last lines of every log of the stack, for failure reports.
 func (s *Stack) LogTails() string {
 	var b strings.Builder
-	for _, l := range []string{"op.log", "dovecot.stderr", "dovecot.log", "postfix.log"} {
+	logs := []string{"op.log", "dovecot.stderr", "dovecot.log", "postfix.log"}
+	for i := range s.singleListeners() {
+		logs = append(logs, "dovecot-"+singleMechanisms[i]+".stderr", "dovecot-"+singleMechanisms[i]+".log")
+	}
+	for _, l := range logs {
 		b.WriteString(tailFile(filepath.Join(s.Dir, "log", l), logTailLines))
 	}
 	return b.String()

@@ -602,3 +602,53 @@ func TestDotStuff(t *testing.T) {
 		t.Errorf("dotStuff = %q, want %q", got, want)
 	}
 }
+
+// TestStackSingleMechanisms: the single-mechanism instances offer and accept only their OAuth
+// mechanism, and Postfix's submission service logs users in through Dovecot's auth except
+// SMTPAuthDisabled, whom it answers as Exchange Online does.
+func TestStackSingleMechanisms(t *testing.T) {
+	t.Parallel()
+	s := Start(t, WithSingleMechanismServers(), WithAutoConsent())
+	ctx := testContext(t)
+	tok := mustToken(t, ctx, s, Alice, AlicePassword)
+	for _, c := range []struct {
+		l            *Listeners
+		offered, not string
+	}{{s.XOAUTH2Only, XOAUTH2, OAUTHBEARER}, {s.OAuthBearerOnly, OAUTHBEARER, XOAUTH2}} {
+		caps, err := IMAPCapabilities(ctx, Loopback(c.l.IMAPPort), Plain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(caps, "AUTH="+c.offered) || slices.Contains(caps, "AUTH="+c.not) {
+			t.Errorf("%s-only capabilities %v", c.offered, caps)
+		}
+		for _, p := range protocols {
+			port := p.plain(&Stack{Listeners: *c.l})
+			if err := p.login(ctx, Loopback(port), StartTLS, s, Alice, tok.AccessToken, c.offered); err != nil {
+				t.Errorf("%s %s on the %s-only instance: %v", p.name, c.offered, c.offered, err)
+			}
+			var ae *AuthError
+			if err := p.login(ctx, Loopback(port), StartTLS, s, Alice, tok.AccessToken, c.not); !errors.As(err, &ae) {
+				t.Errorf("%s %s on the %s-only instance: got %v, want *AuthError", p.name, c.not, c.offered, err)
+			}
+		}
+	}
+
+	for _, mech := range []string{XOAUTH2, OAUTHBEARER} {
+		if err := SubmissionSend(ctx, Loopback(s.PostfixSubmissionPort), StartTLS, s.TLSConfig(), Alice, tok.AccessToken, mech, "", nil); err != nil {
+			t.Errorf("Postfix submission, %s: %v", mech, err)
+		}
+	}
+	ct := mustToken(t, ctx, s, SMTPAuthDisabled, CarolPassword)
+	for _, mech := range []string{XOAUTH2, OAUTHBEARER} {
+		err := SubmissionSend(ctx, Loopback(s.PostfixSubmissionPort), StartTLS, s.TLSConfig(), SMTPAuthDisabled, ct.AccessToken, mech, "", nil)
+		var ae *AuthError
+		if !errors.As(err, &ae) || !strings.HasPrefix(ae.Reply, "535 5.7.139 ") || !strings.Contains(ae.Reply, SMTPAuthDisabledText) {
+			t.Errorf("Postfix submission, %s for %s: got %v, want 535 5.7.139 … %s", mech, SMTPAuthDisabled, err, SMTPAuthDisabledText)
+		}
+		// Dovecot's own submission lets the mailbox in.
+		if err := SubmissionSend(ctx, Loopback(s.SubmissionPort), StartTLS, s.TLSConfig(), SMTPAuthDisabled, ct.AccessToken, mech, "", nil); err != nil {
+			t.Errorf("Dovecot submission, %s for %s: %v", mech, SMTPAuthDisabled, err)
+		}
+	}
+}

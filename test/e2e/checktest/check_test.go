@@ -266,11 +266,7 @@ func TestCheck(t *testing.T) {
 
 // TestNoOAuth: a server offering no OAuth mechanism is diagnosed before any token is needed.
 func TestNoOAuth(t *testing.T) {
-	t.Parallel()
-	s := e2e.Start(t, e2e.WithoutOAuth())
-	ctx := mailkeytest.Context(t)
-	l := newLeaks(t)
-	m := newMailkey(t, l)
+	s, ctx, m := startCheck(t, e2e.WithoutOAuth())
 	m.add(ctx, s, "plain", e2e.Alice, "--imap", s.IMAPS, "--pop3", s.POP3, "--smtp", s.Submissions, "--ca-file", s.CAFile)
 	rep, r := m.test(ctx, "plain")
 	if r.Code == 0 {

@@ -19,6 +19,15 @@ func newLeaks(t *testing.T) *mailkeytest.Leaks {
 	return l
 }
 
+// startCheck starts a stack with opts for a test that runs in parallel, and a mailkey user
+// on it (newMailkey).
+func startCheck(t *testing.T, opts ...e2e.Option) (*e2e.Stack, context.Context, *mk) {
+	t.Helper()
+	t.Parallel()
+	s := e2e.Start(t, opts...)
+	return s, mailkeytest.Context(t), newMailkey(t, newLeaks(t))
+}
+
 // mk is one mailkey user, with the commands only these tests need.
 type mk struct{ *mailkeytest.Env }
 

@@ -144,6 +144,7 @@ func exports(s *e2e.Stack) string {
 		{"IMAP_PORT", s.IMAPPort}, {"IMAPS_PORT", s.IMAPSPort},
 		{"POP3_PORT", s.POP3Port}, {"POP3S_PORT", s.POP3SPort},
 		{"SUBMISSION_PORT", s.SubmissionPort}, {"SUBMISSIONS_PORT", s.SubmissionsPort},
+		{"POSTFIX_SUBMISSION_PORT", s.PostfixSubmissionPort},
 		{"CA_FILE", s.CAFile},
 	}
 	var out string
@@ -158,6 +159,7 @@ func describe(w io.Writer, s *e2e.Stack, envPath string) {
 	fmt.Fprintf(w, "imap         %s   imaps %s\n", s.IMAP, s.IMAPS)
 	fmt.Fprintf(w, "pop3         %s   pop3s %s\n", s.POP3, s.POP3S)
 	fmt.Fprintf(w, "submission   %s   submissions %s\n", s.Submission, s.Submissions)
+	fmt.Fprintf(w, "postfix      %s (SMTP AUTH switched off for %s)\n", s.PostfixSubmission, e2e.SMTPAuthDisabled)
 	fmt.Fprintf(w, "CA file      %s\n", s.CAFile)
 	fmt.Fprintf(w, "users        %s / %s, %s / %s, %s / %s\n",
 		e2e.Alice, e2e.AlicePassword, e2e.Bob, e2e.BobPassword, e2e.Carol, e2e.CarolPassword)
