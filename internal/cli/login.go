@@ -70,6 +70,11 @@ func (c *loginCmd) Run(e *env) error {
 		ctx, cancel := contextWithTimeout(e, c.Timeout)
 		defer cancel()
 		tok, err = client.PasteLogin(ctx, e.stdin, e.stderr)
+		if !isTerminal(e.stdin) {
+			// No terminal echoed the pasted line: end the "URL: " prompt,
+			// so that what follows starts a line of its own.
+			fmt.Fprintln(e.stderr)
+		}
 	case c.Import:
 		rt, rerr := readSecretLine(e.stdin)
 		if rerr != nil {
