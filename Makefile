@@ -6,8 +6,11 @@ BIN := bin/mailkey
 
 .PHONY: build sandbox test deps fuzz bench clean
 
+# The version mailkey version prints: the nearest tag, else the commit, "-dirty" with changes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/mailkey
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/mailkey/mailkey/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/mailkey
 
 sandbox: deps build
 	$(GO) run ./test/e2e/cmd/sandbox

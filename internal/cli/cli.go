@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	args = aliases(args)
 	kctx, exitCode, err := parse(grammar(args), args, stdout, stderr)
 	if exitCode >= 0 {
 		return exitCode // --help printed
@@ -146,9 +148,58 @@ func isHelpFlag(a string) bool {
 		(strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a, "h"))
 }
 
+// aliases rewrites the spellings users try from other tools into mailkey's
+// own: "help [COMMAND…]" is "[COMMAND…] --help", and "--version" alone is
+// the version command.
+func aliases(args []string) []string {
+	switch {
+	case len(args) > 0 && args[0] == "help":
+		return append(slices.Clone(args[1:]), "--help")
+	case len(args) == 1 && args[0] == "--version":
+		return []string{"version"}
+	}
+	return args
+}
+
 type versionCmd struct{}
 
 func (versionCmd) Run(e *env) error {
-	fmt.Fprintln(e.stdout, "mailkey", Version)
+	fmt.Fprintln(e.stdout, "mailkey", version())
 	return nil
+}
+
+// version is Version when the build set it, else what the Go toolchain
+// recorded: the module's version for go install …@VERSION, or the commit
+// a build from a checkout was made of ("dev (COMMIT)", "modified" when the
+// checkout had changes).
+func version() string {
+	if Version != "dev" {
+		return Version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return Version
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return Version
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		return "dev (" + rev + ", modified)"
+	}
+	return "dev (" + rev + ")"
 }

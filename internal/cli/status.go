@@ -29,7 +29,7 @@ type accountStatus struct {
 	State       string    `json:"state"` // none, valid, expired, needs_login, unreadable
 	Detail      string    `json:"detail,omitempty"`
 	Expiry      time.Time `json:"expiry,omitzero"`
-	ExpiresIn   string    `json:"expires_in,omitempty"`
+	ExpiresIn   int64     `json:"expires_in,omitempty"` // seconds, as in mailkey token --json
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
 	HasRefresh  bool      `json:"has_refresh_token"`
 	Scopes      []string  `json:"scopes,omitempty"`
@@ -133,7 +133,10 @@ func describeState(s accountStatus) string {
 		}
 		return "none yet: run mailkey login " + s.Name
 	case "valid":
-		return fmt.Sprintf("valid until %s (in %s)", s.Expiry.Local().Format(time.DateTime), s.ExpiresIn)
+		if s.Expiry.IsZero() {
+			return "valid"
+		}
+		return fmt.Sprintf("valid until %s (in %s)", s.Expiry.Local().Format(time.DateTime), time.Duration(s.ExpiresIn)*time.Second)
 	case "expired":
 		if s.HasRefresh || s.Flow != "" {
 			return "expired (renewed on next use)"
@@ -182,7 +185,7 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 		s.State = "valid"
 		s.Expiry = rec.Expiry
 		if !rec.Expiry.IsZero() {
-			s.ExpiresIn = rec.Expiry.Sub(now).Round(time.Second).String()
+			s.ExpiresIn = int64(rec.Expiry.Sub(now).Round(time.Second) / time.Second)
 		}
 	default:
 		s.State = "expired"
