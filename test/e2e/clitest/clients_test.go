@@ -162,9 +162,10 @@ SyncState *
 
 def mailkey_token(account):
     """Return a valid access token for a mailkey account."""
+    # stdout only: mailkey's error and hint on stderr reach the terminal or log.
     return subprocess.run(
         ["mailkey", "token", account],
-        check=True, capture_output=True, text=True,
+        check=True, stdout=subprocess.PIPE, text=True,
     ).stdout.strip()
 `)
 		local := filepath.Join(m.Home, "Mail-offlineimap")
