@@ -63,9 +63,9 @@ func (c *loginCmd) Run(e *env) error {
 			return errorf("mailkey login "+c.Account+"   (browser on this machine)\nmailkey login "+c.Account+" --paste   (no browser here)",
 				"%s does not allow the device flow here: %s", r.Provider, r.DeviceRefusal)
 		}
-		ctx, cancel := contextWithTimeout(e, c.Timeout)
-		defer cancel()
-		tok, err = client.DeviceLogin(ctx, e.stderr, oauth.DeviceOptions{QR: !c.NoQR})
+		// The wait is bounded by the device flow itself, so that running
+		// out of it is told from the provider failing.
+		tok, err = client.DeviceLogin(e.ctx, e.stderr, oauth.DeviceOptions{QR: !c.NoQR, Wait: c.Timeout})
 	case c.Paste:
 		ctx, cancel := contextWithTimeout(e, c.Timeout)
 		defer cancel()
@@ -196,10 +196,18 @@ func readSecretLine(r io.Reader) (string, error) {
 	return line, nil
 }
 
+// isDeviceError reports whether err comes from the device flow's polling.
+func isDeviceError(err error) bool {
+	var oe *oauth.Error
+	return errors.As(err, &oe) && oe.Op == oauth.OpDeviceLogin
+}
+
 // loginError words a failed flow with the next step.
 func loginError(name string, err error) error {
 	hint := "try again: mailkey login " + name
 	switch {
+	case errors.Is(err, oauth.ErrTimeout) && isDeviceError(err):
+		hint = "enter the code in time, or wait longer: mailkey login " + name + " --device --timeout 15m"
 	case errors.Is(err, oauth.ErrTimeout):
 		hint = "open the printed URL and finish the sign-in in time, or use: mailkey login " + name + " --paste"
 	case errors.Is(err, oauth.ErrAccessDenied):

@@ -21,12 +21,19 @@ const (
 	qrQuietZone           = 2 // modules of light border; enough for phone cameras
 )
 
+// OpDeviceLogin is the Op of the errors of DeviceLogin's polling.
+const OpDeviceLogin = "device login"
+
 // DeviceOptions tune DeviceLogin. The zero value works.
 type DeviceOptions struct {
 	// QR draws verification_uri_complete (or verification_uri) as a QR code
 	// with Unicode half blocks, light modules in the text colour, which suits
 	// the usual light-on-dark terminal.
 	QR bool
+	// Wait bounds how long the user has to approve, when shorter than the
+	// code's own lifetime; reaching it is ErrTimeout, where the code's
+	// expiry is ErrExpiredToken. Zero means the code's lifetime.
+	Wait time.Duration
 	// Now and Sleep replace the clock and the wait between polls; nil means
 	// time.Now and a timer that stops when ctx ends.
 	Now   func() time.Time
@@ -63,7 +70,7 @@ func (o *DeviceOptions) sleep(ctx context.Context, d time.Duration) error {
 // with one wrapping ErrExpiredToken. Google rejects mail scopes in this flow
 // with invalid_scope.
 func (c *Client) DeviceLogin(ctx context.Context, out io.Writer, opts DeviceOptions) (*Token, error) {
-	const op = "device login"
+	const op = OpDeviceLogin
 	if err := checkEndpoints(c.Config.Endpoint.DeviceAuthURL, c.Config.Endpoint.TokenURL); err != nil {
 		return nil, classify(op, err, nil)
 	}
@@ -78,7 +85,11 @@ func (c *Client) DeviceLogin(ctx context.Context, out io.Writer, opts DeviceOpti
 	if !da.Expiry.IsZero() {
 		lifetime = time.Until(da.Expiry)
 	}
-	deadline := opts.now().Add(lifetime)
+	wait := lifetime
+	if opts.Wait > 0 && opts.Wait < lifetime {
+		wait = opts.Wait
+	}
+	deadline, expires := opts.now().Add(wait), opts.now().Add(lifetime)
 	if da.DeviceCode == "" || da.UserCode == "" || da.VerificationURI == "" {
 		return nil, &Error{Op: "device authorization", Err: errBadResponse}
 	}
@@ -100,17 +111,24 @@ func (c *Client) DeviceLogin(ctx context.Context, out io.Writer, opts DeviceOpti
 			fmt.Fprintf(out, "\nor scan this code with a phone.\n\n")
 		}
 	}
-	fmt.Fprintf(out, "Waiting for approval (the code expires in %s)", lifetime.Round(time.Second))
+	if wait < lifetime {
+		fmt.Fprintf(out, "Waiting %s for approval (the code itself expires in %s)", wait.Round(time.Second), lifetime.Round(time.Second))
+	} else {
+		fmt.Fprintf(out, "Waiting for approval (the code expires in %s)", lifetime.Round(time.Second))
+	}
 
 	interval := time.Duration(da.Interval) * time.Second
 	if interval <= 0 {
 		interval = deviceDefaultInterval
 	}
 	form := url.Values{"grant_type": {deviceGrantType}, "device_code": {da.DeviceCode}}
-	wait := interval
+	wait = interval
 	for {
 		if !opts.now().Before(deadline) {
 			fmt.Fprintln(out)
+			if deadline.Before(expires) {
+				return nil, &Error{Op: op, Kind: Permanent, Err: ErrTimeout}
+			}
 			return nil, &Error{Op: op, Kind: Permanent, Code: "expired_token", Err: ErrExpiredToken}
 		}
 		if err := opts.sleep(ctx, wait); err != nil {

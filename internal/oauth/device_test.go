@@ -116,6 +116,22 @@ func TestDeviceLoginExpiresByClock(t *testing.T) {
 	}
 }
 
+// TestDeviceLoginWaitShorterThanCode: with a Wait shorter than the code's
+// lifetime, the login says how long it waits and, when that runs out, fails
+// with ErrTimeout, not as the code's expiry or a provider failure.
+func TestDeviceLoginWaitShorterThanCode(t *testing.T) {
+	p := deviceProvider(t, 900)
+	clock := &fakeClock{now: time.Now()}
+	var out strings.Builder
+	_, err := p.client().DeviceLogin(context.Background(), &out, DeviceOptions{Wait: 12 * time.Second, Now: clock.Now, Sleep: clock.Sleep})
+	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrExpiredToken) || !Classify(err).Permanent() {
+		t.Fatalf("err = %v, want permanent ErrTimeout", err)
+	}
+	if !strings.Contains(out.String(), "Waiting 12s for approval (the code itself expires in 15m0s)") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
 func TestDeviceLoginTerminalErrors(t *testing.T) {
 	for code, want := range map[string]error{"expired_token": ErrExpiredToken, "access_denied": ErrAccessDenied} {
 		p := deviceProvider(t, 900, "authorization_pending", code)
