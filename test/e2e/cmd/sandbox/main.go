@@ -60,6 +60,9 @@ func run() error {
 			return err
 		}
 		*dir = d
+		// A folder of its own making goes when the sandbox stops; one
+		// named with -dir stays, for its logs.
+		defer os.RemoveAll(d)
 	}
 	opts := []e2e.Option{e2e.WithAccessTokenTTL(*atTTL), e2e.WithBulkMailbox(*bulk)}
 	if *autoConsent {
@@ -75,11 +78,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer s.Close() // before the folder goes
 
 	cfgPath := filepath.Join(s.Dir, "mailkey", "config.toml")
 	stateDir := filepath.Join(s.Dir, "mailkey", "state")
 	if err := addAccount(s, cfgPath, stateDir); err != nil {
+		return err
+	}
+	if err := addProxy(cfgPath); err != nil {
 		return err
 	}
 	envPath := filepath.Join(s.Dir, "env")
@@ -134,6 +140,27 @@ func addAccount(s *e2e.Stack, cfgPath, stateDir string) error {
 	return nil
 }
 
+// addProxy gives mailkey serve listeners on ports the system picks (serve
+// logs them), so that it starts wherever the usual ports are taken.
+func addProxy(cfgPath string) error {
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(`
+[proxy]
+# Ports the system picks: mailkey serve logs each listener's address.
+imap = "127.0.0.1:0"
+pop3 = "127.0.0.1:0"
+smtp = "127.0.0.1:0"
+status = "127.0.0.1:0"
+`)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func exports(s *e2e.Stack) string {
 	vars := []struct {
 		name  string
@@ -177,7 +204,7 @@ In another terminal:
   mailkey token sandbox
   mailkey test sandbox            # logs in over IMAP, POP3 and SMTP and explains any failure
   mailkey password add sandbox    # an app password for a password-only client, then:
-  mailkey serve                   # IMAP 127.0.0.1:1143, POP3 :1110, SMTP :1587
+  mailkey serve                   # listens on free ports: see its "listening" log lines
 
 press Ctrl-C to stop
 `, envPath)
