@@ -52,8 +52,9 @@ func sendToAlice(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, subject
 	return n
 }
 
-// TestMailClients runs msmtp, mbsync, offlineimap and mutt with mailkey token as their OAuth
-// token source, configured as docs/clients/{msmtp,mbsync,offlineimap,mutt}.md describe.
+// TestMailClients runs msmtp, mbsync, offlineimap, getmail and mutt with mailkey token as their
+// OAuth token source, configured as docs/clients/{msmtp,mbsync,offlineimap,getmail,mutt}.md
+// describe.
 func TestMailClients(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
@@ -206,6 +207,49 @@ folderfilter = lambda f: f == 'INBOX'
 		}
 		if got < want {
 			t.Errorf("offlineimap copied %d messages, the server holds at least %d", got, want)
+		}
+	})
+
+	t.Run("getmail", func(t *testing.T) {
+		getmail := mailkeytest.NeedProgram(t, "getmail", "getmail6")
+		want := sendToAlice(t, ctx, s, m, "for getmail")
+		// The retriever as docs/clients/getmail.md writes it, with the stack's server and CA.
+		// getmail refuses to deliver to a Maildir as root, which the tests run as, so the
+		// messages go to an external command that appends them to a file instead.
+		dir := filepath.Join(m.Home, ".config", "getmail")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		mbox := filepath.Join(m.Home, "getmail.mbox")
+		writeFile(t, filepath.Join(dir, "getmailrc"), fmt.Sprintf(`[retriever]
+type = SimpleIMAPSSLRetriever
+server = localhost
+port = %d
+ca_certs = %s
+username = %s
+use_xoauth2 = True
+password_command = ("mailkey", "token", %q)
+mailboxes = ("INBOX",)
+
+[destination]
+type = MDA_external
+path = /bin/sh
+arguments = ("-c", "cat >> %s")
+allow_root_commands = true
+
+[options]
+read_all = true
+delete = false
+`, s.IMAPSPort, s.CAFile, e2e.Alice, acct, mbox))
+		if out, err := runClient(t, ctx, m, nil, getmail, "--getmaildir", dir, "--rcfile", "getmailrc"); err != nil {
+			t.Fatalf("getmail: %v\n%s", err, m.Leaks.Redact(out))
+		}
+		b, err := os.ReadFile(mbox)
+		if err != nil {
+			t.Fatalf("getmail delivered nothing: %v", err)
+		}
+		if got := strings.Count(string(b), "\nSubject: "); got < want {
+			t.Errorf("getmail delivered %d messages, the server holds at least %d", got, want)
 		}
 	})
 
