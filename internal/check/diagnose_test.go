@@ -40,6 +40,9 @@ var diagnoseCases = []struct {
 	// token
 	{"never logged in", Observation{Step: StepToken, TokenErr: &tokens.NeedsLoginError{Account: "work", Err: tokens.ErrNoToken}}, "no-token"},
 	{"AADSTS50020", Observation{Step: StepToken, Provider: "microsoft", TokenErr: needsLogin("invalid_grant", "AADSTS50020: User account from identity provider does not exist in tenant")}, "aadsts-50020"},
+	{"AADSTS50194", Observation{Step: StepToken, Provider: "microsoft", TokenErr: needsLogin("invalid_request", "AADSTS50194: Application 'x'(mailkey) is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.")}, "aadsts-50194"},
+	{"AADSTS50011 in a retrieve error", Observation{Step: StepToken, Provider: "microsoft", TokenErr: &oauth2.RetrieveError{ErrorCode: "invalid_request", ErrorDescription: "AADSTS50011: The redirect URI 'http://localhost:53117/' specified in the request does not match the redirect URIs configured for the application 'x'."}}, "aadsts-50011"},
+	{"AADSTS650057", Observation{Step: StepToken, Provider: "microsoft", TokenErr: needsLogin("invalid_client", "AADSTS650057: Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client's application registration.")}, "aadsts-650057"},
 	{"AADSTS65001", Observation{Step: StepToken, TokenErr: needsLogin("invalid_grant", "AADSTS65001: The user or administrator has not consented")}, "aadsts-65001"},
 	{"AADSTS70043", Observation{Step: StepToken, TokenErr: needsLogin("invalid_grant", "AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access")}, "aadsts-70043"},
 	{"AADSTS700082", Observation{Step: StepToken, TokenErr: needsLogin("invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity.")}, "aadsts-700082"},
