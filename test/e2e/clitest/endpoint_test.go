@@ -3,9 +3,7 @@ package clitest
 import (
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
@@ -16,14 +14,8 @@ import (
 // refreshes again.
 func TestRefreshRefusesAnotherTokenEndpoint(t *testing.T) {
 	t.Parallel()
-	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t)
-	leaks := mailkeytest.NewLeaks(t)
-	leaks.Require("", 1)
 	const acct = "work"
-	m := newMailkey(t, leaks, "")
-	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
-	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	s, ctx, m := aliceLoggedIn(t, acct)
 	issued := m.StoredRecord(ctx, acct).TokenURL
 	if issued != s.Issuer+"/token" {
 		t.Fatalf("the grant's record names token endpoint %q, want the stack's %q", issued, s.Issuer+"/token")
