@@ -132,6 +132,13 @@ var rules = []Rule{
 		Fix:     "mailkey login {account}",
 		match:   func(o *Observation) bool { return errors.Is(o.TokenErr, tokens.ErrNoToken) },
 	},
+	{
+		ID: "token-endpoint-changed", Step: StepToken,
+		Symptom: "the token endpoint changed since the login",
+		Cause:   "the grant was issued by another token endpoint than the one the account names now (its tenant, cloud, issuer or token_url changed), and mailkey does not send a refresh token to an endpoint that did not issue it",
+		Fix:     "log in through the new endpoint: mailkey login {account}; or restore the account's earlier tenant, cloud, issuer or token_url, and the stored login works again",
+		match:   func(o *Observation) bool { return errors.As(o.TokenErr, new(*tokens.EndpointChangedError)) },
+	},
 	aadsts("50020", "the user signed in with an account from an identity provider or tenant the app's tenant does not accept (a personal Microsoft account on a work-only app, or a guest not invited)",
 		"sign in with an account of the tenant, or set tenant = \"common\" (work and personal accounts) or \"consumers\" in the account, then: mailkey login {account}"),
 	aadsts("50194", "the app is registered for one directory only (single tenant), and the account signs in through common or organizations, which single-tenant apps cannot use",

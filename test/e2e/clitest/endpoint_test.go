@@ -42,6 +42,13 @@ func TestRefreshRefusesAnotherTokenEndpoint(t *testing.T) {
 			t.Errorf("stderr lacks %q", want)
 		}
 	}
+	// mailkey test explains it too.
+	r = m.Run(ctx, "", "test", acct, "--imap")
+	t.Logf("mailkey test after the token endpoint changed:\n%s%s", r.Stdout, r.Stderr)
+	if out := r.Stdout + r.Stderr; r.Code == 0 || !strings.Contains(out, "mailkey does not send a refresh token to an endpoint that did not issue it") ||
+		!strings.Contains(out, "log in through the new endpoint: mailkey login work") {
+		t.Errorf("mailkey test after the token endpoint changed: %s", r)
+	}
 	if st := tokenStats(t, s, false); len(st) != 0 {
 		t.Errorf("the token endpoint was asked (%v): the refresh token went to the new endpoint", st)
 	}
