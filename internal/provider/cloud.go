@@ -12,8 +12,8 @@ import (
 // rather than per preset: tenants, flows and Exchange's behaviour are the
 // same in each.
 type Cloud struct {
-	// Name is the value of the config key cloud; Title is for people.
-	Name, Title string
+	// Name is the value of the config key cloud.
+	Name string
 	// Authority is the login host's base URL, without the tenant.
 	Authority string
 	// Resource prefixes the delegated scopes (IMAP.AccessAsUser.All, …);
@@ -25,40 +25,34 @@ type Cloud struct {
 	IMAPHost, POP3Host, SMTPHost string
 }
 
-// Documentation the values below come from. Each value names the page that
-// confirms it; "not confirmed" marks one no Microsoft page at hand states
-// for IMAP, POP or SMTP, where the cloud's Exchange Online host is used by
-// analogy with the worldwide cloud. An account can override every one of
-// them (imap, pop3, smtp, scopes, auth_url, token_url, device_url).
-const (
-	// Authentication endpoints and portals of the national clouds.
-	docNationalCloud = "https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud"
-	// The same page as published for the cloud operated by 21Vianet; it
-	// gives https://login.partner.microsoftonline.cn/common/oauth2/v2.0/token
-	// as the token endpoint.
-	docNationalCloudCN = "https://docs.azure.cn/entra/identity-platform/authentication-national-cloud"
-	// Scopes, IMAP/POP/SMTP hosts of the worldwide cloud.
-	docMailOAuth = "https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth"
-	// Exchange Online host names of GCC High and DoD.
-	docGCCHighEndpoints = "https://learn.microsoft.com/microsoft-365/enterprise/microsoft-365-u-s-government-gcc-high-endpoints"
-	docDoDEndpoints     = "https://learn.microsoft.com/microsoft-365/enterprise/microsoft-365-u-s-government-dod-endpoints"
-)
-
-// GlobalCloud is the name of the worldwide cloud, the default.
-const GlobalCloud = "global"
+// Where the values below come from. Each value cites one of these pages by
+// its tag. "Not confirmed" marks a value that no Microsoft page at hand
+// states: the national clouds' IMAP, POP and SMTP hosts and Exchange
+// resources follow the worldwide cloud's pattern with the cloud's Exchange
+// Online host name. Microsoft lists those hosts per cloud on [gcch-hosts]
+// and [dod-hosts], where they should be checked. An account can override
+// every value (imap, pop3, smtp, scopes, auth_url, token_url, device_url).
+//
+//	[entra-clouds]  https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud
+//	[entra-cn]      https://docs.azure.cn/entra/identity-platform/authentication-national-cloud
+//	                (the same page for 21Vianet; it gives the token endpoint
+//	                https://login.partner.microsoftonline.cn/common/oauth2/v2.0/token)
+//	[mail-oauth]    https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth
+//	[gcch-hosts]    https://learn.microsoft.com/microsoft-365/enterprise/microsoft-365-u-s-government-gcc-high-endpoints
+//	[dod-hosts]     https://learn.microsoft.com/microsoft-365/enterprise/microsoft-365-u-s-government-dod-endpoints
 
 // globalCloud is the worldwide cloud (also Microsoft 365 GCC, which signs in
 // and serves mail there). smtpHost differs between Microsoft 365 and
 // Outlook.com.
 func globalCloud(smtpHost string) Cloud {
 	return Cloud{
-		Name: GlobalCloud, Title: "worldwide (including GCC)",
-		Authority:       "https://login.microsoftonline.com", // docNationalCloud
-		Resource:        "https://outlook.office.com/",       // docMailOAuth
-		AppOnlyResource: "https://outlook.office365.com/",    // docMailOAuth
-		IMAPHost:        "outlook.office365.com",             // docMailOAuth
-		POP3Host:        "outlook.office365.com",             // docMailOAuth
-		SMTPHost:        smtpHost,                            // docMailOAuth
+		Name:            "global",
+		Authority:       "https://login.microsoftonline.com", // [entra-clouds]
+		Resource:        "https://outlook.office.com/",       // [mail-oauth]
+		AppOnlyResource: "https://outlook.office365.com/",    // [mail-oauth]
+		IMAPHost:        "outlook.office365.com",             // [mail-oauth]
+		POP3Host:        "outlook.office365.com",             // [mail-oauth]
+		SMTPHost:        smtpHost,                            // [mail-oauth]
 	}
 }
 
@@ -66,39 +60,37 @@ func globalCloud(smtpHost string) Cloud {
 // the worldwide one.
 var nationalClouds = []Cloud{
 	{
-		Name: "gcc-high", Title: "Microsoft 365 US Government GCC High",
-		Authority: "https://login.microsoftonline.us", // docNationalCloud
-		// Exchange Online of GCC High is outlook.office365.us
-		// (docGCCHighEndpoints); that it is also the scopes' resource is
-		// not confirmed.
-		Resource:        "https://outlook.office365.us/",
-		AppOnlyResource: "https://outlook.office365.us/",
-		IMAPHost:        "outlook.office365.us", // docGCCHighEndpoints; IMAP/POP use not confirmed
-		POP3Host:        "outlook.office365.us", // docGCCHighEndpoints; IMAP/POP use not confirmed
-		SMTPHost:        "smtp.office365.us",    // not confirmed
+		Name:      "gcc-high",
+		Authority: "https://login.microsoftonline.us", // [entra-clouds]
+		// Exchange Online of GCC High: outlook.office365.us (not
+		// confirmed; see [gcch-hosts]).
+		Resource:        "https://outlook.office365.us/", // not confirmed
+		AppOnlyResource: "https://outlook.office365.us/", // not confirmed
+		IMAPHost:        "outlook.office365.us",          // not confirmed
+		POP3Host:        "outlook.office365.us",          // not confirmed
+		SMTPHost:        "smtp.office365.us",             // not confirmed
 	},
 	{
-		Name: "dod", Title: "Microsoft 365 US Government DoD",
-		Authority: "https://login.microsoftonline.us", // docNationalCloud
-		// Exchange Online of DoD is outlook-dod.office365.us, also
-		// reached as webmail.apps.mil (docDoDEndpoints); that it is the
-		// scopes' resource is not confirmed.
-		Resource:        "https://outlook-dod.office365.us/",
-		AppOnlyResource: "https://outlook-dod.office365.us/",
-		IMAPHost:        "outlook-dod.office365.us", // docDoDEndpoints; IMAP/POP use not confirmed
-		POP3Host:        "outlook-dod.office365.us", // docDoDEndpoints; IMAP/POP use not confirmed
-		SMTPHost:        "outlook-dod.office365.us", // not confirmed
+		Name:      "dod",
+		Authority: "https://login.microsoftonline.us", // [entra-clouds]
+		// Exchange Online of DoD: outlook-dod.office365.us, also named
+		// webmail.apps.mil (not confirmed; see [dod-hosts]).
+		Resource:        "https://outlook-dod.office365.us/", // not confirmed
+		AppOnlyResource: "https://outlook-dod.office365.us/", // not confirmed
+		IMAPHost:        "outlook-dod.office365.us",          // not confirmed
+		POP3Host:        "outlook-dod.office365.us",          // not confirmed
+		SMTPHost:        "outlook-dod.office365.us",          // not confirmed
 	},
 	{
-		Name: "china", Title: "Microsoft 365 operated by 21Vianet (China)",
-		Authority: "https://login.partner.microsoftonline.cn", // docNationalCloudCN
-		// Exchange Online operated by 21Vianet is partner.outlook.cn; no
-		// page at hand confirms it as the scopes' resource or mail host.
-		Resource:        "https://partner.outlook.cn/",
-		AppOnlyResource: "https://partner.outlook.cn/",
-		IMAPHost:        "partner.outlook.cn",      // not confirmed
-		POP3Host:        "partner.outlook.cn",      // not confirmed
-		SMTPHost:        "smtp.partner.outlook.cn", // not confirmed
+		Name:      "china",
+		Authority: "https://login.partner.microsoftonline.cn", // [entra-cn]
+		// Exchange Online operated by 21Vianet: partner.outlook.cn
+		// (not confirmed).
+		Resource:        "https://partner.outlook.cn/", // not confirmed
+		AppOnlyResource: "https://partner.outlook.cn/", // not confirmed
+		IMAPHost:        "partner.outlook.cn",          // not confirmed
+		POP3Host:        "partner.outlook.cn",          // not confirmed
+		SMTPHost:        "smtp.partner.outlook.cn",     // not confirmed
 	},
 }
 
