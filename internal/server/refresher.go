@@ -112,6 +112,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError
 	var te *tokens.TransientError
+	var ec *tokens.EndpointChangedError
 	switch {
 	case err == nil:
 		r.failures = 0
@@ -136,6 +137,14 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		r.m.refreshes.WithLabelValues(r.account, "client").Inc()
 		r.log.Warn("the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed",
 			"account", r.account, "class", "client", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
+		return needsLoginWait
+	case errors.As(err, &ec):
+		// Nothing was sent and the grant is kept; ask again later, in
+		// case the account logged in or its configuration was restored.
+		r.failures = 0
+		r.m.refreshes.WithLabelValues(r.account, "endpoint").Inc()
+		r.log.Warn("the token endpoint changed since the login: its mail clients cannot log in once the current token expires, until the account logs in again or its configuration is restored",
+			"account", r.account, "class", "endpoint", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
 		return needsLoginWait
 	case errors.As(err, &rf):
 		// App-only: nothing to log in to; ask again later, in case
