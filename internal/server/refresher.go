@@ -69,6 +69,15 @@ func (r *refresher) hintFor(err error) string {
 	return r.hint(r.account, err)
 }
 
+// holdOff counts and logs a failure of class that only a change by the
+// user can cure, and returns the wait before the next look.
+func (r *refresher) holdOff(err error, class, msg string) time.Duration {
+	r.failures = 0
+	r.m.refreshes.WithLabelValues(r.account, class).Inc()
+	r.log.Warn(msg, "account", r.account, "class", class, "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
+	return needsLoginWait
+}
+
 // poke asks for a check now, without blocking.
 func (r *refresher) poke() {
 	select {
@@ -133,27 +142,15 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	case errors.As(err, &ce):
 		// The app's configuration: the grant is kept; ask again later, in
 		// case the client secret has been fixed.
-		r.failures = 0
-		r.m.refreshes.WithLabelValues(r.account, "client").Inc()
-		r.log.Warn("the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed",
-			"account", r.account, "class", "client", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
-		return needsLoginWait
+		return r.holdOff(err, "client", "the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed")
 	case errors.As(err, &ec):
 		// Nothing was sent and the grant is kept; ask again later, in
 		// case the account logged in or its configuration was restored.
-		r.failures = 0
-		r.m.refreshes.WithLabelValues(r.account, "endpoint").Inc()
-		r.log.Warn("the token endpoint changed since the login: its mail clients cannot log in once the current token expires, until the account logs in again or its configuration is restored",
-			"account", r.account, "class", "endpoint", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
-		return needsLoginWait
+		return r.holdOff(err, "endpoint", "the token endpoint changed since the login: its mail clients cannot log in once the current token expires, until the account logs in again or its configuration is restored")
 	case errors.As(err, &rf):
 		// App-only: nothing to log in to; ask again later, in case
 		// the configuration at the provider has been fixed.
-		r.failures = 0
-		r.m.refreshes.WithLabelValues(r.account, "refused").Inc()
-		r.log.Warn("the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed",
-			"account", r.account, "class", "refused", "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
-		return needsLoginWait
+		return r.holdOff(err, "refused", "the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed")
 	}
 	r.failures++
 	r.m.refreshes.WithLabelValues(r.account, "transient").Inc()
