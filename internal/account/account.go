@@ -173,6 +173,10 @@ func (s *Source) Refresh(ctx context.Context, rec *store.Record) (*tokens.Fresh,
 		if rec.RefreshToken == "" {
 			return nil, noRefreshError{}
 		}
+		// Records written before the token endpoint was stored have none.
+		if rec.TokenURL != "" && rec.TokenURL != s.R.TokenURL {
+			return nil, &tokens.EndpointChangedError{Account: rec.Account, Stored: rec.TokenURL, Configured: s.R.TokenURL}
+		}
 		// Ask for what was granted: more would be refused (invalid_scope).
 		t, err = s.Client.RefreshGranted(ctx, rec.RefreshToken, rec.Scopes)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mailkey/mailkey/internal/config"
@@ -117,5 +118,32 @@ func TestRefreshAsksForStoredScopes(t *testing.T) {
 	}
 	if !ms.RefreshNeedsScope {
 		t.Error("Microsoft wants a scope on every refresh")
+	}
+}
+
+// A grant is refreshed only at the token endpoint that issued it: after the
+// tenant (or cloud, issuer, token_url) changed, the refresh fails before
+// any request, and the refresh token never reaches the new endpoint.
+func TestRefreshRefusesAnotherTokenEndpoint(t *testing.T) {
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests++ }))
+	defer srv.Close()
+	r := &config.Resolved{Account: "work", Provider: "generic", Flow: config.FlowInteractive, ClientID: "c", TokenURL: srv.URL + "/fabrikam/token"}
+	c, err := OAuthClient(context.Background(), r, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Source{R: r, Client: c}
+	old := srv.URL + "/contoso/token"
+	_, err = s.Refresh(context.Background(), &store.Record{Account: "work", RefreshToken: "rt-0123", TokenURL: old})
+	var ec *tokens.EndpointChangedError
+	if !errors.As(err, &ec) || ec.Stored != old || ec.Configured != r.TokenURL {
+		t.Fatalf("err = %v, want *tokens.EndpointChangedError from %s to %s", err, old, r.TokenURL)
+	}
+	if requests != 0 {
+		t.Errorf("%d requests reached the new endpoint", requests)
+	}
+	if strings.Contains(err.Error(), "rt-0123") || !strings.Contains(err.Error(), old) || !strings.Contains(err.Error(), r.TokenURL) {
+		t.Errorf("message %q must name both endpoints and no token", err)
 	}
 }

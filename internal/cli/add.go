@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mailkey/mailkey/internal/config"
+	"github.com/mailkey/mailkey/internal/provider"
 )
 
 type addCmd struct {
@@ -19,6 +20,7 @@ type addCmd struct {
 	ClientSecret string   `name:"client-secret" help:"OAuth client secret, if the app has one ('-' reads it from standard input)." placeholder:"SECRET"`
 	SecretCmd    string   `name:"client-secret-cmd" help:"Command printing the client secret (e.g. 'pass show mail/app')." placeholder:"CMD"`
 	Tenant       string   `help:"Microsoft tenant: common, organizations, consumers, a GUID or a domain." placeholder:"T"`
+	Cloud        string   `help:"Microsoft cloud: global (default), gcc-high, dod or china." placeholder:"C"`
 	Issuer       string   `help:"Issuer URL for OpenID discovery (generic provider)." placeholder:"URL"`
 	AuthURL      string   `name:"auth-url" help:"Authorization endpoint (instead of --issuer)." placeholder:"URL"`
 	TokenURL     string   `name:"token-url" help:"Token endpoint (instead of --issuer)." placeholder:"URL"`
@@ -69,6 +71,7 @@ func (c *addCmd) Run(e *env) error {
 	str("client_secret", c.ClientSecret)
 	str("client_secret_cmd", c.SecretCmd)
 	str("tenant", c.Tenant)
+	str("cloud", c.Cloud)
 	str("issuer", c.Issuer)
 	str("auth_url", c.AuthURL)
 	str("token_url", c.TokenURL)
@@ -92,12 +95,31 @@ func (c *addCmd) Run(e *env) error {
 		return configError(flagHints(err, c.Account))
 	}
 	e.notef("account %s saved in %s", c.Account, path)
+	c.explainTenant(e)
 	if c.Flow != "" {
 		e.notef("next: mailkey token %s (app-only accounts need no login)", c.Account)
 	} else {
 		e.notef("next: mailkey login %s", c.Account)
 	}
 	return nil
+}
+
+// explainTenant says, when a new account of a tenanted provider names no
+// tenant and so signs in through one that stands for many directories,
+// what the tenants mean: a single-tenant app fails there (AADSTS50194),
+// and nothing in the app's ID says which kind it is.
+func (c *addCmd) explainTenant(e *env) {
+	if c.Provider == "" || c.Tenant != "" {
+		return
+	}
+	p, err := provider.Lookup(c.Provider)
+	if err != nil || !p.TenantToChoose() {
+		return
+	}
+	e.notef("no --tenant given: %s signs in through the %q tenant, which takes the accounts the app's registration allows:", c.Account, p.DefaultTenant)
+	e.notef("  common: work, school and personal Microsoft accounts; organizations: work and school accounts; consumers: personal accounts")
+	e.notef("  an app registered for \"this organizational directory only\" (single tenant) needs its own tenant, else sign-in fails with AADSTS50194")
+	e.notef("  to name it: mailkey add %s --tenant TENANT (the directory (tenant) ID from the app's overview page, or a domain such as contoso.onmicrosoft.com)", c.Account)
 }
 
 // flagHints rewords the hint of each setting the new account lacks as the

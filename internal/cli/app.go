@@ -269,8 +269,9 @@ func tokenError(conf *config.Account, err error) error {
 	e := &Error{Msg: err.Error(), Hint: hint, Err: err}
 	var ce *tokens.ClientConfigError
 	var te *tokens.TransientError
+	var ec *tokens.EndpointChangedError
 	switch {
-	case errors.As(err, &ce):
+	case errors.As(err, &ce), errors.As(err, &ec):
 		e.Code = exitConfig // the app's configuration, not the user's login
 	case errors.As(err, &te):
 		e.Code = exitTempFail
@@ -287,9 +288,13 @@ func tokenHint(conf *config.Account, err error) string {
 	var te *tokens.TransientError
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError
+	var ec *tokens.EndpointChangedError
 	switch {
 	case errors.As(err, &rf):
 		return refusedHint(conf)
+	case errors.As(err, &ec):
+		return "to use the new endpoint, log in through it: mailkey login " + name +
+			"\nor restore the tenant, cloud, issuer or token_url account " + name + " had at the login (mailkey config check): the stored login then works again"
 	case errors.As(err, &ce) && ce.Code == "invalid_scope":
 		return "check the scopes of account " + name + " (mailkey config check): a refresh may not ask for more than the login granted; the stored login is kept, then: mailkey token " + name +
 			"\nmailkey test " + name + " explains provider error codes"

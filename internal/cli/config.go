@@ -22,6 +22,7 @@ type checkedAccount struct {
 	Email     string            `json:"email"`
 	Flow      string            `json:"flow,omitempty"`
 	Tenant    string            `json:"tenant,omitempty"`
+	Cloud     string            `json:"cloud,omitempty"`
 	Protocols []string          `json:"protocols"`
 	Servers   map[string]string `json:"servers"`
 	Line      int               `json:"line"`
@@ -34,7 +35,7 @@ func (c *configCheckCmd) Run(e *env) error {
 	}
 	var out []checkedAccount
 	for _, a := range cfg.Accounts {
-		ca := checkedAccount{Name: a.Name, Provider: a.Provider, Email: a.Email, Flow: a.Flow, Tenant: a.Tenant, Line: a.Line, Servers: map[string]string{}}
+		ca := checkedAccount{Name: a.Name, Provider: a.Provider, Email: a.Email, Flow: a.Flow, Tenant: a.Tenant, Cloud: a.Cloud, Line: a.Line, Servers: map[string]string{}}
 		for _, p := range a.Protocols {
 			ca.Protocols = append(ca.Protocols, string(p))
 		}

@@ -23,6 +23,7 @@ func (b *builder) buildAccount(s *section) *Account {
 	a.ClientSecret = b.str(s, "client_secret")
 	a.ClientSecretCmd = b.str(s, "client_secret_cmd")
 	a.Tenant = b.str(s, "tenant")
+	a.Cloud = b.str(s, "cloud")
 	a.Issuer = b.str(s, "issuer")
 	a.AuthURL = b.str(s, "auth_url")
 	a.TokenURL = b.str(s, "token_url")
@@ -55,6 +56,22 @@ func (b *builder) buildAccount(s *section) *Account {
 			errAt("provider", fmt.Sprintf("unknown provider %q", a.Provider), hint)
 		} else {
 			preset, havePreset = p, true
+		}
+	}
+	if havePreset && good("cloud") {
+		p, err := preset.InCloud(a.Cloud)
+		var ce *provider.UnknownCloudError
+		switch {
+		case errors.As(err, &ce) && len(ce.Valid) == 0:
+			errAt("cloud", err.Error(), "remove cloud; only microsoft is offered in national clouds")
+		case errors.As(err, &ce):
+			hint := "write one of " + strings.Join(ce.Valid, ", ")
+			if sg := suggest(a.Cloud, ce.Valid); sg != "" {
+				hint = "did you mean " + sg + "? " + hint
+			}
+			errAt("cloud", fmt.Sprintf("unknown cloud %q", a.Cloud), hint)
+		default:
+			preset = p
 		}
 	}
 	generic := havePreset && preset.Name == provider.Generic

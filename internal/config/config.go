@@ -97,6 +97,9 @@ type Account struct {
 	// Resolved.Secret. Treated as a secret too.
 	ClientSecretCmd string
 	Tenant          string
+	// Cloud names the Microsoft cloud ("" for the preset's own), see
+	// provider.Cloud.
+	Cloud string
 	// Endpoint overrides; Issuer also drives discovery for generic.
 	Issuer, AuthURL, TokenURL, DeviceURL, RevokeURL, IntrospectURL string
 	// Scopes replaces the preset's least-privilege scopes when set.

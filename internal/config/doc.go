@@ -37,6 +37,7 @@
 //	                            #   (first line of its output), not both
 //	tenant = "contoso.onmicrosoft.com"  # microsoft/outlook only: common, organizations,
 //	                            #   consumers, a GUID or a domain
+//	cloud = "gcc-high"          # microsoft only: global (default), gcc-high, dod, china
 //	issuer = "https://…"        # generic: discovery; for presets it only names the issuer
 //	auth_url = "…"              # endpoint overrides: auth_url, token_url, device_url,
 //	                            #   revoke_url, introspect_url; https, or http on loopback

@@ -41,8 +41,9 @@ func TestLoadErrors(t *testing.T) {
 			`, 5, "", "already", "TOML syntax"},
 		{"unknown key with suggestion", validAccount + `	clientid = "x"
 			`, 5, "accounts.work.clientid", "unknown key", "did you mean client_id?"},
-		{"unknown key without suggestion", validAccount + `	colour = "blue"
-			`, 5, "accounts.work.colour", "unknown key", "valid keys here: auth_url, ca_file"},
+		// Not "colour": it is two edits from cloud.
+		{"unknown key without suggestion", validAccount + `	flavour = "blue"
+			`, 5, "accounts.work.flavour", "unknown key", "valid keys here: auth_url, ca_file"},
 		{"unknown top-level table", `
 			[acounts.work]
 			email = "a@b.c"`, 1, "acounts", "unknown key", "did you mean accounts?"},
@@ -99,6 +100,14 @@ func TestLoadErrors(t *testing.T) {
 			tenant = "contoso"`, 5, "accounts.work.tenant", `invalid tenant "contoso"`, "common, organizations, consumers"},
 		{"tenant on an untenanted provider", validAccount + `	tenant = "contoso.com"
 			`, 5, "accounts.work.tenant", "takes no tenant", ""},
+		{"misspelt cloud", `
+			[accounts.work]
+			provider = "microsoft"
+			email = "me@contoso.us"
+			client_id = "x"
+			cloud = "gcchigh"`, 5, "accounts.work.cloud", `unknown cloud "gcchigh"`, "did you mean gcc-high? write one of global, gcc-high, dod, china"},
+		{"cloud on a provider without national clouds", validAccount + `	cloud = "china"
+			`, 5, "accounts.work.cloud", "has no national clouds", "only microsoft"},
 		{"missing ca_file", validAccount + `	ca_file = "nope.pem"
 			`, 5, "accounts.work.ca_file", "cannot read " + filepath.Join(dir, "nope.pem") + ": no such file", "readable"},
 		{"ca_file without certificates", validAccount + `	ca_file = "notpem.pem"

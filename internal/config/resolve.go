@@ -25,6 +25,9 @@ type Resolved struct {
 	ClientID string
 	// Tenant is the effective tenant of a Tenanted provider ("" otherwise).
 	Tenant string
+	// Cloud is the Microsoft cloud of the endpoints and servers ("" for
+	// providers that have none).
+	Cloud string
 
 	Issuer, AuthURL, TokenURL, DeviceURL, RevokeURL, IntrospectURL, JWKSURL string
 
@@ -135,6 +138,9 @@ func (a *Account) ResolveWith(ctx context.Context, hc *http.Client, discover Dis
 	if err != nil {
 		return nil, err
 	}
+	if preset, err = preset.InCloud(a.Cloud); err != nil {
+		return nil, err
+	}
 	preset, err = preset.Resolve(a.Tenant)
 	if err != nil {
 		return nil, err
@@ -142,6 +148,7 @@ func (a *Account) ResolveWith(ctx context.Context, hc *http.Client, discover Dis
 	r := &Resolved{
 		Account:              a.Name,
 		Provider:             preset.Name,
+		Cloud:                preset.Cloud,
 		Email:                a.Email,
 		ClientID:             a.ClientID,
 		Issuer:               preset.Issuer,

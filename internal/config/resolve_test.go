@@ -53,6 +53,38 @@ func TestResolveMicrosoftLeastPrivilege(t *testing.T) {
 	}
 }
 
+// A national cloud brings its own login host, scopes and servers; the
+// account's own settings still win.
+func TestResolveMicrosoftCloud(t *testing.T) {
+	a := loadOne(t, `
+		[accounts.work]
+		provider = "microsoft"
+		email = "a@agency.us"
+		client_id = "cid"
+		tenant = "agency.onmicrosoft.us"
+		cloud = "gcc-high"
+		protocols = ["imap", "smtp"]
+		smtp = "smtp://smtp.agency.us:587"
+	`)
+	r, err := a.Resolve(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"offline_access", "https://outlook.office365.us/IMAP.AccessAsUser.All", "https://outlook.office365.us/SMTP.Send"}
+	if !reflect.DeepEqual(r.Scopes, want) {
+		t.Errorf("Scopes = %q, want %q", r.Scopes, want)
+	}
+	if r.Cloud != "gcc-high" || r.TokenURL != "https://login.microsoftonline.us/agency.onmicrosoft.us/oauth2/v2.0/token" {
+		t.Errorf("resolved = %+v", r)
+	}
+	if got := r.Servers[provider.IMAP].String(); got != "imaps://outlook.office365.us:993" {
+		t.Errorf("IMAP server = %s, want the cloud's", got)
+	}
+	if got := r.Servers[provider.SMTP].String(); got != "smtp://smtp.agency.us:587" {
+		t.Errorf("SMTP server = %s, want the account's", got)
+	}
+}
+
 func TestResolveMicrosoftAppOnly(t *testing.T) {
 	a := loadOne(t, `
 		[accounts.svc]

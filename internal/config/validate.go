@@ -39,7 +39,7 @@ var proxyFields = map[string]fieldKind{
 var accountFields = map[string]fieldKind{
 	"provider": fString, "email": fString,
 	"client_id": fString, "client_secret": fString, "client_secret_cmd": fString,
-	"tenant": fString, "issuer": fString,
+	"tenant": fString, "cloud": fString, "issuer": fString,
 	"auth_url": fString, "token_url": fString, "device_url": fString, "revoke_url": fString, "introspect_url": fString,
 	"scopes": fList,
 	"imap":   fString, "pop3": fString, "smtp": fString,

@@ -52,6 +52,12 @@ type Preset struct {
 	// presets contain "{tenant}" until Resolve substitutes it.
 	AuthURL, TokenURL, DeviceURL, RevokeURL string
 
+	// Cloud names the Microsoft cloud the endpoints, scopes and servers
+	// belong to (see Cloud); Clouds lists those the preset may be used in
+	// instead, the default first (see InCloud). Empty elsewhere.
+	Cloud  string
+	Clouds []Cloud
+
 	// Tenanted presets (Microsoft) take a tenant in their URLs;
 	// DefaultTenant is used when the account does not name one. See
 	// MultiTenant for the tenants that stand for many directories.
@@ -117,34 +123,15 @@ type Preset struct {
 	Notes []string
 }
 
-const (
-	msAuthority = "https://login.microsoftonline.com/" + tenantPlaceholder
-	msScopeBase = "https://outlook.office.com/"
-)
-
-// microsoft returns the shared data of the microsoft and outlook presets.
-func microsoft(name, title, tenant, smtpHost, appOnlyCheck string) Preset {
-	return Preset{
-		Name:          name,
-		Title:         title,
-		Issuer:        msAuthority + "/v2.0",
-		AuthURL:       msAuthority + "/oauth2/v2.0/authorize",
-		TokenURL:      msAuthority + "/oauth2/v2.0/token",
-		DeviceURL:     msAuthority + "/oauth2/v2.0/devicecode",
-		Tenanted:      true,
-		DefaultTenant: tenant,
-		Scopes: map[Protocol][]string{
-			IMAP: {msScopeBase + "IMAP.AccessAsUser.All"},
-			POP3: {msScopeBase + "POP.AccessAsUser.All"},
-			SMTP: {msScopeBase + "SMTP.Send"},
-		},
-		BaseScopes:    []string{"offline_access"},
-		AppOnlyScopes: []string{"https://outlook.office365.com/.default"},
-		Servers: map[Protocol]string{
-			IMAP: "imaps://outlook.office365.com:993",
-			POP3: "pop3s://outlook.office365.com:995",
-			SMTP: "smtp://" + smtpHost + ":587",
-		},
+// microsoft returns the shared data of the microsoft and outlook presets,
+// in cloud c; clouds are the others the preset may be used in.
+func microsoft(name, title, tenant string, c Cloud, clouds []Cloud, appOnlyCheck string) Preset {
+	p := Preset{
+		Name:              name,
+		Title:             title,
+		Tenanted:          true,
+		DefaultTenant:     tenant,
+		BaseScopes:        []string{"offline_access"},
 		PreferSASL:        SASLXOAuth2,
 		OAuthBearer:       false,
 		DeviceFlow:        true,
@@ -159,6 +146,11 @@ func microsoft(name, title, tenant, smtpHost, appOnlyCheck string) Preset {
 			"for tokens without a user (flow = \"client_credentials\") name a tenant GUID or domain and grant the app IMAP/POP/SMTP access in Exchange",
 		},
 	}
+	if len(clouds) > 0 {
+		p.Clouds = append([]Cloud{c}, clouds...)
+	}
+	c.apply(&p)
+	return p
 }
 
 // yahooFamily returns the shared data of the yahoo and aol presets.
@@ -226,9 +218,9 @@ var presets = []Preset{
 			"smtp://smtp.gmail.com:587 (STARTTLS) works as well as smtps://smtp.gmail.com:465",
 		},
 	},
-	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com",
+	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", globalCloud("smtp.office365.com"), nationalClouds,
 		"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)"),
-	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com", ""),
+	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", globalCloud("smtp-mail.outlook.com"), nil, ""),
 	yahooFamily("yahoo", "Yahoo Mail", "yahoo.com", "mail.yahoo.com"),
 	yahooFamily("aol", "AOL Mail", "aol.com", "aol.com"),
 	{
@@ -334,6 +326,7 @@ func (p Preset) clone() Preset {
 	p.BaseScopes = slices.Clone(p.BaseScopes)
 	p.AppOnlyScopes = slices.Clone(p.AppOnlyScopes)
 	p.Notes = slices.Clone(p.Notes)
+	p.Clouds = slices.Clone(p.Clouds)
 	if p.Servers != nil {
 		s := make(map[Protocol]string, len(p.Servers))
 		for k, v := range p.Servers {

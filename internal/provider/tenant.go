@@ -28,6 +28,15 @@ func (p Preset) MultiTenant(tenant string) bool {
 	return p.Tenanted && slices.Contains(multiTenants, strings.ToLower(tenant))
 }
 
+// TenantToChoose reports whether the account's tenant is a choice worth
+// explaining when it names none: p's default tenant is "common", which
+// admits every kind of account, while the app's registration decides which
+// tenants work (a single-tenant app needs its own). Outlook.com's default,
+// "consumers", is the only one it takes.
+func (p Preset) TenantToChoose() bool {
+	return p.Tenanted && strings.EqualFold(p.DefaultTenant, multiTenants[0])
+}
+
 func isGUID(s string) bool {
 	if len(s) != 36 {
 		return false

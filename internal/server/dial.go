@@ -195,6 +195,13 @@ func (d *Dialer) tokenFailure(name string, err error) error {
 			Err:     fmt.Errorf("%w: %w", proxy.ErrLocalFault, err),
 		}
 	}
+	var ec *tokens.EndpointChangedError
+	if errors.As(err, &ec) {
+		return &proxy.UpstreamError{
+			Message: "mailkey's login for " + name + " came from another token endpoint than the configured one" + run(d.command, "", StepLogin, name),
+			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),
+		}
+	}
 	var rf *tokens.RefusedError
 	if errors.As(err, &rf) {
 		return &proxy.UpstreamError{

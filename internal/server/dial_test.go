@@ -180,7 +180,7 @@ func testCommand(step Step, account string) string {
 // client names no command, only what went wrong.
 func TestMessagesWithoutCommand(t *testing.T) {
 	d := &Dialer{}
-	for _, err := range []error{&tokens.NeedsLoginError{Account: "work"}, &tokens.ClientConfigError{Account: "work"}} {
+	for _, err := range []error{&tokens.NeedsLoginError{Account: "work"}, &tokens.ClientConfigError{Account: "work"}, &tokens.EndpointChangedError{Account: "work"}} {
 		var ue *proxy.UpstreamError
 		if !errors.As(d.tokenFailure("work", err), &ue) || strings.Contains(ue.Message, "mailkey login") || strings.Contains(ue.Message, "run ") {
 			t.Errorf("message for %T: %+v", err, ue)

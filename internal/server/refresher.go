@@ -61,22 +61,21 @@ func newRefresher(account string, tok Tokens, margin time.Duration, log *slog.Lo
 		log: log, m: m, kick: make(chan struct{}, 1)}
 }
 
-// misconfigured counts and logs a refresh that failed for the app's
-// configuration (class client or refused), and waits needsLoginWait before
-// asking again, in case it has been fixed.
-func (r *refresher) misconfigured(err error, class, msg string) time.Duration {
-	r.failures = 0
-	r.m.refreshes.WithLabelValues(r.account, class).Inc()
-	r.log.Warn(msg, "account", r.account, "class", class, "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
-	return needsLoginWait
-}
-
 // hintFor words the next step for err, or "" without a Config.Hint.
 func (r *refresher) hintFor(err error) string {
 	if r.hint == nil {
 		return ""
 	}
 	return r.hint(r.account, err)
+}
+
+// holdOff counts and logs a failure of class that only a change by the
+// user can cure, and returns the wait before the next look.
+func (r *refresher) holdOff(err error, class, msg string) time.Duration {
+	r.failures = 0
+	r.m.refreshes.WithLabelValues(r.account, class).Inc()
+	r.log.Warn(msg, "account", r.account, "class", class, "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
+	return needsLoginWait
 }
 
 // poke asks for a check now, without blocking.
@@ -122,6 +121,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError
 	var te *tokens.TransientError
+	var ec *tokens.EndpointChangedError
 	switch {
 	case err == nil:
 		r.failures = 0
@@ -144,11 +144,15 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	case errors.As(err, &ce):
 		// The app's configuration: the grant is kept; ask again later, in
 		// case the client secret has been fixed.
-		return r.misconfigured(err, "client", "the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed")
+		return r.holdOff(err, "client", "the provider rejected the client: its mail clients cannot log in once the current token expires, until the client's configuration is fixed")
+	case errors.As(err, &ec):
+		// Nothing was sent and the grant is kept; ask again later, in
+		// case the account logged in or its configuration was restored.
+		return r.holdOff(err, "endpoint", "the token endpoint changed since the login: its mail clients cannot log in once the current token expires, until the account logs in again or its configuration is restored")
 	case errors.As(err, &rf):
 		// App-only: nothing to log in to; ask again later, in case
 		// the configuration at the provider has been fixed.
-		return r.misconfigured(err, "refused", "the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed")
+		return r.holdOff(err, "refused", "the provider refused to issue a token: its mail clients cannot log in until the app's configuration at the provider is fixed")
 	}
 	r.failures++
 	r.m.refreshes.WithLabelValues(r.account, "transient").Inc()

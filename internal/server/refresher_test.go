@@ -45,6 +45,8 @@ func TestRefresherWaits(t *testing.T) {
 			min: needsLoginWait, max: needsLoginWait},
 		{name: "client rejected", err: &tokens.ClientConfigError{Account: "work", Code: "invalid_client"},
 			min: needsLoginWait, max: needsLoginWait},
+		{name: "token endpoint changed", err: &tokens.EndpointChangedError{Account: "work", Stored: "https://a.example/token", Configured: "https://b.example/token"},
+			min: needsLoginWait, max: needsLoginWait},
 		{name: "retry after", err: &tokens.TransientError{Account: "work", Err: errors.New("429"), RetryAfter: 2 * time.Hour},
 			min: 2 * time.Hour, max: 2 * time.Hour},
 		{name: "transient", err: &tokens.TransientError{Account: "work", Err: errors.New("503")},

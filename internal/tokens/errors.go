@@ -199,6 +199,25 @@ type refusal struct{ err error }
 func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
 
+// EndpointChangedError says that the account's token endpoint is no longer
+// the one its grant was issued by: the tenant, the cloud, the issuer or
+// token_url changed since the login. The refresh token is not sent to the
+// new endpoint, which did not issue it (a refresh token belongs to the
+// server that issued it, RFC 6749 section 6; Microsoft's to the tenant).
+// Nothing is marked in the store: with the earlier configuration back the
+// grant works again, and a new login replaces it.
+type EndpointChangedError struct {
+	Account string
+	// Stored is the token endpoint the grant came from; Configured is the
+	// one the account's configuration names now.
+	Stored, Configured string
+}
+
+func (e *EndpointChangedError) Error() string {
+	return fmt.Sprintf("account %s: the token endpoint changed since the login: the grant was issued by %s, the configuration now names %s; the refresh token is not sent to another endpoint",
+		e.Account, e.Stored, e.Configured)
+}
+
 // TransientError says that refreshing failed for a reason that may pass
 // (network, timeout, HTTP 5xx, 429) and the stored token could not be used.
 // The stored record, refresh token included, is unchanged.

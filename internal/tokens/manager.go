@@ -490,6 +490,11 @@ func (m *Manager) attempt(ctx context.Context, account string, src Source, md mo
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("account %q: refresh: %w", account, ctx.Err())
 		}
+		var ec *EndpointChangedError
+		if errors.As(rerr, &ec) {
+			// Nothing was sent and the grant is not at fault: mark nothing.
+			return nil, nil, ec
+		}
 		secrets := []string{cur.AccessToken, cur.RefreshToken}
 		if fresh != nil {
 			secrets = append(secrets, fresh.AccessToken, fresh.RefreshToken)

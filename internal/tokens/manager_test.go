@@ -1043,3 +1043,33 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Errorf("Save logs: %q", logs)
 	}
 }
+
+// A grant whose token endpoint changed is neither retried nor marked: with
+// the earlier configuration back, the stored login works again.
+func TestEndpointChangedKeepsGrant(t *testing.T) {
+	changed := &EndpointChangedError{Account: "work", Stored: "https://a.example/token", Configured: "https://b.example/token"}
+	restored := false
+	e := newEnv(t, record(-time.Minute), func(ctx context.Context, n int, rec *store.Record) (*Fresh, error) {
+		if restored {
+			return notRotating(ctx, n, rec)
+		}
+		return nil, changed
+	}, nil)
+
+	_, err := e.m.Get(context.Background(), "work")
+	var ec *EndpointChangedError
+	if !errors.As(err, &ec) || ec != changed {
+		t.Fatalf("err = %v, want the *EndpointChangedError", err)
+	}
+	if len(e.sl.list()) != 0 || e.src.count() != 1 {
+		t.Errorf("retried: %d calls, sleeps %v", e.src.count(), e.sl.list())
+	}
+	if stored := e.st.rec("work"); stored.NeedsLogin || stored.Reason != "" {
+		t.Errorf("store marked: NeedsLogin %v Reason %q", stored.NeedsLogin, stored.Reason)
+	}
+
+	restored = true
+	if rec, err := e.m.Get(context.Background(), "work"); err != nil || rec.AccessToken != newAT {
+		t.Fatalf("after restoring the configuration: %v", err)
+	}
+}

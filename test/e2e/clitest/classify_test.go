@@ -48,14 +48,8 @@ func tokenStats(t *testing.T, s *e2e.Stack, reset bool) map[string]int {
 // client again the next refresh works without a login.
 func TestRefreshClientRejected(t *testing.T) {
 	t.Parallel()
-	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
-	ctx := mailkeytest.Context(t)
-	leaks := mailkeytest.NewLeaks(t)
-	leaks.Require("", 1)
 	const acct = "work"
-	m := newMailkey(t, leaks, "")
-	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
-	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	s, ctx, m := aliceLoggedIn(t, acct)
 	reject := func(t *testing.T) {
 		t.Helper()
 		if err := s.FailTokenEndpointWith(1, 401, "invalid_client"); err != nil {

@@ -34,6 +34,21 @@ func newMailkey(t *testing.T, leaks *mailkeytest.Leaks, margin string) *mk {
 	return &mk{mailkeytest.New(t, leaks, config)}
 }
 
+// aliceLoggedIn starts a stack whose access tokens live an hour, and a mailkey user whose
+// account acct is logged in as alice with the public client; the leak check requires a
+// secret to have been seen.
+func aliceLoggedIn(t *testing.T, acct string) (*e2e.Stack, context.Context, *mk) {
+	t.Helper()
+	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
+	ctx := mailkeytest.Context(t)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("", 1)
+	m := newMailkey(t, leaks, "")
+	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
+	return s, ctx, m
+}
+
 // clone copies this user's configuration and state into a new user.
 func (m *mk) clone() *mk { return &mk{m.Clone()} }
 
