@@ -26,7 +26,7 @@ type addCmd struct {
 	TokenURL     string   `name:"token-url" help:"Token endpoint (instead of --issuer)." placeholder:"URL"`
 	DeviceURL    string   `name:"device-url" help:"Device authorization endpoint." placeholder:"URL"`
 	RevokeURL    string   `name:"revoke-url" help:"Revocation endpoint (RFC 7009)." placeholder:"URL"`
-	Scope        []string `help:"Scope to request instead of the preset's (repeatable)." placeholder:"S"`
+	Scope        []string `help:"Scope to request instead of the preset's (repeatable; several in one argument may be separated by spaces)." placeholder:"S"`
 	IMAP         string   `name:"imap" help:"IMAP server: imaps://HOST:993 or imap://HOST:143 (STARTTLS)." placeholder:"URL"`
 	POP3         string   `name:"pop3" help:"POP3 server: pop3s://HOST:995 or pop3://HOST:110 (STARTTLS)." placeholder:"URL"`
 	SMTP         string   `name:"smtp" help:"SMTP server: smtps://HOST:465 or smtp://HOST:587 (STARTTLS)." placeholder:"URL"`
@@ -77,7 +77,11 @@ func (c *addCmd) Run(e *env) error {
 	str("token_url", c.TokenURL)
 	str("device_url", c.DeviceURL)
 	str("revoke_url", c.RevokeURL)
-	list("scopes", c.Scope)
+	scopes, err := splitScopes(c.Scope)
+	if err != nil {
+		return err
+	}
+	list("scopes", scopes)
 	str("imap", c.IMAP)
 	str("pop3", c.POP3)
 	str("smtp", c.SMTP)
@@ -153,4 +157,19 @@ func abs(p string) string {
 		return a
 	}
 	return p
+}
+
+// splitScopes takes --scope values as providers' documentation writes them,
+// several in one argument separated by spaces ("openid email mail"), as
+// well as one per flag.
+func splitScopes(flags []string) ([]string, error) {
+	var out []string
+	for _, f := range flags {
+		fs := strings.Fields(f)
+		if len(fs) == 0 {
+			return nil, errorf("name a scope after --scope, or leave the flag out for the provider's", "--scope %q names no scope", f)
+		}
+		out = append(out, fs...)
+	}
+	return out, nil
 }
