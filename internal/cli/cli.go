@@ -3,18 +3,13 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"reflect"
-	"runtime/debug"
 	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
 )
-
-// Version is set at build time with -ldflags "-X github.com/mailkey/mailkey/internal/cli.Version=…".
-var Version = "dev"
 
 // commands is the whole command line. Each subcommand lives in its own file
 // as a struct with a Run(*env) error method.
@@ -29,7 +24,7 @@ type commands struct {
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
 	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
 	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
-	Version  versionCmd  `cmd:"" help:"Print the version."`
+	Version  versionCmd  `cmd:"" help:"Print the version, the commit and the Go version it was built with."`
 
 	BackgroundRefresh refreshCmd `cmd:"" name:"background-refresh" hidden:"" help:"Refresh an account's token, detached (mailkey token starts it)."`
 }
@@ -159,47 +154,4 @@ func aliases(args []string) []string {
 		return []string{"version"}
 	}
 	return args
-}
-
-type versionCmd struct{}
-
-func (versionCmd) Run(e *env) error {
-	fmt.Fprintln(e.stdout, "mailkey", version())
-	return nil
-}
-
-// version is Version when the build set it, else what the Go toolchain
-// recorded: the module's version for go install …@VERSION, or the commit
-// a build from a checkout was made of ("dev (COMMIT)", "modified" when the
-// checkout had changes).
-func version() string {
-	if Version != "dev" {
-		return Version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return Version
-	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev, modified string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			modified = s.Value
-		}
-	}
-	if rev == "" {
-		return Version
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if modified == "true" {
-		return "dev (" + rev + ", modified)"
-	}
-	return "dev (" + rev + ")"
 }

@@ -89,7 +89,7 @@ func (c *serveCmd) Run(e *env) error {
 			return tokenHint(conf, err)
 		},
 		Command: serveCommand,
-		Version: version(),
+		Version: buildVersion().String(),
 	})
 	if err != nil {
 		var le *server.ListenError
