@@ -38,10 +38,11 @@ func TestMain(m *testing.M) {
 //	expire ACCOUNT            make the stored access token expired, so that its next use refreshes
 //	exits CODE PROGRAM ARGS…  run a program and require that exit status
 //
-// and $CLOSED, a loopback address that refuses connections for the whole story.
+// the condition [installed:PROGRAM] (see installed), and $CLOSED, a loopback address that refuses connections for the whole story.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata",
+		Dir:       "testdata",
+		Condition: installed,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("MAILKEY_CONFIG", e.WorkDir+"/config.toml")
 			e.Setenv("MAILKEY_STATE_DIR", e.WorkDir+"/state")
@@ -60,6 +61,22 @@ func TestScripts(t *testing.T) {
 			"exits":    exitsCmd,
 		},
 	})
+}
+
+// installed is the condition [installed:PROGRAM]: whether PROGRAM is on $PATH. Under
+// MAILKEY_E2E=1, as CI runs, a missing program fails the story instead of skipping it.
+func installed(cond string) (bool, error) {
+	prog, ok := strings.CutPrefix(cond, "installed:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	if _, err := exec.LookPath(prog); err != nil {
+		if os.Getenv("MAILKEY_E2E") == "1" {
+			return false, fmt.Errorf("MAILKEY_E2E=1 but %v (bash test/e2e/install-deps.sh installs it)", err)
+		}
+		return false, nil
+	}
+	return true, nil
 }
 
 // expireCmd makes the stored access token of an account expired, through the store.

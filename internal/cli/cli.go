@@ -14,19 +14,21 @@ import (
 // commands is the whole command line. Each subcommand lives in its own file
 // as a struct with a Run(*env) error method.
 type commands struct {
-	Add      addCmd      `cmd:"" help:"Add an account to the configuration, or change one."`
-	Login    loginCmd    `cmd:"" help:"Authorize an account (browser, --device or --paste)."`
-	Token    tokenCmd    `cmd:"" help:"Print a valid access token for an account."`
-	Status   statusCmd   `cmd:"" help:"Show accounts, their tokens and where secrets are kept."`
-	Test     testCmd     `cmd:"" help:"Log in over IMAP, POP3 and SMTP and explain any failure."`
-	Logout   logoutCmd   `cmd:"" help:"Revoke an account's tokens at the provider and forget them."`
-	Password passwordCmd `cmd:"" help:"Manage local app passwords for proxy clients."`
-	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
-	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
-	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
-	Version  versionCmd  `cmd:"" help:"Print the version, the commit and the Go version it was built with."`
+	Add        addCmd        `cmd:"" help:"Add an account to the configuration, or change one."`
+	Login      loginCmd      `cmd:"" help:"Authorize an account (browser, --device or --paste)."`
+	Token      tokenCmd      `cmd:"" help:"Print a valid access token for an account."`
+	Status     statusCmd     `cmd:"" help:"Show accounts, their tokens and where secrets are kept."`
+	Test       testCmd       `cmd:"" help:"Log in over IMAP, POP3 and SMTP and explain any failure."`
+	Logout     logoutCmd     `cmd:"" help:"Revoke an account's tokens at the provider and forget them."`
+	Password   passwordCmd   `cmd:"" help:"Manage local app passwords for proxy clients."`
+	Serve      serveCmd      `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
+	Agent      agentCmd      `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
+	Config     configCmd     `cmd:"" help:"Check the configuration or print the paths in use."`
+	Version    versionCmd    `cmd:"" help:"Print the version, the commit and the Go version it was built with."`
+	Completion completionCmd `cmd:"" help:"Print a shell completion script for bash, zsh or fish."`
 
-	BackgroundRefresh refreshCmd `cmd:"" name:"background-refresh" hidden:"" help:"Refresh an account's token, detached (mailkey token starts it)."`
+	BackgroundRefresh refreshCmd  `cmd:"" name:"background-refresh" hidden:"" help:"Refresh an account's token, detached (mailkey token starts it)."`
+	Complete          completeCmd `cmd:"" name:"__complete" hidden:"" passthrough:"" help:"Print the completions of a command line (the completion scripts run it)."`
 }
 
 // env is what every command gets: its streams, a context cancelled on
