@@ -4,7 +4,7 @@
 GO ?= go
 BIN := bin/mailkey
 
-.PHONY: build release cross sandbox test deps fuzz bench clean
+.PHONY: build release cross man sandbox test deps fuzz bench clean
 
 # What mailkey version prints: the nearest tag (else the commit, "-dirty" with changes) and
 # the commit itself.
@@ -34,6 +34,10 @@ release:
 	  GOOS=$$os GOARCH=$$arch $(GOBUILD) -o $(DIST)/mailkey-$$os-$$arch$$ext ./cmd/mailkey; \
 	done
 	cd $(DIST) && sha256sum mailkey-* > SHA256SUMS
+
+# mailkey.1, the manual page, written from the command definitions: man ./mailkey.1
+man: build
+	$(BIN) man > mailkey.1
 
 # Build every release platform (into nothing) and vet the code for Windows and macOS. bench/ and
 # test/e2e/ drive Linux processes and daemons and are vetted on Linux only.

@@ -26,10 +26,14 @@ type commands struct {
 	Config     configCmd     `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version    versionCmd    `cmd:"" help:"Print the version, the commit and the Go version it was built with."`
 	Completion completionCmd `cmd:"" help:"Print a shell completion script for bash, zsh or fish."`
+	Man        manCmd        `cmd:"" help:"Print the manual page, mailkey(1), in roff."`
 
 	BackgroundRefresh refreshCmd  `cmd:"" name:"background-refresh" hidden:"" help:"Refresh an account's token, detached (mailkey token starts it)."`
 	Complete          completeCmd `cmd:"" name:"__complete" hidden:"" passthrough:"" help:"Print the completions of a command line (the completion scripts run it)."`
 }
+
+// description is mailkey in one sentence, for --help and the manual page.
+const description = "OAuth 2.0 for IMAP, POP3 and SMTP: tokens for mail clients, a local proxy for the rest."
 
 // env is what every command gets: its streams, a context cancelled on
 // SIGINT, SIGTERM or SIGHUP, and the lifecycle that sees sent token requests
@@ -91,7 +95,7 @@ func parse(grammar any, args []string, stdout, stderr io.Writer) (*kong.Context,
 	exitCode := -1
 	parser, err := kong.New(grammar,
 		kong.Name("mailkey"),
-		kong.Description("OAuth 2.0 for IMAP, POP3 and SMTP: tokens for mail clients, a local proxy for the rest."),
+		kong.Description(description),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exitCode = code }),
 		kong.UsageOnError(),

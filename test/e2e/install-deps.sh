@@ -11,8 +11,8 @@ PKGS=(
   openssl curl python3 ca-certificates
   # mail clients driven by later tests
   msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
-  # shells the completion scripts are tested in
-  zsh fish
+  # shells the completion scripts are tested in, and man to render the manual page
+  zsh fish man-db groff-base file
 )
 
 missing=()
