@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 //	                          a person who opens the printed URL, approves and pastes the redirect
 //	expire ACCOUNT            make the stored access token expired, so that its next use refreshes
 //	exits CODE PROGRAM ARGS…  run a program and require that exit status
+//	jsonshape HEADING FILE    FILE holds only fields that docs/json.md shows under HEADING
 //
 // the condition [installed:PROGRAM] (see installed), and $CLOSED, a loopback address that refuses connections for the whole story.
 func TestScripts(t *testing.T) {
@@ -56,9 +57,10 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"provider": providerCmd,
-			"expire":   expireCmd,
-			"exits":    exitsCmd,
+			"provider":  providerCmd,
+			"expire":    expireCmd,
+			"exits":     exitsCmd,
+			"jsonshape": jsonShapeCmd,
 		},
 	})
 }

@@ -45,7 +45,7 @@ func (c *configCheckCmd) Run(e *env) error {
 		out = append(out, ca)
 	}
 	if c.JSON {
-		return e.writeJSON(map[string]any{"file": cfg.File, "ok": true, "accounts": out})
+		return e.writeJSON(map[string]any{"config": cfg.File, "ok": true, "accounts": out})
 	}
 	fmt.Fprintf(e.stdout, "%s: ok, %d account(s)\n", cfg.File, len(out))
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
@@ -78,7 +78,7 @@ func (c *configPathCmd) Run(e *env) error {
 		return err
 	}
 	if c.JSON {
-		return e.writeJSON(map[string]string{"config": cfgPath, "state": dir})
+		return e.writeJSON(map[string]string{"config": cfgPath, "state_dir": dir})
 	}
 	fmt.Fprintf(e.stdout, "config\t%s\nstate\t%s\n", cfgPath, dir)
 	return nil
