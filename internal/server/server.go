@@ -250,6 +250,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.verifier = cfg.Passwords.NewVerifier(LoginAccounts(cfg.Accounts))
+	s.m.hashes = s.verifier.Hashes
 	auth := authenticator{v: s.verifier, command: cfg.Command}
 	// One guard for every listener: a source's connections and failed
 	// logins count across IMAP, POP3 and SMTP, plain and TLS.
@@ -302,11 +303,13 @@ type authenticator struct {
 	command func(Step, string) string // Config.Command
 }
 
-func (a authenticator) Authenticate(ctx context.Context, login, password string, _ net.Addr) (string, error) {
-	acct, err := a.v.Verify(ctx, login, password)
+func (a authenticator) Authenticate(ctx context.Context, login, password string, remote net.Addr) (string, error) {
+	acct, err := a.v.VerifyFrom(ctx, sourceOf(remote), login, password)
 	switch {
 	case errors.Is(err, apppass.ErrNoMatch):
 		return "", proxy.ErrBadCredentials
+	case errors.Is(err, apppass.ErrBusy):
+		return "", &proxy.UpstreamError{Message: "Too many logins are being checked, try again later", Err: err}
 	case err != nil && ctx.Err() == nil:
 		// Verify fails otherwise only when the file cannot be read.
 		return "", &proxy.UpstreamError{
@@ -315,6 +318,20 @@ func (a authenticator) Authenticate(ctx context.Context, login, password string,
 		}
 	}
 	return acct, err
+}
+
+// sourceOf is the address a client connected from, without its port.
+func sourceOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
 }
 
 // Fingerprint is the SHA-256 fingerprint of the listeners' certificate.
