@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Protocol is a mail access protocol mailkey obtains tokens for.
@@ -114,6 +115,11 @@ type Preset struct {
 	// deadline (refresh_token_expires_in) and how to lift it, when that is
 	// known: Google's apps in "Testing" status get 7 days.
 	RefreshLimit string
+	// IdleLimit is how long a refresh token lives unused: each refresh
+	// renews it, and one left unused that long is dead. IdleLimitSource
+	// names the provider's statement of it. Zero: no such limit is known.
+	IdleLimit       time.Duration
+	IdleLimitSource string
 
 	// RevokeHelp says how to end a grant where the provider has no
 	// revocation endpoint (RFC 7009), when there is another way.
@@ -122,6 +128,9 @@ type Preset struct {
 	// Notes are facts a person setting the provider up should know.
 	Notes []string
 }
+
+// day is a calendar day, for provider limits given in days.
+const day = 24 * time.Hour
 
 // microsoft returns the shared data of the microsoft and outlook presets,
 // in cloud c; clouds are the others the preset may be used in.
@@ -137,7 +146,14 @@ func microsoft(name, title, tenant string, c Cloud, clouds []Cloud, appOnlyCheck
 		DeviceFlow:        true,
 		AppOnlyCheck:      appOnlyCheck,
 		RefreshNeedsScope: true,
-		RevokeHelp:        "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
+		// "The default lifetime for the refresh tokens is 24 hours for
+		// single page apps and 90 days for all other scenarios. Refresh
+		// tokens replace themselves with a fresh token upon every use."
+		// A dead one is refused with AADSTS700082 ("expired due to
+		// inactivity ... inactive for 90.00:00:00").
+		IdleLimit:       90 * day,
+		IdleLimitSource: "https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime",
+		RevokeHelp:      "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
 		Notes: []string{
 			"Exchange Online offers XOAUTH2 only, never OAUTHBEARER",
 			"refresh against the tenant you authorised with; refresh tokens rotate on every use",
@@ -205,6 +221,10 @@ var presets = []Preset{
 		DeviceRejectsScopes: true,
 		NoClientCredentials: true,
 		ServiceAccounts:     true,
+		// "A token might stop working for one of these reasons: ... The
+		// token has not been used for six months."
+		IdleLimit:       182 * day,
+		IdleLimitSource: "https://developers.google.com/identity/protocols/oauth2#expiration",
 		RefreshLimit: `Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
 			`set the OAuth consent screen's publishing status to "In production" for lasting tokens`,
 		AuthParams: map[string]string{

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNames(t *testing.T) {
@@ -40,6 +41,7 @@ func TestPresetFacts(t *testing.T) {
 			},
 			PreferSASL: "xoauth2", OAuthBearer: false,
 			DeviceFlow: true, RefreshNeedsScope: true, AppOnlyCheck: appOnlyCheck,
+			IdleLimit: 90 * 24 * time.Hour, IdleLimitSource: "https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime",
 			RevokeHelp: "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
 		}
 	}
@@ -69,6 +71,7 @@ func TestPresetFacts(t *testing.T) {
 			NoClientCredentials: true, ServiceAccounts: true,
 			RefreshLimit: `Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
 				`set the OAuth consent screen's publishing status to "In production" for lasting tokens`,
+			IdleLimit: 182 * 24 * time.Hour, IdleLimitSource: "https://developers.google.com/identity/protocols/oauth2#expiration",
 			AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
 		},
 		ms("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com",

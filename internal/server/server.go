@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/apppass"
 	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
@@ -416,6 +417,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.started = time.Now()
 	s.log.Info("mailkey serve starting", "version", s.cfg.Version, "accounts", len(s.cfg.Accounts))
 	s.log.Info("proxy certificate", "file", s.certFile, "sha256", s.fingerprint, "generated", s.generated)
+	now := time.Now()
+	for i, h := range s.health(ctx) { // in the order of cfg.Accounts
+		for _, w := range account.EarlyWarnings(s.cfg.Accounts[i], h.rec, now) {
+			s.log.Warn("deadline ahead: "+w.Text, "account", h.name, "at", w.At.Format(time.RFC3339), "fix", w.Fix)
+		}
+	}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
