@@ -60,6 +60,21 @@ func (s *Stack) MicrosoftFlags(tenant string) []string {
 	}
 }
 
+// PresetFlags are the mailkey add flags (after ACCOUNT, without --email) of an account of
+// preset google, microsoft (tenant common) or outlook (tenant consumers) at the stack's
+// personality of that provider, with its client; nil for another preset.
+func (s *Stack) PresetFlags(preset string) []string {
+	switch preset {
+	case "google":
+		return append([]string{"--provider", "google", "--client-id", ClientGoogle, "--client-secret", ClientGoogleSecret}, s.GoogleFlags()...)
+	case "microsoft":
+		return append([]string{"--provider", "microsoft", "--client-id", ClientMicrosoft}, s.MicrosoftFlags("common")...)
+	case "outlook":
+		return append([]string{"--provider", "outlook", "--client-id", ClientMicrosoft}, s.MicrosoftFlags("consumers")...)
+	}
+	return nil
+}
+
 // SetGoogleClock moves the Google personality's clock days ahead: its refresh tokens then
 // are that much older (0 puts it back).
 func (s *Stack) SetGoogleClock(days int) error {

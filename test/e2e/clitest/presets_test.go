@@ -17,15 +17,9 @@ type preset struct {
 }
 
 var (
-	googlePreset = preset{"google", func(s *e2e.Stack) []string {
-		return append([]string{"--provider", "google", "--client-id", e2e.ClientGoogle, "--client-secret", e2e.ClientGoogleSecret}, s.GoogleFlags()...)
-	}}
-	microsoftPreset = preset{"microsoft", func(s *e2e.Stack) []string {
-		return append([]string{"--provider", "microsoft", "--client-id", e2e.ClientMicrosoft}, s.MicrosoftFlags("common")...)
-	}}
-	outlookPreset = preset{"outlook", func(s *e2e.Stack) []string {
-		return append([]string{"--provider", "outlook", "--client-id", e2e.ClientMicrosoft}, s.MicrosoftFlags("consumers")...)
-	}}
+	googlePreset    = preset{"google", func(s *e2e.Stack) []string { return s.PresetFlags("google") }}
+	microsoftPreset = preset{"microsoft", func(s *e2e.Stack) []string { return s.PresetFlags("microsoft") }}
+	outlookPreset   = preset{"outlook", func(s *e2e.Stack) []string { return s.PresetFlags("outlook") }}
 	// yahooPreset names nobody in its grants: login proves the address with a mail login.
 	yahooPreset = preset{"yahoo", func(s *e2e.Stack) []string {
 		return []string{"--provider", "yahoo", "--client-id", e2e.ClientConfidential, "--client-secret", e2e.ClientConfidentialSecret,

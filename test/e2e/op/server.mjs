@@ -240,7 +240,8 @@ const configFor = (tid) => ({
     email: ['email', 'email_verified'],
     profile: tid ? ['name', 'preferred_username'] : ['name'],
   },
-  ...(tid ? { routes: MS_ROUTES } : {}),
+  // Microsoft puts the profile and email claims in the ID token itself
+  ...(tid ? { routes: MS_ROUTES, conformIdTokenClaims: false } : {}),
   async findAccount(ctx, sub) {
     const a = ACCOUNTS[sub];
     if (!a) return undefined;
