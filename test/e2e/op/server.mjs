@@ -33,8 +33,9 @@
 //     authorization responses, and AADSTS50194 for the single-tenant app at common/organizations.
 //     Tenants: common, organizations, MS_TENANT and example.test (the work directory, alice, bob and
 //     carol), consumers and 9188040d-6c67-4c5b-b112-36a304b66dad (personal accounts, the same users).
-//   Introspection adds "mail" to the scopes of tokens that carry a personality's mail scope, so
-//   that Dovecot (scope = mail) takes them as it takes the stack's own.
+//   Introspection adds "mail" to the scopes of tokens that carry a preset's mail scope (Google's,
+//   Exchange Online's, or Yahoo's mail-w), so that Dovecot (scope = mail) takes them as it takes
+//   the stack's own.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
@@ -74,7 +75,7 @@ const GOOGLE_CLIENT = 'mail-google';
 const GOOGLE_TESTING_LIFETIME = 7 * 86400; // refresh tokens of apps in "Testing" status
 const GOOGLE_EXPIRED = 'Token has been expired or revoked.';
 let CLOCK_DAYS = 0; // POST /__test/clock days=N
-const MS_TENANT = env.MS_TENANT || '3c0c8e8a-9b3f-4d8e-a7c1-5d2f6b1e4a90';
+const MS_TENANT = '3c0c8e8a-9b3f-4d8e-a7c1-5d2f6b1e4a90'; // e2e.MicrosoftTenant
 const MS_CONSUMERS = '9188040d-6c67-4c5b-b112-36a304b66dad';
 const MS_SINGLE_CLIENT = 'mail-ms-single';
 const MS_MULTI = ['common', 'organizations'];
