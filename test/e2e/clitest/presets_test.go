@@ -109,6 +109,26 @@ func TestPresetIdentity(t *testing.T) {
 			}
 		})
 	}
+	// The device flow sends no nonce (RFC 8628 has none): the ID token is verified without.
+	t.Run("microsoft --device", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "")
+		m.Must(ctx, "", append([]string{"add", acct, "--email", e2e.Alice}, s.PresetFlags("microsoft")...)...)
+		p := m.start(ctx, "login", acct, "--device", "--no-qr")
+		line, _ := p.waitLine(ctx, "the user code", reDeviceCode.MatchString)
+		code := reDeviceCode.FindStringSubmatch(line)[1]
+		verify := s.MicrosoftAuthority("common") + "/oauth2/deviceauth?user_code=" + url.QueryEscape(code)
+		if err := s.ApproveDevice(ctx, verify, e2e.Alice, e2e.AlicePassword); err != nil {
+			t.Fatalf("approve: %v", err)
+		}
+		if r := p.wait(); r.Code != 0 {
+			t.Fatalf("mailkey login --device: %s", r)
+		}
+		if st := m.status(ctx, acct); st.State != "valid" || st.Identity != e2e.Alice {
+			t.Errorf("status after login: %+v", st)
+		}
+		checkMail(t, ctx, s, e2e.Alice, m.Token(ctx, acct))
+	})
 }
 
 // containsAll reports whether every want is in one of have (a substring of it).
