@@ -170,6 +170,11 @@ func TestMicrosoftSingleTenantAtCommon(t *testing.T) {
 	if st := m.status(ctx, acct); st.State != "none" {
 		t.Errorf("a refused login stored something: %+v", st)
 	}
+	// The device authorization endpoint answers the same, in its JSON error.
+	if r := m.Run(ctx, "", "login", acct, "--device", "--no-qr"); r.Code == 0 || !strings.Contains(r.Stderr, "AADSTS50194") ||
+		!strings.Contains(r.Stderr, "mailkey: hint: name the app's tenant: mailkey add "+acct+" --tenant TENANT") {
+		t.Fatalf("device login of a single-tenant app through common: %s", r)
+	}
 
 	m.Must(ctx, "", append([]string{"add", acct}, s.MicrosoftFlags(e2e.MicrosoftTenant)...)...)
 	if _, r := browserLogin(t, ctx, s, m, acct, e2e.Alice, e2e.AlicePassword); r.Code != 0 {
