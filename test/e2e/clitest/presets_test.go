@@ -109,6 +109,22 @@ func TestPresetIdentity(t *testing.T) {
 			}
 		})
 	}
+	// Outlook.com takes personal accounts only: a work account's ID token (the directory's tid)
+	// is refused, with the preset to use instead.
+	t.Run("outlook with a work account", func(t *testing.T) {
+		t.Parallel()
+		m := newMailkey(t, leaks, "")
+		m.Must(ctx, "", append([]string{"add", acct, "--email", e2e.Alice, "--provider", "outlook", "--client-id", e2e.ClientMicrosoft},
+			s.MicrosoftFlags("organizations")...)...)
+		_, r := browserLogin(t, ctx, s, m, acct, e2e.Alice, e2e.AlicePassword)
+		if r.Code == 0 || !strings.Contains(r.Stderr, e2e.MicrosoftTenant) || !strings.Contains(r.Stderr, "mailkey: hint: for a work or school account: mailkey add "+acct+" --provider microsoft") {
+			t.Fatalf("outlook login with a work account: %s", r)
+		}
+		if st := m.status(ctx, acct); st.State != "none" {
+			t.Errorf("a refused login stored something: %+v", st)
+		}
+	})
+
 	// The device flow sends no nonce (RFC 8628 has none): the ID token is verified without.
 	t.Run("microsoft --device", func(t *testing.T) {
 		t.Parallel()
