@@ -72,6 +72,21 @@ type Preset struct {
 	BaseScopes    []string
 	AppOnlyScopes []string
 
+	// IdentityScopes are the OpenID Connect scopes (Core §5.4) the
+	// provider accepts next to the mail scopes in one request; with them
+	// it returns an ID token that names who signed in, and login compares
+	// that address with the account's. Interactive flows request them
+	// after BaseScopes.
+	IdentityScopes []string
+	// IdentityByMailLogin: the provider's mail grants name nobody, so
+	// login proves who signed in by logging in to the account's mail
+	// server as its address with the new token before storing it.
+	IdentityByMailLogin bool
+	// IdentityTenant, when set, is the tenant ID (the tid claim) every ID
+	// token must carry: Outlook.com signs in personal accounts only, whose
+	// tenant is ConsumerTenantID.
+	IdentityTenant string
+
 	// Servers holds a mail server URL per protocol, as ParseServer reads it.
 	Servers map[Protocol]string
 
@@ -136,11 +151,14 @@ const day = 24 * time.Hour
 // in cloud c; clouds are the others the preset may be used in.
 func microsoft(name, title, tenant string, c Cloud, clouds []Cloud, appOnlyCheck string) Preset {
 	p := Preset{
-		Name:              name,
-		Title:             title,
-		Tenanted:          true,
-		DefaultTenant:     tenant,
-		BaseScopes:        []string{"offline_access"},
+		Name:          name,
+		Title:         title,
+		Tenanted:      true,
+		DefaultTenant: tenant,
+		BaseScopes:    []string{"offline_access"},
+		// The OpenID Connect scopes may accompany the scopes of one
+		// resource (here Exchange Online's) in a request [ms-scopes].
+		IdentityScopes:    []string{"openid", "email", "profile"},
 		PreferSASL:        SASLXOAuth2,
 		OAuthBearer:       false,
 		DeviceFlow:        true,
@@ -169,6 +187,14 @@ func microsoft(name, title, tenant string, c Cloud, clouds []Cloud, appOnlyCheck
 	return p
 }
 
+// outlook returns the Outlook.com preset: the microsoft preset's data,
+// for personal Microsoft accounts only.
+func outlook() Preset {
+	p := microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", globalCloud("smtp-mail.outlook.com"), nil, "")
+	p.IdentityTenant = ConsumerTenantID
+	return p
+}
+
 // yahooFamily returns the shared data of the yahoo and aol presets.
 func yahooFamily(name, title, domain, mailDomain string) Preset {
 	return Preset{
@@ -189,6 +215,10 @@ func yahooFamily(name, title, domain, mailDomain string) Preset {
 		PreferSASL:    SASLXOAuth2,
 		OAuthBearer:   true,
 		DeviceRefusal: title + " has no device authorization endpoint; use the browser (loopback) or --paste flow",
+		// Yahoo's OpenID Connect sign-in takes its permissions from the
+		// app's registration and documents no request mixing openid
+		// with mail-w [yahoo-oidc]: the mail login tells who signed in.
+		IdentityByMailLogin: true,
 		Notes: []string{
 			"the mail-w scope must be granted to the app in the " + title + " developer console",
 		},
@@ -204,6 +234,9 @@ var presets = []Preset{
 		AuthURL:   "https://accounts.google.com/o/oauth2/v2/auth",
 		TokenURL:  "https://oauth2.googleapis.com/token",
 		RevokeURL: "https://oauth2.googleapis.com/revoke",
+		// Google accepts the OpenID Connect scopes next to the Gmail scope
+		// and signs the ID token with its published keys [google-oidc].
+		IdentityScopes: []string{"openid", "email"},
 		Scopes: map[Protocol][]string{
 			IMAP: {"https://mail.google.com/"},
 			POP3: {"https://mail.google.com/"},
@@ -240,7 +273,7 @@ var presets = []Preset{
 	},
 	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", globalCloud("smtp.office365.com"), nationalClouds,
 		"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)"),
-	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", globalCloud("smtp-mail.outlook.com"), nil, ""),
+	outlook(),
 	yahooFamily("yahoo", "Yahoo Mail", "yahoo.com", "mail.yahoo.com"),
 	yahooFamily("aol", "AOL Mail", "aol.com", "aol.com"),
 	{
@@ -263,6 +296,9 @@ var presets = []Preset{
 		OAuthBearer:   true,
 		DeviceRefusal: "Fastmail has no device authorization endpoint; use the browser (loopback) or --paste flow",
 		RequirePKCE:   true,
+		// Fastmail's OAuth is the authorization code grant of RFC 6749
+		// and nothing of OpenID Connect [fastmail-oauth].
+		IdentityByMailLogin: true,
 		Notes: []string{
 			"OAuth clients are registered by Fastmail on request",
 		},
@@ -344,6 +380,7 @@ func (p Preset) clone() Preset {
 		p.Scopes = s
 	}
 	p.BaseScopes = slices.Clone(p.BaseScopes)
+	p.IdentityScopes = slices.Clone(p.IdentityScopes)
 	p.AppOnlyScopes = slices.Clone(p.AppOnlyScopes)
 	p.Notes = slices.Clone(p.Notes)
 	p.Clouds = slices.Clone(p.Clouds)
@@ -408,8 +445,8 @@ func (p Preset) Resolve(tenant string) (Preset, error) {
 }
 
 // ScopesFor returns the scopes an interactive flow asks for to use the given
-// protocols: BaseScopes first, then each protocol's scopes in the order the
-// protocols are given, without duplicates. With no protocols it covers every
+// protocols: BaseScopes first, then IdentityScopes, then each protocol's
+// scopes in the order the protocols are given, without duplicates. With no protocols it covers every
 // protocol the preset has scopes for, in canonical order.
 func (p Preset) ScopesFor(protos ...Protocol) []string {
 	if len(protos) == 0 {
@@ -424,6 +461,7 @@ func (p Preset) ScopesFor(protos ...Protocol) []string {
 		}
 	}
 	add(p.BaseScopes)
+	add(p.IdentityScopes)
 	for _, proto := range protos {
 		add(p.Scopes[proto])
 	}
