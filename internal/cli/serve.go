@@ -41,7 +41,11 @@ func override(dst *string, flag *string) {
 // defaultMemoryLimit is serve's soft memory limit unless GOMEMLIMIT is set.
 const defaultMemoryLimit = 256 << 20
 
-func (c *serveCmd) Run(e *env) error {
+func (c *serveCmd) Run(e *env) error { return asService(e, c.run) }
+
+// run is mailkey serve; ready tells a Windows service's manager that it
+// serves.
+func (c *serveCmd) run(e *env, ready func()) error {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -93,7 +97,7 @@ func (c *serveCmd) Run(e *env) error {
 		},
 		Command:  serveCommand,
 		Version:  version(),
-		Ready:    func() { sd.ready(listenStatus(srv)) },
+		Ready:    func() { sd.ready(listenStatus(srv)); ready() },
 		Stopping: sd.stopping,
 	})
 	if err != nil {

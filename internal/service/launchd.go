@@ -23,17 +23,19 @@ func LaunchdPlan(s Spec, uid int) (*Plan, error) {
 	label := LaunchdLabel(s.Program)
 	file := filepath.Join(s.Home, "Library", "LaunchAgents", label+".plist")
 	domain := "gui/" + strconv.Itoa(uid)
+	bootstrap := Command{Args: []string{"launchctl", "bootstrap", domain, file}}
+	bootout := Command{Args: []string{"launchctl", "bootout", domain + "/" + label}, Optional: true}
 	return &Plan{
 		Kind:    Launchd,
 		Name:    label,
 		File:    file,
 		Content: LaunchdPlist(s),
-		Load:    [][]string{{"launchctl", "bootstrap", domain, file}},
+		Load:    []Command{bootstrap},
 		// bootout waits for the old process to exit; bootstrap then starts
 		// the new file's.
-		Reload: [][]string{{"launchctl", "bootout", domain + "/" + label}, {"launchctl", "bootstrap", domain, file}},
-		Unload: [][]string{{"launchctl", "bootout", domain + "/" + label}},
-		Status: [][]string{{"launchctl", "print", domain + "/" + label}},
+		Reload: []Command{bootout, bootstrap},
+		Unload: []Command{bootout},
+		Status: Command{Args: []string{"launchctl", "print", domain + "/" + label}},
 	}, nil
 }
 

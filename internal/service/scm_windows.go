@@ -38,7 +38,7 @@ func InstallWindows(w *WindowsService) error {
 			return fmt.Errorf("read service %s: %w", w.Name, cerr)
 		}
 		cur.DisplayName, cur.Description, cur.StartType = conf.DisplayName, conf.Description, conf.StartType
-		cur.BinaryPathName = commandLine(w.Executable, w.Args)
+		cur.BinaryPathName = CommandLine(w.Executable, w.Args)
 		err = s.UpdateConfig(cur)
 	} else {
 		s, err = m.CreateService(w.Name, w.Executable, conf, w.Args...)
@@ -161,8 +161,8 @@ var stateWords = map[svc.State]string{
 	svc.ContinuePending: "resuming", svc.PausePending: "pausing", svc.Paused: "paused",
 }
 
-// commandLine is how CreateService writes a binary path with arguments.
-func commandLine(exe string, args []string) string {
+// CommandLine is how CreateService writes a binary path with arguments.
+func CommandLine(exe string, args []string) string {
 	s := windows.EscapeArg(exe)
 	for _, a := range args {
 		s += " " + windows.EscapeArg(a)

@@ -14,7 +14,10 @@ package service
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -115,11 +118,75 @@ type Plan struct {
 	File    string
 	Content []byte
 	// Load runs after the file is written for the first time; Reload after
-	// it replaced an earlier one; Unload before the file is removed, and
-	// AfterRemove once it is gone.
-	Load, Reload, Unload, AfterRemove [][]string
-	// Status asks the manager about the service: is-active, or print.
-	Status [][]string
+	// it replaced an earlier one (or was written again); Unload before the
+	// file is removed, and AfterRemove once it is gone.
+	Load, Reload, Unload, AfterRemove []Command
+	// Status asks the manager about the service; State reads its output.
+	Status Command
+}
+
+// A Command is one call of the manager's tool. An Optional one fails when
+// there is nothing for it to do (stopping what is not loaded), which is
+// not an error.
+type Command struct {
+	Args     []string
+	Optional bool
+}
+
+func (c Command) String() string { return Join(c.Args) }
+
+// State is what the manager's answer to Status says of the service:
+// "active", "inactive", "running", "not loaded"….
+func (p *Plan) State(out string, err error) string {
+	switch p.Kind {
+	case Launchd:
+		if err != nil {
+			return "not loaded"
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(l), " = "); ok && k == "state" {
+				return v
+			}
+		}
+		return "loaded"
+	}
+	// systemctl is-active prints the state and exits non-zero unless active.
+	if l, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); l != "" {
+		return l
+	}
+	if err != nil {
+		return "unknown"
+	}
+	return ""
+}
+
+// Available reports whether the manager of kind runs here and would take
+// commands: systemd booted as init (sd_booted(3)), and for a user unit the
+// user's own manager listening in $XDG_RUNTIME_DIR; launchd on macOS.
+// Where it does not, mailkey writes the file and prints the commands.
+func Available(k Kind, system bool) bool {
+	switch k {
+	case Systemd:
+		if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
+			return false
+		}
+		if _, err := exec.LookPath("systemctl"); err != nil {
+			return false
+		}
+		if system {
+			return true
+		}
+		rt := os.Getenv("XDG_RUNTIME_DIR")
+		if !filepath.IsAbs(rt) {
+			return false
+		}
+		_, err := os.Stat(filepath.Join(rt, "systemd", "private"))
+		return err == nil
+	case Launchd:
+		_, err := exec.LookPath("launchctl")
+		return runtime.GOOS == "darwin" && err == nil
+	}
+	return false
 }
 
 // Join quotes a command for a POSIX shell, for the steps printed to a user.

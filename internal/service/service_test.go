@@ -89,12 +89,12 @@ func TestSystemdPlan(t *testing.T) {
 	if p.File != "/home/you/.config/systemd/user/mailkey.service" {
 		t.Errorf("file %s", p.File)
 	}
-	if got := Join(p.Load[1]); got != "systemctl --user enable --now mailkey.service" {
+	if got := p.Load[1].String(); got != "systemctl --user enable --now mailkey.service" {
 		t.Errorf("load %s", got)
 	}
 	s := spec(Serve, "/usr/bin/mailkey")
 	s.System, s.User = true, "you"
-	if p, err = SystemdPlan(s, SystemUnitDir); err != nil || p.File != "/etc/systemd/system/mailkey.service" || Join(p.Unload[0]) != "systemctl disable --now mailkey.service" {
+	if p, err = SystemdPlan(s, SystemUnitDir); err != nil || p.File != "/etc/systemd/system/mailkey.service" || p.Unload[0].String() != "systemctl disable --now mailkey.service" {
 		t.Errorf("system plan %+v %v", p, err)
 	}
 }
@@ -163,7 +163,7 @@ func TestLaunchdPlist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.File != "/Users/you/Library/LaunchAgents/com.mailkey.serve.plist" || Join(p.Load[0]) != "launchctl bootstrap gui/501 /Users/you/Library/LaunchAgents/com.mailkey.serve.plist" {
+	if p.File != "/Users/you/Library/LaunchAgents/com.mailkey.serve.plist" || p.Load[0].String() != "launchctl bootstrap gui/501 /Users/you/Library/LaunchAgents/com.mailkey.serve.plist" {
 		t.Errorf("plan %s %v", p.File, p.Load)
 	}
 	// The property list is well-formed XML, and says what launchd needs to know.
@@ -234,6 +234,27 @@ func TestSamples(t *testing.T) {
 		got, err := os.ReadFile(path)
 		if err != nil || string(got) != string(content) {
 			t.Errorf("%s differs from what mailkey service install writes (%v): go test ./internal/service -run TestSamples -update", path, err)
+		}
+	}
+}
+
+func TestState(t *testing.T) {
+	sd := &Plan{Kind: Systemd}
+	ld := &Plan{Kind: Launchd}
+	for _, tc := range []struct {
+		p    *Plan
+		out  string
+		err  error
+		want string
+	}{
+		{sd, "active\n", nil, "active"},
+		{sd, "inactive\n", os.ErrProcessDone, "inactive"},
+		{sd, "", os.ErrProcessDone, "unknown"},
+		{ld, "gui/501/com.mailkey.serve = {\n\tactive count = 1\n\tstate = running\n", nil, "running"},
+		{ld, "Could not find service", os.ErrProcessDone, "not loaded"},
+	} {
+		if got := tc.p.State(tc.out, tc.err); got != tc.want {
+			t.Errorf("%s State(%q) = %q, want %q", tc.p.Kind, tc.out, got, tc.want)
 		}
 	}
 }

@@ -38,17 +38,18 @@ func SystemdPlan(s Spec, dir string) (*Plan, error) {
 	if s.System {
 		ctl = []string{"systemctl"}
 	}
-	c := func(args ...string) []string { return append(append([]string{}, ctl...), args...) }
+	c := func(args ...string) Command { return Command{Args: append(append([]string{}, ctl...), args...)} }
+	optional := func(c Command) Command { c.Optional = true; return c }
 	return &Plan{
 		Kind:        Systemd,
 		Name:        name,
 		File:        filepath.Join(dir, name),
 		Content:     SystemdUnit(s),
-		Load:        [][]string{c("daemon-reload"), c("enable", "--now", name)},
-		Reload:      [][]string{c("daemon-reload"), c("enable", name), c("restart", name)},
-		Unload:      [][]string{c("disable", "--now", name)},
-		AfterRemove: [][]string{c("daemon-reload")},
-		Status:      [][]string{c("is-active", name), c("is-enabled", name)},
+		Load:        []Command{c("daemon-reload"), c("enable", "--now", name)},
+		Reload:      []Command{c("daemon-reload"), c("enable", name), c("restart", name)},
+		Unload:      []Command{optional(c("disable", "--now", name))},
+		AfterRemove: []Command{c("daemon-reload")},
+		Status:      c("is-active", name),
 	}, nil
 }
 
