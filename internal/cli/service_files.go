@@ -4,7 +4,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -181,7 +180,7 @@ func (s *fileService) managerName() string {
 // and names the commands left to run by hand.
 func (s *fileService) run(e *env, steps []service.Command) error {
 	for i, c := range steps {
-		cmd := exec.CommandContext(context.WithoutCancel(e.ctx), c.Args[0], c.Args[1:]...)
+		cmd := exec.CommandContext(e.ctx, c.Args[0], c.Args[1:]...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()

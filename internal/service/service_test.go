@@ -62,8 +62,8 @@ func TestSystemdQuoting(t *testing.T) {
 		if got := execQuote(tc.in); got != tc.exec {
 			t.Errorf("execQuote(%q) = %s, want %s", tc.in, got, tc.exec)
 		}
-		if got := envQuote("K=" + tc.in); got != tc.env {
-			t.Errorf("envQuote(%q) = %s, want %s", tc.in, got, tc.env)
+		if got := pathQuote("K=" + tc.in); got != tc.env {
+			t.Errorf("pathQuote(K=%q) = %s, want %s", tc.in, got, tc.env)
 		}
 	}
 }

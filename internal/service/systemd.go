@@ -96,7 +96,7 @@ func SystemdUnit(s Spec) []byte {
 	w("NotifyAccess=main")
 	w("ExecStart=%s %s --log-format json", execQuote(s.Executable), s.Program.Name())
 	for _, kv := range s.env() {
-		w("Environment=%s", envQuote(kv[0]+"="+kv[1]))
+		w("Environment=%s", pathQuote(kv[0]+"="+kv[1]))
 	}
 	if s.System {
 		// A system service has no session keyring to ask.
@@ -128,7 +128,7 @@ func SystemdUnit(s Spec) []byte {
 	if s.System {
 		w("ProtectSystem=strict")
 		w("ProtectHome=read-only")
-		w("ReadWritePaths=%s", execQuote(s.StateDir))
+		w("ReadWritePaths=%s", pathQuote(s.StateDir))
 		w("PrivateTmp=yes")
 		w("PrivateDevices=yes")
 		w("ProtectKernelTunables=yes")
@@ -158,23 +158,17 @@ func envFile(s Spec) string {
 // specifierQuote escapes systemd's specifiers (%h, %u…).
 func specifierQuote(v string) string { return strings.ReplaceAll(v, "%", "%%") }
 
-// envQuote quotes one Environment= assignment: specifiers escaped, and
-// double quotes (with backslash escapes) when it holds anything a word
-// cannot.
-func envQuote(kv string) string {
-	kv = specifierQuote(kv)
-	if !strings.ContainsAny(kv, " \t\"'\\") {
-		return kv
-	}
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(kv) + `"`
-}
-
-// execQuote quotes one word of ExecStart= (or of a path list): specifiers
-// and $ (variable expansion) escaped, and double quotes when needed.
-func execQuote(w string) string {
-	w = strings.ReplaceAll(specifierQuote(w), "$", "$$")
+// pathQuote quotes one Environment= assignment, or one word of a list such
+// as ReadWritePaths=: specifiers
+// escaped, and double quotes (with backslash escapes) when it holds
+// anything a bare word cannot.
+func pathQuote(w string) string {
+	w = specifierQuote(w)
 	if !strings.ContainsAny(w, " \t\"'\\;") {
 		return w
 	}
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(w) + `"`
 }
+
+// execQuote quotes one word of ExecStart=, where $ also starts a variable.
+func execQuote(w string) string { return pathQuote(strings.ReplaceAll(w, "$", "$$")) }
