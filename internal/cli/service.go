@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/user"
@@ -167,8 +168,8 @@ func (f *serviceFlags) spec() (service.Spec, error) {
 		}
 		s.Home = u.HomeDir
 		// That user's mailkey ignores the XDG folders of this session.
-		s.Config = cmpEnv("MAILKEY_CONFIG", filepath.Join(u.HomeDir, ".config", "mailkey", "config.toml"))
-		s.StateDir = cmpEnv(store.EnvStateDir, filepath.Join(u.HomeDir, ".local", "state", "mailkey"))
+		s.Config = cmp.Or(os.Getenv("MAILKEY_CONFIG"), filepath.Join(u.HomeDir, ".config", "mailkey", "config.toml"))
+		s.StateDir = cmp.Or(os.Getenv(store.EnvStateDir), filepath.Join(u.HomeDir, ".local", "state", "mailkey"))
 	} else {
 		if s.Config, err = configPath(); err != nil {
 			return s, err
@@ -186,12 +187,4 @@ func (f *serviceFlags) spec() (service.Spec, error) {
 		}
 	}
 	return s, nil
-}
-
-// cmpEnv is the variable's value if set, else def.
-func cmpEnv(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }
