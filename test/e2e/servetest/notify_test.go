@@ -3,6 +3,8 @@ package servetest
 import (
 	"bytes"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,16 +16,19 @@ import (
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
-// TestServeNotifiesSystemd plays systemd's part for a Type=notify unit: mailkey serve runs
-// with NOTIFY_SOCKET naming a socket the test reads. READY=1 comes only once the listeners
-// accept connections: its status line names their addresses, and a client connecting to the
-// IMAP one at that moment logs in through it. SIGTERM then brings STOPPING=1 and a clean exit.
+// TestServeNotifiesSystemd plays systemd's part for the unit mailkey service install writes:
+// it runs the unit's ExecStart= with only the unit's Environment= (and HOME, PATH), and
+// NOTIFY_SOCKET naming a socket the test reads. That finds the account, so the unit's
+// folders are the user's. READY=1 comes only once the listeners accept connections: its
+// status line names their addresses, and a client connecting to the IMAP one at that moment
+// logs in through it. SIGTERM then brings STOPPING=1 and a clean exit.
 func TestServeNotifiesSystemd(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
 	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
-	m := &mk{mailkeytest.New(t, leaks, "")}
+	// Ports the kernel picks; off for POP3, to see that an unused listener is not named.
+	m := &mk{mailkeytest.New(t, leaks, "[proxy]\nimap = \"127.0.0.1:0\"\npop3 = \"\"\nsmtp = \"127.0.0.1:0\"\nstatus = \"127.0.0.1:0\"\n")}
 	const acct = "work"
 	m.addAccount(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 	pw := m.addPassword(ctx, acct, "clients")
@@ -45,9 +50,11 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		return string(buf[:n])
 	}
 
-	cmd := m.Command(ctx, "serve", "--imap", "127.0.0.1:0", "--pop3", "off", "--smtp", "127.0.0.1:0",
-		"--status", "127.0.0.1:0")
-	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+sock)
+	m.Must(ctx, "", "service", "install")
+	argv, env := unitCommand(t, filepath.Join(m.Home, ".config", "systemd", "user", "mailkey.service"))
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(env, "HOME="+m.Home, "PATH="+os.Getenv("PATH"), "NOTIFY_SOCKET="+sock)
+	cmd.Dir = m.Dir
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -95,6 +102,28 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	if strings.Contains(stderr.String(), "could not tell systemd") {
 		t.Errorf("serve failed to notify:\n%s", stderr.String())
 	}
+}
+
+// unitCommand reads the ExecStart= and Environment= lines of a unit that mailkey service
+// install wrote (in a temporary folder: no word needs quoting).
+func unitCommand(t *testing.T, path string) (argv, env []string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("mailkey service install wrote no unit: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+			argv = strings.Fields(v)
+		}
+		if v, ok := strings.CutPrefix(l, "Environment="); ok {
+			env = append(env, v)
+		}
+	}
+	if len(argv) < 2 || argv[1] != "serve" || len(env) == 0 {
+		t.Fatalf("unit %s: ExecStart %q, Environment %q", path, argv, env)
+	}
+	return argv, env
 }
 
 // lockedBuffer is a bytes.Buffer that a command writes while the test reads it.
