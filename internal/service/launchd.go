@@ -97,8 +97,10 @@ func LaunchdPlist(s Spec) []byte {
 	w(`  <integer>200</integer>`)
 	w(`  <key>Umask</key>`)
 	w(`  <integer>63</integer>`)
+	// Not Background: launchd would throttle the CPU and I/O of a proxy
+	// that mail clients wait on.
 	w(`  <key>ProcessType</key>`)
-	w(`  <string>Background</string>`)
+	w(`  <string>Standard</string>`)
 	w(`  <key>StandardOutPath</key>`)
 	w(`  %s`, str(LaunchdLog(s)))
 	w(`  <key>StandardErrorPath</key>`)
