@@ -28,6 +28,7 @@ type commands struct {
 	Password passwordCmd `cmd:"" help:"Manage local app passwords for proxy clients."`
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
 	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
+	Service  serviceCmd  `cmd:"" help:"Install mailkey serve as a systemd, launchd or Windows service."`
 	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 

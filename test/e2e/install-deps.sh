@@ -9,6 +9,8 @@ PKGS=(
   # the stack
   dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-lmtpd postfix
   openssl curl python3 ca-certificates
+  # systemd-analyze verify checks the units mailkey service install writes
+  systemd
   # mail clients driven by later tests
   msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
 )
