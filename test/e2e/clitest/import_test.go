@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/mailkey/mailkey/test/e2e"
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
@@ -255,4 +257,220 @@ func jsonString(t *testing.T, b []byte, key string) string {
 	}
 	s, _ := m[key].(string)
 	return s
+}
+
+// proxyEncrypt is email-oauth2-proxy's Cryptographer (emailproxy.py), run with Python's
+// cryptography as the proxy runs it: a Fernet key from PBKDF2-HMAC-SHA256 of the password with
+// a random salt and the proxy's iteration count. It reads the password and the values on
+// standard input, a line each, and prints the base64 salt and the encrypted values.
+const proxyEncrypt = `
+import base64, os, sys
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+lines = sys.stdin.read().split('\n')
+password, values = lines[0], lines[1:3]
+salt = os.urandom(16)
+key = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt, iterations=int(sys.argv[1])).derive(password.encode('utf-8'))
+fernet = Fernet(base64.urlsafe_b64encode(key))
+print(base64.b64encode(salt).decode('utf-8'))
+for v in values:
+    print(fernet.encrypt(v.encode('utf-8')).decode('utf-8'))
+`
+
+// proxyIterations is emailproxy.py's Cryptographer.ITERATIONS.
+const proxyIterations = 1_200_000
+
+// TestImportEmailOAuth2Proxy imports a grant the stack issued from email-oauth2-proxy's
+// configuration, written in its documented format with its tokens encrypted as the proxy
+// encrypts them: a wrong password is refused and writes nothing; the right one, on standard
+// input, configures the account from the file (provider endpoints, client, servers), and
+// mailkey test passes; the imported refresh token refreshes.
+func TestImportEmailOAuth2Proxy(t *testing.T) {
+	python := mailkeytest.NeedProgram(t, "python3", "python3")
+	if err := exec.Command(python, "-c", "import cryptography").Run(); err != nil {
+		mailkeytest.Missing(t, "Python's cryptography", "python3-cryptography")
+	}
+	s := e2e.Start(t, e2e.WithAccessTokenTTL(time.Hour))
+	ctx := mailkeytest.Context(t)
+	leaks := mailkeytest.NewLeaks(t)
+	leaks.Require("refresh token", 1)
+	m := &mk{mailkeytest.New(t, leaks, "")}
+
+	tok, err := s.AuthCodeToken(ctx, e2e.Alice, e2e.AlicePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaks.Secret("refresh token", tok.RefreshToken)
+	leaks.Secret("access token", tok.AccessToken)
+	const password = "the-proxy-password"
+	leaks.Secret("proxy password", password)
+
+	enc := exec.CommandContext(ctx, python, "-c", proxyEncrypt, fmt.Sprint(proxyIterations))
+	enc.Stdin = strings.NewReader(password + "\n" + tok.AccessToken + "\n" + tok.RefreshToken + "\n")
+	out, err := enc.Output()
+	if err != nil {
+		t.Fatalf("encrypting as email-oauth2-proxy: %v", err)
+	}
+	vals := strings.Fields(string(out))
+	if len(vals) != 3 {
+		t.Fatalf("the encryption printed %d values, want 3", len(vals))
+	}
+	ep := s.Endpoint()
+	conf := fmt.Sprintf(`[Email OAuth 2.0 Proxy configuration file]
+documentation = This is a sample Email OAuth 2.0 Proxy configuration file. Values
+	that span multiple lines are indented, as here.
+
+[IMAP-1993]
+server_address = 127.0.0.1
+server_port = %d
+local_address = 127.0.0.1
+
+[POP-1995]
+server_address = 127.0.0.1
+server_port = %d
+local_address = 127.0.0.1
+
+[SMTP-1587]
+server_address = 127.0.0.1
+server_port = %d
+server_starttls = True
+local_address = 127.0.0.1
+
+[%s]
+permission_url = %s
+token_url = %s
+oauth2_scope = openid email mail
+redirect_uri = http://localhost
+client_id = %s
+token_salt = %s
+token_iterations = %d
+access_token = %s
+access_token_expiry = %d
+refresh_token = %s
+last_activity = %d
+
+[Email OAuth 2.0 Proxy global settings]
+delete_account_token_on_password_error = True
+`, s.IMAPSPort, s.POP3SPort, s.SubmissionPort, e2e.Alice, ep.AuthURL, ep.TokenURL, e2e.ClientPublic,
+		vals[0], proxyIterations, vals[1], tok.Expiry.Unix(), vals[2], time.Now().Unix())
+	file := filepath.Join(m.Dir, "emailproxy.config")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	wrong := m.Run(ctx, "not-the-password\n", "import", file, "--as", "work", "--ca-file", s.CAFile)
+	if wrong.Code == 0 || !strings.Contains(wrong.Stderr, "password does not decrypt") || !strings.Contains(wrong.Stderr, "nothing was imported") {
+		t.Errorf("a wrong password: %s", wrong)
+	}
+	m.nothingWritten(t)
+
+	imported := m.Must(ctx, password+"\n", "import", file, "--as", "work", "--ca-file", s.CAFile)
+	for _, want := range []string{"imported account work from the email-oauth2-proxy configuration",
+		"mapped: provider generic", "mapped: imap server imaps://127.0.0.1:", "mapped: smtp server smtp://127.0.0.1:", "next: mailkey test work"} {
+		if !strings.Contains(imported.Stderr, want) {
+			t.Errorf("mailkey import does not say %q:\n%s", want, imported.Stderr)
+		}
+	}
+	m.Must(ctx, "", "test", "work")
+
+	m.EditRecord(ctx, "work", mailkeytest.Expired)
+	after := m.Token(ctx, "work")
+	if after == tok.AccessToken {
+		t.Fatal("mailkey token printed the expired token again")
+	}
+	if err := e2e.IMAPLogin(ctx, e2e.Loopback(s.IMAPSPort), e2e.ImplicitTLS, s.TLSConfig(), e2e.Alice, after, e2e.XOAUTH2); err != nil {
+		t.Errorf("IMAP login with the refreshed token: %v", err)
+	}
+}
+
+// nothingWritten fails the test if a refused import left a configuration or a record behind.
+func (m *mk) nothingWritten(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(m.Config); err == nil {
+		t.Errorf("a refused import wrote %s", m.Config)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(m.State, "tokens", "*")); len(recs) > 0 {
+		t.Errorf("a refused import stored tokens: %v", recs)
+	}
+}
+
+// TestExportImportRoundTrip moves a logged-in account to another configuration and state
+// folder with mailkey export and mailkey import, once under a passphrase and once to an age
+// key; mailkey test passes there. A wrong passphrase, a corrupt bundle and a file of no known
+// format are refused with the reason and write nothing; an existing account is not replaced
+// without --force.
+func TestExportImportRoundTrip(t *testing.T) {
+	_, ctx, m := aliceLoggedIn(t, "work")
+	const passphrase = "correct horse battery staple"
+	m.Leaks.Secret("bundle passphrase", passphrase)
+	bundle := filepath.Join(m.Dir, "work.age")
+	exported := m.Must(ctx, passphrase+"\n", "export", "work", "-o", bundle)
+	if !strings.Contains(exported.Stderr, "exported work to "+bundle+", encrypted with a passphrase") {
+		t.Errorf("mailkey export says:\n%s", exported.Stderr)
+	}
+	data, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(data), "-----BEGIN AGE ENCRYPTED FILE-----") {
+		t.Errorf("the bundle is not an armored age file")
+	}
+	m.Leaks.Output("the bundle", string(data))
+
+	other := &mk{mailkeytest.New(t, m.Leaks, "")}
+	for _, tc := range []struct {
+		name, file, stdin, want string
+	}{
+		{"wrong passphrase", bundle, "not the passphrase\n", "passphrase or identity does not open the bundle"},
+		{"corrupt bundle", writeTemp(t, other.Dir, "cut.age", string(data[:len(data)/2])+"\n-----END AGE ENCRYPTED FILE-----\n"), passphrase + "\n", "cannot be read"},
+		{"unknown format", writeTemp(t, other.Dir, "notes.txt", "just some notes\n"), "", "not a mutt_oauth2.py token file, an email-oauth2-proxy configuration or a mailkey export"},
+	} {
+		r := other.Run(ctx, tc.stdin, "import", tc.file)
+		if r.Code == 0 || !strings.Contains(r.Stderr, tc.want) || !strings.Contains(r.Stderr, "mailkey: hint: ") {
+			t.Errorf("%s: %s", tc.name, r)
+		}
+		other.nothingWritten(t)
+	}
+
+	imported := other.Must(ctx, passphrase+"\n", "import", bundle)
+	if !strings.Contains(imported.Stderr, "imported account work from the mailkey export") {
+		t.Errorf("mailkey import says:\n%s", imported.Stderr)
+	}
+	other.Must(ctx, "", "test", "work")
+	if got, want := other.StoredRecord(ctx, "work").RefreshToken, m.StoredRecord(ctx, "work").RefreshToken; got != want {
+		t.Error("the imported record holds another refresh token")
+	}
+
+	again := other.Run(ctx, passphrase+"\n", "import", bundle)
+	if again.Code == 0 || !strings.Contains(again.Stderr, "account work already exists") {
+		t.Errorf("importing over an existing account: %s", again)
+	}
+
+	// To an age key, on standard output, and back with the key's identity file; --force
+	// replaces the account.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := writeTemp(t, other.Dir, "key.txt", id.String()+"\n")
+	toKey := m.Must(ctx, "", "export", "work", "--recipient", id.Recipient().String())
+	keyBundle := writeTemp(t, other.Dir, "work-key.age", toKey.Stdout)
+	noKey := other.Run(ctx, "", "import", keyBundle, "--force")
+	if noKey.Code == 0 || !strings.Contains(noKey.Stderr, "-i FILE") {
+		t.Errorf("a bundle to a key, without the key: %s", noKey)
+	}
+	other.Must(ctx, "", "import", keyBundle, "-i", idFile, "--force", "--as", "moved")
+	other.Must(ctx, "", "import", keyBundle, "-i", idFile, "--force")
+	other.Must(ctx, "", "test", "work")
+}
+
+// writeTemp writes content to dir/name, mode 0600, and returns the path.
+func writeTemp(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
