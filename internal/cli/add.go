@@ -58,7 +58,7 @@ func (c *addCmd) Run(e *env) error {
 		return errorf("mailkey add "+c.Account+" --provider PROVIDER --email ADDRESS --client-id ID", "nothing to set for account %s", c.Account)
 	}
 	if err := config.AddAccount(path, c.Account, set); err != nil {
-		return configError(flagHints(err, c.Account))
+		return configError(flagHints(err))
 	}
 	e.notef("account %s saved in %s", c.Account, path)
 	c.explainTenant(e, c.Account)
@@ -145,15 +145,17 @@ func (c *accountFlags) explainTenant(e *env, account string) {
 // flagHints rewords the hint of each setting the new account lacks as the
 // flag that supplies it: whoever runs mailkey add wants --email, not a
 // line of TOML.
-func flagHints(err error, account string) error {
+func flagHints(err error) error {
 	var es config.Errors
 	if !errors.As(err, &es) {
 		return err
 	}
-	prefix := "accounts." + account + "."
 	for _, ce := range es {
-		key, ok := strings.CutPrefix(ce.Field, prefix)
-		if !ok || strings.Contains(key, ".") || ce.Msg != "missing "+key {
+		// The field is accounts.NAME.KEY, NAME quoted when it is no bare
+		// key (an address).
+		i := strings.LastIndex(ce.Field, ".")
+		key := ce.Field[i+1:]
+		if i < 0 || !strings.HasPrefix(ce.Field, "accounts.") || ce.Msg != "missing "+key {
 			continue
 		}
 		hint := "add --" + strings.ReplaceAll(key, "_", "-") + " … to the command"

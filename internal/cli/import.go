@@ -95,23 +95,30 @@ func (c *importCmd) Run(e *env) error {
 		}
 		cfg = &config.Config{File: path, RefreshMargin: config.DefaultRefreshMargin}
 	}
-	st, err := e.openStore()
-	if err != nil {
-		return err
-	}
 
 	// Everything is read, mapped, checked and resolved before anything is
 	// written: a refused import leaves the configuration and the store as
-	// they were.
+	// they were. The store is opened (and on first use, its key made) only
+	// once the configuration would take every account.
 	var todo []*prepared
 	var confs []*config.Account
 	for _, g := range grants {
-		p, conf, err := c.prepare(e, path, cfg, st, g, flags)
+		p, conf, err := c.prepare(path, cfg, g, flags)
 		if err != nil {
 			return err
 		}
 		todo = append(todo, p)
 		confs = append(confs, conf)
+	}
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	for _, p := range todo {
+		if _, err := st.Get(e.ctx, p.name); (err == nil || !errors.Is(err, store.ErrNotFound)) && !c.Force {
+			return errorf("import it under another name: mailkey import "+c.File+" --as NAME\nor replace them: mailkey import "+c.File+" --force",
+				"account %s already holds tokens here; nothing was imported", p.name)
+		}
 	}
 	set := e.accounts(cfg, confs, st, e.logger())
 	now := time.Now()
@@ -125,7 +132,7 @@ func (c *importCmd) Run(e *env) error {
 
 	for _, p := range todo {
 		if err := config.AddAccount(path, p.name, p.settings); err != nil {
-			return configError(flagHints(err, p.name))
+			return configError(flagHints(err))
 		}
 		if p.rec != nil {
 			if err := set.Manager().Save(e.ctx, p.rec); err != nil {
@@ -139,7 +146,7 @@ func (c *importCmd) Run(e *env) error {
 
 // prepare maps one grant to the account it becomes, refusing to replace
 // one without --force, and checks its settings as mailkey add would.
-func (c *importCmd) prepare(e *env, path string, cfg *config.Config, st *store.FileStore, g *migrate.Grant, flags []config.KV) (*prepared, *config.Account, error) {
+func (c *importCmd) prepare(path string, cfg *config.Config, g *migrate.Grant, flags []config.KV) (*prepared, *config.Account, error) {
 	p := &prepared{name: g.Name, grant: g}
 	if c.As != "" {
 		p.name = c.As
@@ -164,15 +171,9 @@ func (c *importCmd) prepare(e *env, path string, cfg *config.Config, st *store.F
 			}
 		}
 	}
-	if _, err := st.Get(e.ctx, p.name); err == nil || !errors.Is(err, store.ErrNotFound) {
-		if !c.Force {
-			return nil, nil, errorf("import it under another name: mailkey import "+c.File+" --as NAME\nor replace them: mailkey import "+c.File+" --force",
-				"account %s already holds tokens here; nothing was imported", p.name)
-		}
-	}
 	conf, err := config.PreviewAccount(path, p.name, p.settings)
 	if err != nil {
-		return nil, nil, configError(flagHints(err, p.name))
+		return nil, nil, configError(flagHints(err))
 	}
 	return p, conf, nil
 }
@@ -222,9 +223,9 @@ func (c *importCmd) report(e *env, format migrate.Format, path string, st *store
 		if len(ch.Keys) > 0 {
 			var fl []string
 			for _, k := range ch.Keys {
-				fl = append(fl, "--"+strings.ReplaceAll(k, "_", "-"))
+				fl = append(fl, "--"+strings.ReplaceAll(k, "_", "-")+" …")
 			}
-			line += " (mailkey add " + p.name + " " + strings.Join(fl, " … ") + " …)"
+			line += " (to set: mailkey add " + p.name + " " + strings.Join(fl, ", ") + ")"
 		}
 		e.notef("%s", line)
 	}

@@ -1,8 +1,8 @@
 package config
 
-// Settings returns the account's settings as AddAccount takes them, in the
-// order of accountFields' keys as mailkey add writes them: what another
-// configuration needs to hold the same account. Paths are absolute.
+// Settings returns the account's settings as written, in the form and
+// order mailkey add writes them: what another configuration needs to hold
+// the same account. Paths are absolute.
 // client_secret and client_secret_cmd are among them: treat the result as
 // secret.
 func (a *Account) Settings() []KV {
@@ -31,12 +31,8 @@ func (a *Account) Settings() []KV {
 	str("imap", a.IMAP)
 	str("pop3", a.POP3)
 	str("smtp", a.SMTP)
-	if len(a.Protocols) > 0 {
-		ps := make([]string, len(a.Protocols))
-		for i, p := range a.Protocols {
-			ps[i] = string(p)
-		}
-		set = append(set, KV{Key: "protocols", Value: ps})
+	if a.protocols != nil {
+		set = append(set, KV{Key: "protocols", Value: append([]string(nil), a.protocols...)})
 	}
 	str("ca_file", a.CAFile)
 	str("flow", a.Flow)

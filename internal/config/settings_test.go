@@ -24,6 +24,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 		imap = "imaps://outlook.office365.com:993"
 		ca_file = "ca.pem"
 		sasl = "xoauth2"
+		protocols = ["imap"]
 	`))
 	cfg, err := Load(src)
 	if err != nil {
