@@ -29,6 +29,12 @@ const (
 	maxProxyIterations = 100_000_000
 )
 
+// proxyCachedKeys are the keys the proxy takes from its --cache-store file
+// (emailproxy.py's AppConfig._CACHED_OPTION_KEYS); the rest of the file is
+// ignored, as the proxy ignores it.
+var proxyCachedKeys = []string{"access_token", "access_token_expiry", "refresh_token", "token_salt", "token_iterations",
+	"client_secret_encrypted", "last_activity"}
+
 // proxyServerSection matches emailproxy.py's server sections, [IMAP-1993]:
 // a protocol and the local port the proxy listens on.
 var proxyServerSection = regexp.MustCompile(`^(IMAP|POP|SMTP)-\d+$`)
@@ -94,7 +100,9 @@ func readEmailProxy(data, cache []byte, names []string, password func(account st
 			}
 			dst := cfg.Section(s.Name())
 			for _, k := range s.Keys() {
-				dst.Key(k.Name()).SetValue(k.Value())
+				if slices.Contains(proxyCachedKeys, k.Name()) {
+					dst.Key(k.Name()).SetValue(k.Value())
+				}
 			}
 		}
 	}

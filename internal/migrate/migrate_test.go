@@ -299,3 +299,29 @@ func TestBundleRoundTrip(t *testing.T) {
 func hasSetting(set []config.KV, key, value string) bool {
 	return slices.ContainsFunc(set, func(kv config.KV) bool { return kv.Key == key && kv.Value == value })
 }
+
+// TestEmailProxyCacheStore: with --cache-store the tokens are in a file of
+// their own, whose other keys the proxy ignores.
+func TestEmailProxyCacheStore(t *testing.T) {
+	var conf, cache strings.Builder
+	cache.WriteString("[me@example.net]\nclient_id = not-this-one\n")
+	for _, l := range strings.Split(proxyConfig(1000), "\n") {
+		k, _, _ := strings.Cut(l, " = ")
+		if slices.Contains(proxyCachedKeys, k) {
+			cache.WriteString(l + "\n")
+		} else {
+			conf.WriteString(l + "\n")
+		}
+	}
+	pw := func(string) (string, error) { return testPass, nil }
+	if _, _, err := Read([]byte(conf.String()), Options{Password: pw}); !errors.As(err, new(*NoTokensError)) {
+		t.Errorf("the configuration alone: %v, want no tokens", err)
+	}
+	_, gs, err := Read([]byte(conf.String()), Options{Password: pw, Cache: []byte(cache.String())})
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("with the cache store: %v", err)
+	}
+	if gs[0].RefreshToken != testRefresh || !hasSetting(gs[0].Settings, "client_id", "the-client") {
+		t.Errorf("tokens not taken from the cache store, or its client_id was: %v", gs[0].Settings)
+	}
+}
