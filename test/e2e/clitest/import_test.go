@@ -365,7 +365,11 @@ delete_account_token_on_password_error = True
 	}
 	m.nothingWritten(t)
 
-	imported := m.Must(ctx, password+"\n", "import", file, "--as", "work", "--ca-file", s.CAFile)
+	// At a terminal, mailkey asks for the password and does not echo it.
+	imported := m.atTerminal(ctx, python, password, "import", file, "--as", "work", "--ca-file", s.CAFile)
+	if !strings.Contains(imported.Stderr, "mailkey: the password of "+e2e.Alice+" at email-oauth2-proxy: ") {
+		t.Errorf("mailkey import asked for no password at the terminal:\n%s", imported.Stderr)
+	}
 	for _, want := range []string{"imported account work from the email-oauth2-proxy configuration",
 		"mapped: provider generic", "mapped: imap server imaps://127.0.0.1:", "mapped: smtp server smtp://127.0.0.1:", "next: mailkey test work"} {
 		if !strings.Contains(imported.Stderr, want) {
@@ -382,6 +386,47 @@ delete_account_token_on_password_error = True
 	if err := e2e.IMAPLogin(ctx, e2e.Loopback(s.IMAPSPort), e2e.ImplicitTLS, s.TLSConfig(), e2e.Alice, after, e2e.XOAUTH2); err != nil {
 		t.Errorf("IMAP login with the refreshed token: %v", err)
 	}
+}
+
+// ptyAnswer runs a command on a new pseudo-terminal, types $ANSWER and a newline once the
+// command asks for a password, and copies what the terminal shows to stdout; it exits with
+// the command's status.
+const ptyAnswer = `
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+seen, answered = b'', False
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+    if not answered and seen.rstrip().endswith(b':') and b'password' in seen:
+        os.write(fd, os.environ['ANSWER'].encode() + b'\n')
+        answered = True
+sys.stdout.buffer.write(seen)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+`
+
+// atTerminal runs mailkey with args on a pseudo-terminal, answering its password prompt
+// with answer, and fails the test unless it exits 0. What the terminal showed is the
+// result's Stderr, recorded for the leak check.
+func (m *mk) atTerminal(ctx context.Context, python, answer string, args ...string) mailkeytest.Result {
+	m.T.Helper()
+	cmd := exec.CommandContext(ctx, python, append([]string{"-c", ptyAnswer, mailkeytest.Bin()}, args...)...)
+	cmd.Env, cmd.Dir = append(m.Vars, "ANSWER="+answer), m.Dir
+	out, err := cmd.Output()
+	r := mailkeytest.Result{Stderr: string(out)}
+	m.Leaks.Output("the terminal of mailkey "+strings.Join(args, " "), r.Stderr)
+	if err != nil {
+		m.T.Fatalf("mailkey %s at a terminal: %v\n%s", strings.Join(args, " "), err, m.Leaks.Redact(r.Stderr))
+	}
+	return r
 }
 
 // nothingWritten fails the test if a refused import left a configuration or a record behind.
