@@ -29,6 +29,8 @@ type commands struct {
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
 	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
 	Service  serviceCmd  `cmd:"" help:"Install mailkey serve as a systemd, launchd or Windows service."`
+	Import   importCmd   `cmd:"" help:"Bring accounts and tokens in from other tools or mailkey export."`
+	Export   exportCmd   `cmd:"" help:"Write accounts and their tokens to an encrypted bundle."`
 	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 

@@ -13,6 +13,8 @@ PKGS=(
   systemd
   # mail clients driven by later tests
   msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  # mailkey import: mutt_oauth2.py encrypts its token file with gpg; email-oauth2-proxy fixtures
+  gnupg python3-cryptography
 )
 
 missing=()
