@@ -10,7 +10,9 @@
 //  3. the proxy's resident memory with thousands of idle, logged-in sessions;
 //  4. the credential helper: the whole process `mailkey token ACCOUNT` with a fresh stored
 //     token, per store protection (-token-modes), against a Go hello-world built in the same
-//     run and `python3 -c pass`: wall time, CPU time and peak memory (the child's rusage).
+//     run and `python3 -c pass`: wall time, CPU time and peak memory (the child's rusage);
+//  5. a password flood: one client's first login into a fresh mailkey serve, alone and right
+//     after another client has sent 50 wrong app passwords at once (-only flood).
 //
 // Usage, as root from the repository root (the stack runs Dovecot and Postfix):
 //
@@ -64,12 +66,14 @@ type flags struct {
 	out      string
 	keep     bool
 	profile  bool
-	only     string // "", "serve" or "token"
+	only     string // "", "serve", "token" or "flood"
 	token    tokenBench
+	flood    floodBench
 }
 
 func (f *flags) serve() bool       { return f.only == "" || f.only == "serve" }
 func (f *flags) tokenHelper() bool { return f.only == "" || f.only == "token" }
+func (f *flags) floodPart() bool   { return f.only == "" || f.only == "flood" }
 
 func parseFlags() (*flags, error) {
 	f := &flags{}
@@ -83,7 +87,9 @@ func parseFlags() (*flags, error) {
 	flag.StringVar(&f.out, "out", "docs/benchmarks.md", "report file for -write, relative to the repository root")
 	flag.BoolVar(&f.keep, "keep", false, "keep the stack's directory")
 	flag.BoolVar(&f.profile, "profile", false, "use a build of mailkey with a pprof listener and add CPU and heap profiles of mailkey serve")
-	flag.StringVar(&f.only, "only", "", "run only one part: serve (sections 1-3) or token (the credential helper, no bulk mailbox)")
+	flag.StringVar(&f.only, "only", "", "run only one part: serve (sections 1-3), token (the credential helper, no bulk mailbox) or flood (first logins during a password flood)")
+	flag.IntVar(&f.flood.rounds, "flood-rounds", 10, "first logins timed with and without the password flood, each")
+	flag.IntVar(&f.flood.wrong, "flood-wrong", 50, "wrong passwords the flooding client sends at once")
 	flag.IntVar(&f.token.runs, "token-runs", 200, "timed calls per command in the token part")
 	flag.IntVar(&f.token.warmup, "token-warmup", 10, "untimed warm-up calls per command in the token part")
 	flag.IntVar(&f.token.slowRuns, "slow-runs", 10, "timed calls of each slow token mode (passphrase: scrypt in every call)")
@@ -95,8 +101,11 @@ func parseFlags() (*flags, error) {
 	if f.messages < 1 || f.batch < 1 || f.reps < 1 || f.logins < 1 || f.warmup < 1 {
 		return nil, errors.New("-n, -batch, -reps, -logins and -warmup must be positive")
 	}
-	if f.only != "" && f.only != "serve" && f.only != "token" {
-		return nil, fmt.Errorf("-only: %q is neither serve nor token", f.only)
+	if f.only != "" && f.only != "serve" && f.only != "token" && f.only != "flood" {
+		return nil, fmt.Errorf("-only: %q is not serve, token or flood", f.only)
+	}
+	if f.flood.rounds < 1 || f.flood.wrong < 1 || f.flood.wrong > sessionsPerIP {
+		return nil, fmt.Errorf("-flood-rounds must be positive, -flood-wrong between 1 and %d", sessionsPerIP)
 	}
 	if f.token.runs < 1 || f.token.warmup < 0 || f.token.slowRuns < 1 {
 		return nil, errors.New("-token-runs and -slow-runs must be positive, -token-warmup not negative")
@@ -191,6 +200,13 @@ func run() error {
 		}
 		tok.date, tok.command, tok.machine = res.date, res.command, res.machine
 	}
+	var flood *floodResult
+	if f.floodPart() {
+		if flood, err = b.measureFlood(ctx, f.flood, progress); err != nil {
+			return err
+		}
+		flood.date, flood.command, flood.machine = res.date, res.command, res.machine
+	}
 	if f.serve() {
 		if err := b.measureServe(ctx, f, res, progress); err != nil {
 			return err
@@ -210,6 +226,12 @@ func run() error {
 		fmt.Println()
 	}
 	fmt.Print(tokenReport.String())
+	var floodReport strings.Builder
+	if flood != nil {
+		flood.markdown(&floodReport)
+		fmt.Println()
+		fmt.Print(floodReport.String())
+	}
 	if f.write {
 		out := f.out
 		if !filepath.IsAbs(out) {
@@ -222,6 +244,11 @@ func run() error {
 		}
 		if tok != nil {
 			if err := writeReport(out, tokenBegin, tokenEnd, []byte(tokenReport.String())); err != nil {
+				return err
+			}
+		}
+		if flood != nil {
+			if err := writeReport(out, floodBegin, floodEnd, []byte(floodReport.String())); err != nil {
 				return err
 			}
 		}

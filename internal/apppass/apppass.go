@@ -13,7 +13,10 @@
 // A Verifier checks logins for a running proxy. It runs argon2id once per
 // password, then remembers the success under an HMAC-SHA256 of (account,
 // password) keyed with a random per-process key, compared in constant time,
-// so later logins cost microseconds. It re-reads the file whenever it
+// so later logins cost microseconds. The argon2id runs wait in a queue
+// that is fair between clients (source address and login name) and puts a
+// client whose last password was right first, then new clients, then
+// clients whose last password was wrong. It re-reads the file whenever it
 // changes on disk and then forgets every remembered success, so a removed
 // password stops working at once. Last use is kept in memory and written by
 // Flush, which the caller runs at most once a minute.

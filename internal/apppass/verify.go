@@ -20,15 +20,16 @@ type Verifier struct {
 	// accounts maps a login name to the accounts it may mean.
 	accounts func(login string) []string
 	key      [32]byte
-	sem      chan struct{} // bounds concurrent argon2id runs (64 MiB each)
-	hashes   atomic.Int64  // argon2id runs, for tests
+	queue    *hashQueue   // bounds concurrent argon2id runs (64 MiB each)
+	hashes   atomic.Int64 // argon2id runs, for tests
 
 	mu      sync.Mutex
 	loaded  bool
 	fi      os.FileInfo // the file as last read; nil when missing
 	gen     uint64      // bumped at every reload
 	entries []*Entry
-	cache   map[string][]cached // account → remembered successes
+	cache   map[string][]cached        // account → remembered successes
+	wrong   map[[sha256.Size]byte]bool // HMAC(account, password) of remembered failures
 	used    map[string]time.Time
 }
 
@@ -45,8 +46,9 @@ func (f *File) NewVerifier(accounts func(login string) []string) *Verifier {
 	v := &Verifier{
 		file:     f,
 		accounts: accounts,
-		sem:      make(chan struct{}, max(1, runtime.NumCPU()/2)),
+		queue:    newHashQueue(runtime.NumCPU() / 2),
 		cache:    map[string][]cached{},
+		wrong:    map[[sha256.Size]byte]bool{},
 		used:     map[string]time.Time{},
 	}
 	if _, err := rand.Read(v.key[:]); err != nil {
@@ -94,6 +96,21 @@ func (v *Verifier) install(doc *document, fi os.FileInfo) {
 	v.loaded = true
 	v.gen++
 	clear(v.cache)
+	clear(v.wrong)
+}
+
+// maxWrong bounds the remembered failures; beyond it they are forgotten.
+const maxWrong = 4096
+
+// knownWrong reports whether password was refused for every one of
+// candidates since the file was last read; the caller holds v.mu.
+func (v *Verifier) knownWrong(candidates []string, password string) bool {
+	for _, acct := range candidates {
+		if !v.wrong[v.mac(acct, password)] {
+			return false
+		}
+	}
+	return true
 }
 
 func sameFile(a, b os.FileInfo) bool {
@@ -104,9 +121,17 @@ func sameFile(a, b os.FileInfo) bool {
 }
 
 // Verify returns the account that login and password open, or ErrNoMatch.
-// Other errors mean the file could not be read. Errors never hold the
-// password.
+// Other errors mean the file could not be read, or ErrBusy. Errors never
+// hold the password.
 func (v *Verifier) Verify(ctx context.Context, login, password string) (string, error) {
+	return v.VerifyFrom(ctx, "", login, password)
+}
+
+// VerifyFrom is Verify for a login sent from source (an address): the
+// password checks of clients (source and login name) are queued fairly,
+// so that wrong passwords sent by some never hold back the others, least
+// of all a client whose last password was right (see hashQueue).
+func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password string) (string, error) {
 	candidates := v.accounts(login)
 	if len(candidates) == 0 || password == "" {
 		return "", ErrNoMatch
@@ -117,24 +142,24 @@ func (v *Verifier) Verify(ctx context.Context, login, password string) (string, 
 		return "", err
 	}
 	gen := v.gen
+	if acct := v.remembered(candidates, password); acct != "" {
+		v.mu.Unlock()
+		return acct, nil
+	}
+	client := clientKey(source, login)
+	if v.knownWrong(candidates, password) {
+		// A client that sends the same wrong password again (a scanner
+		// with an old one, in a retry loop) costs no argon2id run.
+		v.mu.Unlock()
+		v.queue.record(client, false)
+		return "", ErrNoMatch
+	}
 	type try struct {
 		account string
 		e       *Entry
 	}
 	var tries []try
 	for _, acct := range candidates {
-		mac := v.mac(acct, password)
-		hit := ""
-		for _, c := range v.cache[acct] {
-			if hmac.Equal(c.mac[:], mac[:]) {
-				hit = c.id
-			}
-		}
-		if hit != "" {
-			v.used[hit] = v.file.now()
-			v.mu.Unlock()
-			return acct, nil
-		}
 		for _, e := range v.entries {
 			if e.Account == acct {
 				tries = append(tries, try{acct, e})
@@ -142,19 +167,38 @@ func (v *Verifier) Verify(ctx context.Context, login, password string) (string, 
 		}
 	}
 	v.mu.Unlock()
+	if len(tries) == 0 {
+		return "", ErrNoMatch
+	}
 
+	if err := v.queue.acquire(ctx, client); err != nil {
+		return "", err
+	}
+	defer v.queue.release()
+	// Another connection of the same client may have had this password
+	// checked while this one waited (mail clients open several at once).
+	v.mu.Lock()
+	if v.gen == gen {
+		if acct := v.remembered(candidates, password); acct != "" {
+			v.mu.Unlock()
+			return acct, nil
+		}
+		if v.knownWrong(candidates, password) {
+			v.mu.Unlock()
+			v.queue.record(client, false)
+			return "", ErrNoMatch
+		}
+	}
+	v.mu.Unlock()
 	for _, t := range tries {
-		select {
-		case v.sem <- struct{}{}:
-		case <-ctx.Done():
-			return "", ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return "", err
 		}
 		v.hashes.Add(1)
-		ok := t.e.matches(password)
-		<-v.sem
-		if !ok {
+		if !t.e.matches(password) {
 			continue
 		}
+		v.queue.record(client, true)
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		// The file may have changed while argon2id ran: only a password
@@ -166,15 +210,45 @@ func (v *Verifier) Verify(ctx context.Context, login, password string) (string, 
 		v.used[t.e.ID] = v.file.now()
 		return t.account, nil
 	}
+	v.queue.record(client, false)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.gen == gen {
+		if len(v.wrong)+len(candidates) > maxWrong {
+			clear(v.wrong)
+		}
+		for _, acct := range candidates {
+			v.wrong[v.mac(acct, password)] = true
+		}
+	}
 	return "", ErrNoMatch
 }
 
-// Forget drops every remembered success, so the next login of each
-// password runs argon2id again.
+// remembered returns the first of candidates that password opened before,
+// marking the password used; the caller holds v.mu.
+func (v *Verifier) remembered(candidates []string, password string) string {
+	for _, acct := range candidates {
+		mac := v.mac(acct, password)
+		for _, c := range v.cache[acct] {
+			if hmac.Equal(c.mac[:], mac[:]) {
+				v.used[c.id] = v.file.now()
+				return acct
+			}
+		}
+	}
+	return ""
+}
+
+// Hashes returns how many argon2id runs the Verifier has made.
+func (v *Verifier) Hashes() int64 { return v.hashes.Load() }
+
+// Forget drops every remembered success and failure, so the next login
+// of each password runs argon2id again.
 func (v *Verifier) Forget() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	clear(v.cache)
+	clear(v.wrong)
 }
 
 // Flush writes the last-use times gathered since the previous Flush. Call

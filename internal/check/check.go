@@ -86,6 +86,10 @@ type Report struct {
 	Email   string    `json:"email"`
 	Passed  bool      `json:"passed"`
 	Results []*Result `json:"protocols"`
+	// Warnings are deadlines ahead of the account (a secret or certificate
+	// that expires, a refresh token that dies unused): the test passes,
+	// but it will not for long.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Target is the account to test. Token is required; the other functions

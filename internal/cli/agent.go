@@ -62,7 +62,10 @@ func (c *agentCmd) Run(e *env) error {
 	log.Info("mailkey agent answering mailkey token", "socket", srv.Path(), "accounts", len(cfg.Accounts), "protection", st.Protection())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(newAgentHandler(tok, log)) }()
+	sd := &notifier{log: log}
+	sd.ready("answering on " + srv.Path())
 	<-e.ctx.Done()
+	sd.stopping()
 	err = srv.Close()
 	<-done
 	log.Info("mailkey agent stopped")

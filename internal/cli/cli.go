@@ -23,6 +23,9 @@ type commands struct {
 	Password   passwordCmd   `cmd:"" help:"Manage local app passwords for proxy clients."`
 	Serve      serveCmd      `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
 	Agent      agentCmd      `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
+	Service    serviceCmd    `cmd:"" help:"Install mailkey serve as a systemd, launchd or Windows service."`
+	Import     importCmd     `cmd:"" help:"Bring accounts and tokens in from other tools or mailkey export."`
+	Export     exportCmd     `cmd:"" help:"Write accounts and their tokens to an encrypted bundle."`
 	Config     configCmd     `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version    versionCmd    `cmd:"" help:"Print the version, the commit and the Go version it was built with."`
 	Completion completionCmd `cmd:"" help:"Print a shell completion script for bash, zsh or fish."`

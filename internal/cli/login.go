@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/check"
 	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/store"
 )
@@ -92,7 +93,7 @@ func (c *loginCmd) Run(e *env) error {
 		tok, err = client.LoopbackLogin(e.ctx, oauth.LoopbackOptions{OpenBrowser: openBrowser, Out: e.stderr, Timeout: c.Timeout})
 	}
 	if err != nil {
-		return loginError(c.Account, err)
+		return loginError(c.Account, r.Provider, err)
 	}
 	// The new tokens exist only in this process now: checking who signed
 	// in and storing them is seen through whatever signal comes.
@@ -100,22 +101,8 @@ func (c *loginCmd) Run(e *env) error {
 	defer end()
 
 	rec := a.acc.Record(tok, time.Now())
-	if tok.IDToken != "" && r.Issuer != "" {
-		id, err := client.Identify(ctx, tok)
-		if err != nil {
-			return &Error{Msg: fmt.Sprintf("cannot tell who signed in: %v", err), Hint: "try again: mailkey login " + c.Account, Err: err}
-		}
-		signedIn := id.Email
-		if signedIn == "" {
-			signedIn = id.PreferredUsername
-		}
-		if signedIn != "" && !strings.EqualFold(signedIn, r.Email) {
-			return &Error{
-				Msg:  fmt.Sprintf("signed in as %s, but account %s is for %s", signedIn, c.Account, r.Email),
-				Hint: fmt.Sprintf("log in again and choose %s (sign out of %s in the browser first),\nor change the account's address: mailkey add %s --email %s", r.Email, signedIn, c.Account, signedIn),
-			}
-		}
-		rec.Identity = signedIn
+	if rec.Identity, err = c.checkIdentity(ctx, a, tok); err != nil {
+		return err
 	}
 	if err := c.setAside(ctx, e, a.st); err != nil {
 		return err
@@ -202,10 +189,14 @@ func isDeviceError(err error) bool {
 	return errors.As(err, &oe) && oe.Op == oauth.OpDeviceLogin
 }
 
-// loginError words a failed flow with the next step.
-func loginError(name string, err error) error {
+// loginError words a failed flow with the next step. Errors with a
+// Microsoft AADSTS code get the cause and fix mailkey test gives them.
+func loginError(name, preset string, err error) error {
 	hint := "try again: mailkey login " + name
+	d := check.Diagnose(&check.Observation{Step: check.StepToken, Provider: preset, Account: name, TokenErr: err})
 	switch {
+	case d != nil && strings.HasPrefix(d.ID, "aadsts-"):
+		return &Error{Msg: fmt.Sprintf("login for account %s failed: %v\n%s", name, err, d.Cause), Hint: d.Fix, Err: err}
 	case errors.Is(err, oauth.ErrTimeout) && isDeviceError(err):
 		hint = "enter the code in time, or wait longer: mailkey login " + name + " --device --timeout 15m"
 	case errors.Is(err, oauth.ErrTimeout):

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
@@ -154,6 +155,7 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.State = "none"
+		s.Warnings = earlyWarnings(a, nil, now)
 		return s
 	case err != nil:
 		s.State = "unreadable"
@@ -204,6 +206,20 @@ func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) acc
 	return s
 }
 
+// earlyWarnings words account.EarlyWarnings: what stops the account
+// working on a known date, and what to do before then.
+func earlyWarnings(a *config.Account, rec *store.Record, now time.Time) []string {
+	var ws []string
+	for _, w := range account.EarlyWarnings(a, rec, now) {
+		text := w.Text + "; " + w.Fix
+		if w.Kind == account.WarnIdle {
+			text += ": mailkey token " + a.Name + ", or keep mailkey serve running"
+		}
+		ws = append(ws, text)
+	}
+	return ws
+}
+
 // warnings lists what will go wrong later: a refresh token with a deadline,
 // no refresh token where one is expected, scopes a protocol needs.
 func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
@@ -211,6 +227,7 @@ func warnings(a *config.Account, rec *store.Record, now time.Time) []string {
 	if w := refreshWarning(rec, now); w != "" {
 		ws = append(ws, w)
 	}
+	ws = append(ws, earlyWarnings(a, rec, now)...)
 	if rec.NeedsLogin && !tokens.NeedsLogin(rec) {
 		// Marked by an older version after a client configuration error:
 		// the grant is kept and the next use asks the provider again.

@@ -40,6 +40,8 @@ func (c *testCmd) Run(e *env) error {
 		opts.Transcript = &linePrefixer{w: e.stderr, prefix: "mailkey: "}
 	}
 	rep := check.Run(e.ctx, target, opts)
+	rec, _ := a.st.Get(e.ctx, a.conf.Name) // nil when there is none, or it cannot be read
+	rep.Warnings = earlyWarnings(a.conf, rec, time.Now())
 	if c.JSON {
 		if err := e.writeJSON(rep); err != nil {
 			return err
@@ -151,6 +153,12 @@ func writeChecklist(w io.Writer, rep *check.Report) {
 				fmt.Fprintf(w, "      fix:   %s\n", d.Fix)
 			}
 		}
+	}
+	if len(rep.Warnings) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, warning := range rep.Warnings {
+		fmt.Fprintf(w, "! warning: %s\n", warning)
 	}
 	verdict := "passed"
 	if !rep.Passed {

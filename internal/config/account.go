@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mailkey/mailkey/internal/provider"
 )
@@ -100,6 +101,19 @@ func (b *builder) buildAccount(s *section) *Account {
 	if set("client_secret") && set("client_secret_cmd") {
 		errAt("client_secret_cmd", "client_secret and client_secret_cmd are both set", "keep one of them")
 	}
+	if v := b.str(s, "client_secret_expires"); v != "" {
+		t, err := time.ParseInLocation(time.DateOnly, v, time.Local)
+		switch {
+		case err != nil:
+			errAt("client_secret_expires", fmt.Sprintf("%q is not a date", v), fString.hint("client_secret_expires"))
+		case a.ClientSecret == "" && a.ClientSecretCmd == "":
+			errAt("client_secret_expires", "client_secret_expires is set but there is no client secret", "remove client_secret_expires, or set client_secret or client_secret_cmd")
+		default:
+			a.ClientSecretExpires = t
+		}
+	} else if set("client_secret_expires") && good("client_secret_expires") {
+		errAt("client_secret_expires", "client_secret_expires is empty", fString.hint("client_secret_expires"))
+	}
 
 	// Tenant.
 	if a.Tenant != "" && havePreset {
@@ -169,6 +183,7 @@ func (b *builder) buildAccount(s *section) *Account {
 		explicit = append(explicit, sv.proto)
 	}
 	if protos, ok := b.list(s, "protocols"); ok {
+		a.protocols = protos
 		if len(protos) == 0 {
 			errAt("protocols", "protocols is empty", `list what the account is used for: ["imap", "smtp"]`)
 		}

@@ -96,7 +96,10 @@ type Account struct {
 	// ClientSecretCmd is a shell command printing the client secret; see
 	// Resolved.Secret. Treated as a secret too.
 	ClientSecretCmd string
-	Tenant          string
+	// ClientSecretExpires is when the client secret stops working, as the
+	// user recorded it (client_secret_expires); zero when not recorded.
+	ClientSecretExpires time.Time
+	Tenant              string
 	// Cloud names the Microsoft cloud ("" for the preset's own), see
 	// provider.Cloud.
 	Cloud string
@@ -112,7 +115,9 @@ type Account struct {
 	// Protocols the account is used for: the protocols key, else the
 	// protocols whose server the account sets, else every protocol with a
 	// server.
-	Protocols          []provider.Protocol
+	Protocols []provider.Protocol
+	// protocols is the protocols key as written; nil when it is not.
+	protocols          []string
 	CAFile             string
 	Flow               string
 	CertificateFile    string

@@ -223,6 +223,11 @@ func TestLoadErrors(t *testing.T) {
 			flow = "client_credentials"`, 6, "accounts.work.flow", "google has no client credentials", "service_account"},
 		{"both secret and command", validAccount + `	client_secret = "y"
 			client_secret_cmd = "pass show x"`, 6, "accounts.work.client_secret_cmd", "both set", ""},
+		{"secret expiry not a date", validAccount + `	client_secret = "y"
+			client_secret_expires = "30/06/2027"`, 6, "accounts.work.client_secret_expires", `"30/06/2027" is not a date`, `client_secret_expires = "2027-06-30"`},
+		{"secret expiry as a bare date", validAccount + `	client_secret = "y"
+			client_secret_expires = 2027-06-30`, 6, "accounts.work.client_secret_expires", "must be a date string", `client_secret_expires = "2027-06-30"`},
+		{"secret expiry without a secret", validAccount + `	client_secret_expires = "2027-06-30"`, 5, "accounts.work.client_secret_expires", "there is no client secret", "client_secret_cmd"},
 		{"generic without endpoints", `
 			[accounts.work]
 			provider = "generic"

@@ -48,6 +48,12 @@ type Resolved struct {
 	DeviceAllowed bool
 	DeviceRefusal string
 
+	// IdentityByMailLogin: login proves who signed in by a mail login
+	// (the provider names nobody in its grants); IdentityTenant is the
+	// tid every ID token must carry, when the preset fixes one.
+	IdentityByMailLogin bool
+	IdentityTenant      string
+
 	AuthParams  map[string]string
 	RequirePKCE bool
 	// IssParameter: the server sends iss in authorization responses
@@ -160,6 +166,8 @@ func (a *Account) ResolveWith(ctx context.Context, hc *http.Client, discover Dis
 		Servers:              maps.Clone(a.Servers),
 		OAuthBearer:          preset.OAuthBearer,
 		AuthParams:           preset.AuthParams,
+		IdentityByMailLogin:  preset.IdentityByMailLogin,
+		IdentityTenant:       preset.IdentityTenant,
 		RequirePKCE:          preset.RequirePKCE,
 		Flow:                 a.Flow,
 		CAFile:               a.CAFile,

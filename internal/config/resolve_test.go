@@ -37,7 +37,7 @@ func TestResolveMicrosoftLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All"}; !reflect.DeepEqual(r.Scopes, want) {
+	if want := []string{"offline_access", "openid", "email", "profile", "https://outlook.office.com/IMAP.AccessAsUser.All"}; !reflect.DeepEqual(r.Scopes, want) {
 		t.Errorf("Scopes = %q, want %q", r.Scopes, want)
 	}
 	if r.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" ||
@@ -70,7 +70,7 @@ func TestResolveMicrosoftCloud(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"offline_access", "https://outlook.office365.us/IMAP.AccessAsUser.All", "https://outlook.office365.us/SMTP.Send"}
+	want := []string{"offline_access", "openid", "email", "profile", "https://outlook.office365.us/IMAP.AccessAsUser.All", "https://outlook.office365.us/SMTP.Send"}
 	if !reflect.DeepEqual(r.Scopes, want) {
 		t.Errorf("Scopes = %q, want %q", r.Scopes, want)
 	}
@@ -130,7 +130,7 @@ func TestResolveGoogle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(r.Scopes, []string{"https://mail.google.com/"}) || r.SASL != "oauthbearer" {
+	if !reflect.DeepEqual(r.Scopes, []string{"openid", "email", "https://mail.google.com/"}) || r.SASL != "oauthbearer" {
 		t.Errorf("resolved = %+v", r)
 	}
 	if r.DeviceAllowed || !strings.Contains(r.DeviceRefusal, "invalid_scope") {

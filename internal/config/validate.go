@@ -38,7 +38,7 @@ var proxyFields = map[string]fieldKind{
 
 var accountFields = map[string]fieldKind{
 	"provider": fString, "email": fString,
-	"client_id": fString, "client_secret": fString, "client_secret_cmd": fString,
+	"client_id": fString, "client_secret": fString, "client_secret_cmd": fString, "client_secret_expires": fString,
 	"tenant": fString, "cloud": fString, "issuer": fString,
 	"auth_url": fString, "token_url": fString, "device_url": fString, "revoke_url": fString, "introspect_url": fString,
 	"scopes": fList,
@@ -178,6 +178,8 @@ func (fk fieldKind) want(key string) string {
 	switch {
 	case key == "refresh_margin":
 		return `a duration string such as "5m"`
+	case key == "client_secret_expires":
+		return `a date string such as "2027-06-30"`
 	case fk == fList:
 		return "an array of strings"
 	case fk == fBool:
@@ -190,6 +192,8 @@ func (fk fieldKind) hint(key string) string {
 	switch {
 	case key == "refresh_margin":
 		return `write refresh_margin = "5m"`
+	case key == "client_secret_expires":
+		return `write client_secret_expires = "2027-06-30", the date the provider shows for the secret`
 	case fk == fList:
 		return "write " + key + ` = ["…", "…"]`
 	case fk == fBool:
@@ -273,7 +277,7 @@ func (b *builder) str(s *section, key string) string {
 	}
 	if it.kind != unstable.String {
 		if !it.bad {
-			b.typeError(it.at, s.field(key), "a string", it.kind, fString.hint(key))
+			b.typeError(it.at, s.field(key), fString.want(key), it.kind, fString.hint(key))
 			it.bad = true
 		}
 		return ""

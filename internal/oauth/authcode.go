@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,11 +16,15 @@ import (
 
 // AuthCodeURL returns the authorization request URL (RFC 6749 §4.1.1) with
 // state, the PKCE S256 challenge of verifier (RFC 7636 §4.3), redirectURI,
-// Config.Scopes, AuthParams and LoginHint. It does no I/O.
-func (c *Client) AuthCodeURL(state, verifier, redirectURI string) string {
+// Config.Scopes, AuthParams, LoginHint and, when not empty, the OpenID
+// Connect nonce (Core §3.1.2.1). It does no I/O.
+func (c *Client) AuthCodeURL(state, verifier, redirectURI, nonce string) string {
 	conf := c.Config
 	conf.RedirectURL = redirectURI
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if nonce != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
+	}
 	for k, v := range c.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
@@ -27,6 +32,15 @@ func (c *Client) AuthCodeURL(state, verifier, redirectURI string) string {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", c.LoginHint))
 	}
 	return conf.AuthCodeURL(state, opts...)
+}
+
+// newNonce returns a nonce for an authorization request that asks for an
+// ID token (scope openid), and "" for one that does not.
+func (c *Client) newNonce() string {
+	if !slices.Contains(c.Config.Scopes, "openid") {
+		return ""
+	}
+	return randomString(32)
 }
 
 // redirectHost returns the host for redirect URIs, defaulting to 127.0.0.1.

@@ -98,6 +98,10 @@ type Token struct {
 	// refresh_token_expires_in (apps in "Testing" get seven days); zero when
 	// the provider does not say.
 	RefreshExpiry time.Time `json:"refresh_expiry,omitzero"`
+	// Nonce is the nonce the authorization request sent (OpenID Connect
+	// Core §3.1.2.1), which its ID token must carry; empty for flows that
+	// send none (device, refresh). It is never stored.
+	Nonce string `json:"-"`
 }
 
 // String describes the token without any secret.
@@ -475,7 +479,7 @@ func FallbackScopes(sent []string, needScope bool) ([]string, bool) {
 }
 
 // exchange redeems an authorization code with its PKCE verifier.
-func (c *Client) exchange(ctx context.Context, code, verifier, redirectURI string) (*Token, error) {
+func (c *Client) exchange(ctx context.Context, code, verifier, redirectURI, nonce string) (*Token, error) {
 	const op = "token exchange"
 	secrets := []string{code, verifier, c.Config.ClientSecret}
 	if err := checkEndpoints(c.Config.Endpoint.TokenURL); err != nil {
@@ -487,5 +491,7 @@ func (c *Client) exchange(ctx context.Context, code, verifier, redirectURI strin
 	if err != nil {
 		return nil, classify(op, err, secrets)
 	}
-	return newToken(t, c.Config.Scopes, time.Now()), nil
+	tok := newToken(t, c.Config.Scopes, time.Now())
+	tok.Nonce = nonce
+	return tok, nil
 }

@@ -42,6 +42,10 @@ var (
 	ErrNoRevocation = errors.New("provider has no revocation endpoint")
 	// ErrNoIssuer: ID token verification needs Client.Issuer.
 	ErrNoIssuer = errors.New("no issuer configured for id token verification")
+	// ErrNonceMismatch: the ID token does not carry the nonce of this
+	// login (OpenID Connect Core §3.1.3.7 step 11): it was issued for
+	// another authorization request, or replayed.
+	ErrNonceMismatch = errors.New("id token does not carry the nonce of this login")
 	// ErrMissingEndpoint: a flow needs an endpoint URL that is not configured.
 	ErrMissingEndpoint = errors.New("endpoint url not configured")
 )

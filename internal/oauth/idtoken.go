@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/url"
@@ -26,12 +27,13 @@ var errDiscovery = errors.New("cannot read the provider's openid configuration")
 
 // VerifyIDToken checks an OpenID Connect ID token (Core §3.1.3.7): the
 // signature against the issuer's JWKS (found by discovery on Issuer), the
-// audience (the client id), the issuer and the expiry; then returns the
-// identity it names. For a MultiTenantIssuer the issuer is checked against
+// audience (the client id), the issuer, the expiry and, when the
+// authorization request sent one, the nonce; then returns the identity it
+// names. For a MultiTenantIssuer the issuer is checked against
 // the discovery document's template with the token's tid substituted,
 // because go-oidc's exact check cannot work when every tenant has its own
 // issuer. It fetches discovery and keys on every call.
-func (c *Client) VerifyIDToken(ctx context.Context, raw string) (*Identity, error) {
+func (c *Client) VerifyIDToken(ctx context.Context, raw, nonce string) (*Identity, error) {
 	const op = "id token"
 	secrets := []string{raw}
 	if c.Issuer == "" {
@@ -59,6 +61,9 @@ func (c *Client) VerifyIDToken(ctx context.Context, raw string) (*Identity, erro
 	idt, err := v.Verify(hctx, raw)
 	if err != nil {
 		return nil, &Error{Op: op, Err: sanitize(err, secrets)}
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return nil, &Error{Op: op, Err: ErrNonceMismatch}
 	}
 	var claims struct {
 		Email             string `json:"email"`
@@ -102,7 +107,7 @@ func (c *Client) VerifyIDToken(ctx context.Context, raw string) (*Identity, erro
 // address.
 func (c *Client) Identify(ctx context.Context, tok *Token) (*Identity, error) {
 	const op = "userinfo"
-	id, err := c.VerifyIDToken(ctx, tok.IDToken)
+	id, err := c.VerifyIDToken(ctx, tok.IDToken, tok.Nonce)
 	if err != nil || id.Email != "" || id.PreferredUsername != "" || tok.AccessToken == "" {
 		return id, err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -73,7 +74,7 @@ func TestVerifyIDToken(t *testing.T) {
 	now := time.Now()
 	good := map[string]any{"iss": o.srv.URL, "aud": "client-id", "sub": "u1", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(),
 		"email": "user@example.com", "email_verified": true, "name": "A User", "preferred_username": "user@example.com"}
-	id, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, good))
+	id, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, good), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,14 +98,26 @@ func TestVerifyIDToken(t *testing.T) {
 		"wrong key":      o.sign(t, other, good),
 		"garbage":        "not.a.jwt",
 	} {
-		_, err := c.VerifyIDToken(context.Background(), raw)
+		_, err := c.VerifyIDToken(context.Background(), raw, "")
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
 		}
 		assertNoSecret(t, name, err.Error(), []string{raw})
 	}
-	if _, err := (&Client{}).VerifyIDToken(context.Background(), "x"); err == nil {
+	// The nonce the login sent must come back (Core §3.1.3.7 step 11).
+	if _, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, with("nonce", "n-1")), "n-1"); err != nil {
+		t.Errorf("matching nonce: %v", err)
+	}
+	for name, raw := range map[string]string{
+		"other nonce": o.sign(t, o.key, with("nonce", "n-2")),
+		"no nonce":    o.sign(t, o.key, good),
+	} {
+		if _, err := c.VerifyIDToken(context.Background(), raw, "n-1"); !errors.Is(err, ErrNonceMismatch) {
+			t.Errorf("%s: err = %v, want ErrNonceMismatch", name, err)
+		}
+	}
+	if _, err := (&Client{}).VerifyIDToken(context.Background(), "x", ""); err == nil {
 		t.Error("no issuer: accepted")
 	}
 }
@@ -118,7 +131,7 @@ func TestVerifyIDTokenMultiTenant(t *testing.T) {
 		return map[string]any{"iss": iss, "tid": tid, "aud": "client-id", "sub": "u1", "exp": now.Add(time.Hour).Unix(),
 			"iat": now.Unix(), "preferred_username": "user@contoso.example"}
 	}
-	id, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, claims(o.srv.URL+"/tenant-a/v2.0", "tenant-a")))
+	id, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, claims(o.srv.URL+"/tenant-a/v2.0", "tenant-a")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,13 +143,13 @@ func TestVerifyIDTokenMultiTenant(t *testing.T) {
 		"no tid":       claims(o.srv.URL+"/tenant-a/v2.0", ""),
 		"other host":   claims("https://evil.example/tenant-a/v2.0", "tenant-a"),
 	} {
-		if _, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, cl)); err == nil {
+		if _, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, cl), ""); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 	// Without the option, discovery's issuer does not match and nothing verifies.
 	c.MultiTenantIssuer = false
-	if _, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, claims(o.srv.URL+"/tenant-a/v2.0", "tenant-a"))); err == nil {
+	if _, err := c.VerifyIDToken(context.Background(), o.sign(t, o.key, claims(o.srv.URL+"/tenant-a/v2.0", "tenant-a")), ""); err == nil {
 		t.Error("multi-tenant token accepted without MultiTenantIssuer")
 	}
 }

@@ -105,7 +105,8 @@ func (c *Client) LoopbackLogin(ctx context.Context, opts LoopbackOptions) (*Toke
 
 	verifier := oauth2.GenerateVerifier()
 	redirect := redirectURI(host, port)
-	authURL := c.AuthCodeURL(f.state, verifier, redirect)
+	nonce := c.newNonce()
+	authURL := c.AuthCodeURL(f.state, verifier, redirect, nonce)
 
 	fmt.Fprintf(out, "To log in, open this URL in a browser on this machine:\n\n    %s\n\n", authURL)
 	if opts.OpenBrowser != nil {
@@ -124,7 +125,7 @@ func (c *Client) LoopbackLogin(ctx context.Context, opts LoopbackOptions) (*Toke
 		}
 		return nil, classify(op, ctx.Err(), nil)
 	case cb := <-f.callbacks:
-		tok, err := c.finishCallback(ctx, cb.query, verifier, redirect)
+		tok, err := c.finishCallback(ctx, cb.query, verifier, redirect, nonce)
 		cb.reply <- err
 		return tok, err
 	}
@@ -152,12 +153,12 @@ func listenLoopback(host string, port int) ([]net.Listener, int, error) {
 	return lns, port, nil
 }
 
-func (c *Client) finishCallback(ctx context.Context, q url.Values, verifier, redirect string) (*Token, error) {
+func (c *Client) finishCallback(ctx context.Context, q url.Values, verifier, redirect, nonce string) (*Token, error) {
 	code, err := c.codeFromRedirect(q)
 	if err != nil {
 		return nil, err
 	}
-	return c.exchange(ctx, code, verifier, redirect)
+	return c.exchange(ctx, code, verifier, redirect, nonce)
 }
 
 type callback struct {

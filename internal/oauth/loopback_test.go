@@ -346,3 +346,36 @@ func TestRedirectToInsecureEndpointRefused(t *testing.T) {
 		t.Fatalf("err = %v, want ErrInsecureEndpoint", err)
 	}
 }
+
+// An ID token proves who signed in only if it answers this login's
+// request: the flows send a nonce when they ask for openid, and hand it
+// to the verification with the token.
+func TestAuthCodeFlowsSendNonceForOpenID(t *testing.T) {
+	for _, flow := range []string{"loopback", "paste"} {
+		for _, openid := range []bool{false, true} {
+			p := newProvider(t)
+			c := p.client()
+			if openid {
+				c.Config.Scopes = append(c.Config.Scopes, "openid")
+			}
+			var tok *Token
+			var err error
+			if flow == "loopback" {
+				br := newBrowser()
+				tok, err = c.LoopbackLogin(context.Background(), LoopbackOptions{OpenBrowser: br.open, Out: io.Discard})
+			} else {
+				tok, _, err = paste(t, c, func(r *url.URL) string { return r.String() })
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", flow, err)
+			}
+			sent := p.authQuery.Get("nonce")
+			switch {
+			case !openid && (sent != "" || tok.Nonce != ""):
+				t.Errorf("%s without openid: nonce %q sent, %q kept", flow, sent, tok.Nonce)
+			case openid && (len(sent) < 32 || tok.Nonce != sent):
+				t.Errorf("%s with openid: nonce %q sent, %q kept", flow, sent, tok.Nonce)
+			}
+		}
+	}
+}

@@ -50,8 +50,9 @@ func (c *Client) PasteLogin(ctx context.Context, in io.Reader, out io.Writer) (*
 	redirect := redirectURI(host, pastePortMin+int(n.Int64()))
 	state := randomString(32)
 	verifier := oauth2.GenerateVerifier()
+	nonce := c.newNonce()
 
-	fmt.Fprintf(out, "Open this URL in a browser on any machine and approve the access:\n\n    %s\n\n", c.AuthCodeURL(state, verifier, redirect))
+	fmt.Fprintf(out, "Open this URL in a browser on any machine and approve the access:\n\n    %s\n\n", c.AuthCodeURL(state, verifier, redirect, nonce))
 	fmt.Fprintf(out, "The browser then goes to %s and shows an error such as \"site can't be reached\".\n", redirect)
 	fmt.Fprintf(out, "That is expected: copy the whole address from the address bar and paste it here.\n\nURL: ")
 
@@ -63,7 +64,7 @@ func (c *Client) PasteLogin(ctx context.Context, in io.Reader, out io.Writer) (*
 	if err != nil {
 		return nil, err
 	}
-	return c.exchange(ctx, code, verifier, redirect)
+	return c.exchange(ctx, code, verifier, redirect, nonce)
 }
 
 // pastedCode extracts the code from a pasted redirect URL, query string or

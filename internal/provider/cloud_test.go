@@ -59,7 +59,7 @@ func TestClouds(t *testing.T) {
 				"auth":   authority + "/oauth2/v2.0/authorize",
 				"token":  authority + "/oauth2/v2.0/token",
 				"device": authority + "/oauth2/v2.0/devicecode",
-				"scopes": []string{"offline_access",
+				"scopes": []string{"offline_access", "openid", "email", "profile",
 					tt.resource + "IMAP.AccessAsUser.All", tt.resource + "POP.AccessAsUser.All", tt.resource + "SMTP.Send"},
 				"app-only": []string{appOnly + ".default"},
 				"servers": map[Protocol]string{

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Protocol is a mail access protocol mailkey obtains tokens for.
@@ -71,6 +72,21 @@ type Preset struct {
 	BaseScopes    []string
 	AppOnlyScopes []string
 
+	// IdentityScopes are the OpenID Connect scopes (Core §5.4) the
+	// provider accepts next to the mail scopes in one request; with them
+	// it returns an ID token that names who signed in, and login compares
+	// that address with the account's. Interactive flows request them
+	// after BaseScopes.
+	IdentityScopes []string
+	// IdentityByMailLogin: the provider's mail grants name nobody, so
+	// login proves who signed in by logging in to the account's mail
+	// server as its address with the new token before storing it.
+	IdentityByMailLogin bool
+	// IdentityTenant, when set, is the tenant ID (the tid claim) every ID
+	// token must carry: Outlook.com signs in personal accounts only, whose
+	// tenant is ConsumerTenantID.
+	IdentityTenant string
+
 	// Servers holds a mail server URL per protocol, as ParseServer reads it.
 	Servers map[Protocol]string
 
@@ -114,6 +130,11 @@ type Preset struct {
 	// deadline (refresh_token_expires_in) and how to lift it, when that is
 	// known: Google's apps in "Testing" status get 7 days.
 	RefreshLimit string
+	// IdleLimit is how long a refresh token lives unused: each refresh
+	// renews it, and one left unused that long is dead. IdleLimitSource
+	// names the provider's statement of it. Zero: no such limit is known.
+	IdleLimit       time.Duration
+	IdleLimitSource string
 
 	// RevokeHelp says how to end a grant where the provider has no
 	// revocation endpoint (RFC 7009), when there is another way.
@@ -123,21 +144,34 @@ type Preset struct {
 	Notes []string
 }
 
+// day is a calendar day, for provider limits given in days.
+const day = 24 * time.Hour
+
 // microsoft returns the shared data of the microsoft and outlook presets,
 // in cloud c; clouds are the others the preset may be used in.
 func microsoft(name, title, tenant string, c Cloud, clouds []Cloud, appOnlyCheck string) Preset {
 	p := Preset{
-		Name:              name,
-		Title:             title,
-		Tenanted:          true,
-		DefaultTenant:     tenant,
-		BaseScopes:        []string{"offline_access"},
+		Name:          name,
+		Title:         title,
+		Tenanted:      true,
+		DefaultTenant: tenant,
+		BaseScopes:    []string{"offline_access"},
+		// The OpenID Connect scopes may accompany the scopes of one
+		// resource (here Exchange Online's) in a request [ms-scopes].
+		IdentityScopes:    []string{"openid", "email", "profile"},
 		PreferSASL:        SASLXOAuth2,
 		OAuthBearer:       false,
 		DeviceFlow:        true,
 		AppOnlyCheck:      appOnlyCheck,
 		RefreshNeedsScope: true,
-		RevokeHelp:        "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
+		// "The default lifetime for the refresh tokens is 24 hours for
+		// single page apps and 90 days for all other scenarios. Refresh
+		// tokens replace themselves with a fresh token upon every use."
+		// A dead one is refused with AADSTS700082 ("expired due to
+		// inactivity ... inactive for 90.00:00:00").
+		IdleLimit:       90 * day,
+		IdleLimitSource: "https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime",
+		RevokeHelp:      "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
 		Notes: []string{
 			"Exchange Online offers XOAUTH2 only, never OAUTHBEARER",
 			"refresh against the tenant you authorised with; refresh tokens rotate on every use",
@@ -150,6 +184,14 @@ func microsoft(name, title, tenant string, c Cloud, clouds []Cloud, appOnlyCheck
 		p.Clouds = append([]Cloud{c}, clouds...)
 	}
 	c.apply(&p)
+	return p
+}
+
+// outlook returns the Outlook.com preset: the microsoft preset's data,
+// for personal Microsoft accounts only.
+func outlook() Preset {
+	p := microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", globalCloud("smtp-mail.outlook.com"), nil, "")
+	p.IdentityTenant = ConsumerTenantID
 	return p
 }
 
@@ -173,6 +215,10 @@ func yahooFamily(name, title, domain, mailDomain string) Preset {
 		PreferSASL:    SASLXOAuth2,
 		OAuthBearer:   true,
 		DeviceRefusal: title + " has no device authorization endpoint; use the browser (loopback) or --paste flow",
+		// Yahoo's OpenID Connect sign-in takes its permissions from the
+		// app's registration and documents no request mixing openid
+		// with mail-w [yahoo-oidc]: the mail login tells who signed in.
+		IdentityByMailLogin: true,
 		Notes: []string{
 			"the mail-w scope must be granted to the app in the " + title + " developer console",
 		},
@@ -188,6 +234,9 @@ var presets = []Preset{
 		AuthURL:   "https://accounts.google.com/o/oauth2/v2/auth",
 		TokenURL:  "https://oauth2.googleapis.com/token",
 		RevokeURL: "https://oauth2.googleapis.com/revoke",
+		// Google accepts the OpenID Connect scopes next to the Gmail scope
+		// and signs the ID token with its published keys [google-oidc].
+		IdentityScopes: []string{"openid", "email"},
 		Scopes: map[Protocol][]string{
 			IMAP: {"https://mail.google.com/"},
 			POP3: {"https://mail.google.com/"},
@@ -205,6 +254,10 @@ var presets = []Preset{
 		DeviceRejectsScopes: true,
 		NoClientCredentials: true,
 		ServiceAccounts:     true,
+		// "A token might stop working for one of these reasons: ... The
+		// token has not been used for six months."
+		IdleLimit:       182 * day,
+		IdleLimitSource: "https://developers.google.com/identity/protocols/oauth2#expiration",
 		RefreshLimit: `Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
 			`set the OAuth consent screen's publishing status to "In production" for lasting tokens`,
 		AuthParams: map[string]string{
@@ -220,7 +273,7 @@ var presets = []Preset{
 	},
 	microsoft("microsoft", "Microsoft 365 (Exchange Online)", "common", globalCloud("smtp.office365.com"), nationalClouds,
 		"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)"),
-	microsoft("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", globalCloud("smtp-mail.outlook.com"), nil, ""),
+	outlook(),
 	yahooFamily("yahoo", "Yahoo Mail", "yahoo.com", "mail.yahoo.com"),
 	yahooFamily("aol", "AOL Mail", "aol.com", "aol.com"),
 	{
@@ -243,6 +296,9 @@ var presets = []Preset{
 		OAuthBearer:   true,
 		DeviceRefusal: "Fastmail has no device authorization endpoint; use the browser (loopback) or --paste flow",
 		RequirePKCE:   true,
+		// Fastmail's OAuth is the authorization code grant of RFC 6749
+		// and nothing of OpenID Connect [fastmail-oauth].
+		IdentityByMailLogin: true,
 		Notes: []string{
 			"OAuth clients are registered by Fastmail on request",
 		},
@@ -324,6 +380,7 @@ func (p Preset) clone() Preset {
 		p.Scopes = s
 	}
 	p.BaseScopes = slices.Clone(p.BaseScopes)
+	p.IdentityScopes = slices.Clone(p.IdentityScopes)
 	p.AppOnlyScopes = slices.Clone(p.AppOnlyScopes)
 	p.Notes = slices.Clone(p.Notes)
 	p.Clouds = slices.Clone(p.Clouds)
@@ -388,8 +445,8 @@ func (p Preset) Resolve(tenant string) (Preset, error) {
 }
 
 // ScopesFor returns the scopes an interactive flow asks for to use the given
-// protocols: BaseScopes first, then each protocol's scopes in the order the
-// protocols are given, without duplicates. With no protocols it covers every
+// protocols: BaseScopes first, then IdentityScopes, then each protocol's
+// scopes in the order the protocols are given, without duplicates. With no protocols it covers every
 // protocol the preset has scopes for, in canonical order.
 func (p Preset) ScopesFor(protos ...Protocol) []string {
 	if len(protos) == 0 {
@@ -404,6 +461,7 @@ func (p Preset) ScopesFor(protos ...Protocol) []string {
 		}
 	}
 	add(p.BaseScopes)
+	add(p.IdentityScopes)
 	for _, proto := range protos {
 		add(p.Scopes[proto])
 	}

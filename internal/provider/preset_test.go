@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNames(t *testing.T) {
@@ -17,7 +18,7 @@ func TestNames(t *testing.T) {
 // TestPresetFacts pins every provider fact mailkey relies on. A change here
 // must be checked against the provider's own documentation.
 func TestPresetFacts(t *testing.T) {
-	ms := func(name, title, tenant, smtp, appOnlyCheck string) Preset {
+	ms := func(name, title, tenant, smtp, appOnlyCheck, tid string) Preset {
 		return Preset{
 			Name: name, Title: title, Cloud: "global",
 			Issuer:        "https://login.microsoftonline.com/{tenant}/v2.0",
@@ -31,8 +32,10 @@ func TestPresetFacts(t *testing.T) {
 				POP3: {"https://outlook.office.com/POP.AccessAsUser.All"},
 				SMTP: {"https://outlook.office.com/SMTP.Send"},
 			},
-			BaseScopes:    []string{"offline_access"},
-			AppOnlyScopes: []string{"https://outlook.office365.com/.default"},
+			BaseScopes:     []string{"offline_access"},
+			IdentityScopes: []string{"openid", "email", "profile"},
+			IdentityTenant: tid,
+			AppOnlyScopes:  []string{"https://outlook.office365.com/.default"},
 			Servers: map[Protocol]string{
 				IMAP: "imaps://outlook.office365.com:993",
 				POP3: "pop3s://outlook.office365.com:995",
@@ -40,6 +43,7 @@ func TestPresetFacts(t *testing.T) {
 			},
 			PreferSASL: "xoauth2", OAuthBearer: false,
 			DeviceFlow: true, RefreshNeedsScope: true, AppOnlyCheck: appOnlyCheck,
+			IdleLimit: 90 * 24 * time.Hour, IdleLimitSource: "https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime",
 			RevokeHelp: "to revoke them, remove the app at https://myapps.microsoft.com (or an admin runs Revoke-MgUserSignInSession)",
 		}
 	}
@@ -49,15 +53,17 @@ func TestPresetFacts(t *testing.T) {
 			Scopes:     map[Protocol][]string{IMAP: {"mail-w"}, POP3: {"mail-w"}, SMTP: {"mail-w"}},
 			Servers:    map[Protocol]string{IMAP: imap, POP3: pop, SMTP: smtp},
 			PreferSASL: "xoauth2", OAuthBearer: true,
+			IdentityByMailLogin: true,
 		}
 	}
 	tests := []Preset{
 		{
 			Name: "google", Title: "Google (Gmail, Google Workspace)",
-			Issuer:    "https://accounts.google.com",
-			AuthURL:   "https://accounts.google.com/o/oauth2/v2/auth",
-			TokenURL:  "https://oauth2.googleapis.com/token",
-			RevokeURL: "https://oauth2.googleapis.com/revoke",
+			Issuer:         "https://accounts.google.com",
+			AuthURL:        "https://accounts.google.com/o/oauth2/v2/auth",
+			TokenURL:       "https://oauth2.googleapis.com/token",
+			RevokeURL:      "https://oauth2.googleapis.com/revoke",
+			IdentityScopes: []string{"openid", "email"},
 			Scopes: map[Protocol][]string{
 				IMAP: {"https://mail.google.com/"}, POP3: {"https://mail.google.com/"}, SMTP: {"https://mail.google.com/"},
 			},
@@ -69,11 +75,12 @@ func TestPresetFacts(t *testing.T) {
 			NoClientCredentials: true, ServiceAccounts: true,
 			RefreshLimit: `Google limits refresh tokens of apps in "Testing" status to 7 days; ` +
 				`set the OAuth consent screen's publishing status to "In production" for lasting tokens`,
+			IdleLimit: 182 * 24 * time.Hour, IdleLimitSource: "https://developers.google.com/identity/protocols/oauth2#expiration",
 			AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
 		},
 		ms("microsoft", "Microsoft 365 (Exchange Online)", "common", "smtp.office365.com",
-			"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)"),
-		ms("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com", ""),
+			"check the app's client secret or certificate, its Office 365 Exchange Online application permissions (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp) with admin consent, and the Exchange service principal's access to {email} (docs/providers/microsoft.md)", ""),
+		ms("outlook", "Outlook.com (personal Microsoft accounts)", "consumers", "smtp-mail.outlook.com", "", "9188040d-6c67-4c5b-b112-36a304b66dad"),
 		yahoo("yahoo", "Yahoo Mail",
 			"https://api.login.yahoo.com/oauth2/request_auth", "https://api.login.yahoo.com/oauth2/get_token",
 			"imaps://imap.mail.yahoo.com:993", "pop3s://pop.mail.yahoo.com:995", "smtps://smtp.mail.yahoo.com:465"),
@@ -94,6 +101,7 @@ func TestPresetFacts(t *testing.T) {
 				IMAP: "imaps://imap.fastmail.com:993", POP3: "pop3s://pop.fastmail.com:995", SMTP: "smtps://smtp.fastmail.com:465",
 			},
 			PreferSASL: "xoauth2", OAuthBearer: true, RequirePKCE: true,
+			IdentityByMailLogin: true,
 		},
 		{
 			Name: "generic", Title: "any OAuth 2.0 provider (endpoints from issuer discovery or set by hand)",
@@ -258,11 +266,11 @@ func TestScopesFor(t *testing.T) {
 		protos []Protocol
 		want   []string
 	}{
-		{ms, []Protocol{IMAP}, []string{"offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All"}},
-		{ms, []Protocol{SMTP, IMAP}, []string{"offline_access", "https://outlook.office.com/SMTP.Send", "https://outlook.office.com/IMAP.AccessAsUser.All"}},
-		{ms, nil, []string{"offline_access", "https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/POP.AccessAsUser.All", "https://outlook.office.com/SMTP.Send"}},
-		{ms, []Protocol{POP3, POP3}, []string{"offline_access", "https://outlook.office.com/POP.AccessAsUser.All"}},
-		{g, []Protocol{IMAP, POP3, SMTP}, []string{"https://mail.google.com/"}},
+		{ms, []Protocol{IMAP}, []string{"offline_access", "openid", "email", "profile", "https://outlook.office.com/IMAP.AccessAsUser.All"}},
+		{ms, []Protocol{SMTP, IMAP}, []string{"offline_access", "openid", "email", "profile", "https://outlook.office.com/SMTP.Send", "https://outlook.office.com/IMAP.AccessAsUser.All"}},
+		{ms, nil, []string{"offline_access", "openid", "email", "profile", "https://outlook.office.com/IMAP.AccessAsUser.All", "https://outlook.office.com/POP.AccessAsUser.All", "https://outlook.office.com/SMTP.Send"}},
+		{ms, []Protocol{POP3, POP3}, []string{"offline_access", "openid", "email", "profile", "https://outlook.office.com/POP.AccessAsUser.All"}},
+		{g, []Protocol{IMAP, POP3, SMTP}, []string{"openid", "email", "https://mail.google.com/"}},
 		{gen, []Protocol{IMAP}, nil},
 	}
 	for _, tt := range tests {

@@ -31,6 +31,8 @@ type metrics struct {
 	refreshes *counterVec // background refresher outcomes, per account
 
 	byProto map[string]*proxy.Metrics // the proxy's counters; nil until the server has listeners
+	// hashes, when set, counts the app password checks that ran argon2id.
+	hashes func() int64
 	// health, when set, reads the accounts' records for their gauges.
 	health func(context.Context) []accountHealth
 }
@@ -67,6 +69,11 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) write(w io.Writer) {
 	for _, c := range []*counterVec{m.dials, m.logins, m.forced, m.refreshes} {
 		c.write(w)
+	}
+	if m.hashes != nil {
+		writeHeader(w, "mailkey_app_password_hashes_total",
+			"App password checks that ran argon2id (a remembered success or failure costs none).", "counter")
+		io.WriteString(w, "mailkey_app_password_hashes_total "+strconv.FormatInt(m.hashes(), 10)+"\n")
 	}
 	protos := make([]string, 0, len(m.byProto))
 	for p := range m.byProto {

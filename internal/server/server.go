@@ -32,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/apppass"
 	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
@@ -90,6 +91,11 @@ type Config struct {
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
+	// Ready, when set, is called once every listener is bound and served,
+	// and Stopping when the shutdown begins, for a service manager
+	// (systemd's sd_notify, the Windows service control manager).
+	Ready    func()
+	Stopping func()
 }
 
 // A Step is what a user does next about an account, named in messages to
@@ -250,6 +256,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.verifier = cfg.Passwords.NewVerifier(LoginAccounts(cfg.Accounts))
+	s.m.hashes = s.verifier.Hashes
 	auth := authenticator{v: s.verifier, command: cfg.Command}
 	// One guard for every listener: a source's connections and failed
 	// logins count across IMAP, POP3 and SMTP, plain and TLS.
@@ -302,11 +309,13 @@ type authenticator struct {
 	command func(Step, string) string // Config.Command
 }
 
-func (a authenticator) Authenticate(ctx context.Context, login, password string, _ net.Addr) (string, error) {
-	acct, err := a.v.Verify(ctx, login, password)
+func (a authenticator) Authenticate(ctx context.Context, login, password string, remote net.Addr) (string, error) {
+	acct, err := a.v.VerifyFrom(ctx, sourceOf(remote), login, password)
 	switch {
 	case errors.Is(err, apppass.ErrNoMatch):
 		return "", proxy.ErrBadCredentials
+	case errors.Is(err, apppass.ErrBusy):
+		return "", &proxy.UpstreamError{Message: "Too many logins are being checked, try again later", Err: err}
 	case err != nil && ctx.Err() == nil:
 		// Verify fails otherwise only when the file cannot be read.
 		return "", &proxy.UpstreamError{
@@ -315,6 +324,20 @@ func (a authenticator) Authenticate(ctx context.Context, login, password string,
 		}
 	}
 	return acct, err
+}
+
+// sourceOf is the address a client connected from, without its port.
+func sourceOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
 }
 
 // Fingerprint is the SHA-256 fingerprint of the listeners' certificate.
@@ -399,6 +422,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.started = time.Now()
 	s.log.Info("mailkey serve starting", "version", s.cfg.Version, "accounts", len(s.cfg.Accounts))
 	s.log.Info("proxy certificate", "file", s.certFile, "sha256", s.fingerprint, "generated", s.generated)
+	now := time.Now()
+	for i, h := range s.health(ctx) { // in the order of cfg.Accounts
+		for _, w := range account.EarlyWarnings(s.cfg.Accounts[i], h.rec, now) {
+			s.log.Warn("deadline ahead: "+w.Text, "account", h.name, "at", w.At.Format(time.RFC3339), "fix", w.Fix)
+		}
+	}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -444,12 +473,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 
+	if s.cfg.Ready != nil {
+		s.cfg.Ready()
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	case runErr = <-errc:
 		s.log.Error("listener failed, shutting down", "error", runErr.Error())
+	}
+	if s.cfg.Stopping != nil {
+		s.cfg.Stopping()
 	}
 	stopBG()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -33,7 +34,10 @@ type statusData struct {
 	Sessions                                []sessionRow
 }
 
-type accountRow struct{ Name, Email, State string }
+type accountRow struct {
+	Name, Email, State string
+	Warnings           []string // deadlines ahead (account.EarlyWarnings), with what to do
+}
 type listenerRow struct{ Name, Addr string }
 type sessionRow struct {
 	Protocol                                                           string
@@ -132,7 +136,12 @@ func (s *Server) statusData(ctx context.Context) statusData {
 	}
 	now := time.Now()
 	for i, h := range s.health(ctx) {
-		d.Accounts = append(d.Accounts, accountRow{Name: h.name, Email: s.cfg.Accounts[i].Email, State: s.tokenState(h, now)})
+		conf := s.cfg.Accounts[i]
+		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now)}
+		for _, w := range account.EarlyWarnings(conf, h.rec, now) {
+			row.Warnings = append(row.Warnings, w.Text+"; "+w.Fix)
+		}
+		d.Accounts = append(d.Accounts, row)
 	}
 	for _, l := range s.listeners {
 		d.Listeners = append(d.Listeners, listenerRow{Name: l.name, Addr: s.Addr(l.name)})

@@ -9,8 +9,12 @@ PKGS=(
   # the stack
   dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-lmtpd postfix
   openssl curl python3 ca-certificates
+  # systemd-analyze verify checks the units mailkey service install writes
+  systemd
   # mail clients driven by later tests
   msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  # mailkey import: mutt_oauth2.py encrypts its token file with gpg; email-oauth2-proxy fixtures
+  gnupg python3-cryptography
   # shells the completion scripts are tested in, and man to render the manual page
   zsh fish man-db groff-base file
 )

@@ -78,6 +78,7 @@ type accountStatus struct {
 	HasRefresh bool      `json:"has_refresh_token"`
 	Identity   string    `json:"identity"`
 	Scopes     []string  `json:"scopes"`
+	Warnings   []string  `json:"warnings"`
 }
 
 func (m *mk) status(ctx context.Context, name string) accountStatus {

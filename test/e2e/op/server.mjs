@@ -19,9 +19,28 @@
 //                      answered at POST /sa/token for SA_EMAIL, with domain-wide delegation
 //                      over the mailboxes of SA_DOMAIN (the assertion's "sub")
 //   SA_EMAIL=mail-sa@iam.example.test  SA_DOMAIN=example.test
+//
+// Provider personalities: the same accounts and grants, answering as Google or Microsoft do.
+//   Google, for the client "mail-google" at /google/auth and /google/token: a refresh token only
+//     for access_type=offline with prompt=consent; refresh tokens of an app in "Testing" status
+//     (refresh_token_expires_in, 7 days) and Google's invalid_grant "Token has been expired or
+//     revoked."; POST /__test/clock days=N moves this personality's clock N days ahead.
+//   Microsoft identity platform v2 at /ms/{tenant}/oauth2/v2.0/{authorize,token,devicecode} and
+//     /ms/{tenant}/v2.0/.well-known/openid-configuration, for the clients "mail-ms" (multi-tenant)
+//     and "mail-ms-single" (registered in the tenant MS_TENANT only): one oidc-provider instance
+//     per directory, issuer /ms/{tid}/v2.0, discovery at common and organizations naming the
+//     issuer template /ms/{tenantid}/v2.0, ID tokens with tid and preferred_username, no iss in
+//     authorization responses, and AADSTS50194 for the single-tenant app at common/organizations.
+//     Tenants: common, organizations, MS_TENANT and example.test (the work directory, alice, bob and
+//     carol), consumers and 9188040d-6c67-4c5b-b112-36a304b66dad (personal accounts, the same users).
+//   Introspection adds "mail" to the scopes of tokens that carry a preset's mail scope (Google's,
+//   Exchange Online's, or Yahoo's mail-w), so that Dovecot (scope = mail) takes them as it takes
+//   the stack's own.
 import http from 'node:http';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
 const env = process.env;
 const HOST = env.OP_HOST || '127.0.0.1';
@@ -50,6 +69,32 @@ const bump = (key) => { STATS[key] = (STATS[key] || 0) + 1; };
 // POST /__test/answers: when each successful refresh's answer left, since the last reset
 let ANSWERS = [];
 const nowMs = () => performance.timeOrigin + performance.now(); // wall clock, sub-millisecond
+
+// ---- provider personalities (see the header) ------------------------------
+const GOOGLE_CLIENT = 'mail-google';
+const GOOGLE_TESTING_LIFETIME = 7 * 86400; // refresh tokens of apps in "Testing" status
+const GOOGLE_EXPIRED = 'Token has been expired or revoked.';
+let CLOCK_DAYS = 0; // POST /__test/clock days=N
+const MS_TENANT = '3c0c8e8a-9b3f-4d8e-a7c1-5d2f6b1e4a90'; // e2e.MicrosoftTenant
+const MS_CONSUMERS = '9188040d-6c67-4c5b-b112-36a304b66dad';
+const MS_SINGLE_CLIENT = 'mail-ms-single';
+const MS_MULTI = ['common', 'organizations'];
+const MS_DIRECTORIES = [
+  { tid: MS_TENANT, tenants: ['common', 'organizations', MS_TENANT, 'example.test'] },
+  { tid: MS_CONSUMERS, tenants: ['consumers', MS_CONSUMERS] },
+];
+const MS_ROUTES = {
+  authorization: '/oauth2/v2.0/authorize',
+  token: '/oauth2/v2.0/token',
+  device_authorization: '/oauth2/v2.0/devicecode',
+  code_verification: '/oauth2/deviceauth',
+  jwks: '/discovery/v2.0/keys',
+  userinfo: '/oidc/userinfo',
+  introspection: '/oauth2/v2.0/introspect',
+  revocation: '/oauth2/v2.0/revoke',
+};
+const MS_MAIL_SCOPES = ['IMAP.AccessAsUser.All', 'POP.AccessAsUser.All', 'SMTP.Send'].map((x) => `https://outlook.office.com/${x}`);
+const PERSONALITY_MAIL_SCOPES = ['https://mail.google.com/', 'mail-w', ...MS_MAIL_SCOPES];
 
 // ---- accounts -------------------------------------------------------------
 // accountId (= OIDC "sub") is an opaque-ish id; "email" is what Dovecot matches.
@@ -105,6 +150,35 @@ const clients = [
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_post',
   },
+  { // a Google "Desktop app" OAuth client (it has a secret), answered as Google answers
+    client_id: GOOGLE_CLIENT,
+    client_secret: 'mail-google-secret',
+    client_name: 'Mail proxy (Google desktop app)',
+    application_type: 'native',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK_REDIRECTS,
+  },
+  { // a multi-tenant Entra app registration (public client flows allowed)
+    client_id: 'mail-ms',
+    client_name: 'Mail proxy (multi-tenant)',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK_REDIRECTS,
+  },
+  { // an Entra app registered for "this organizational directory only"
+    client_id: MS_SINGLE_CLIENT,
+    client_name: 'Mail proxy (single tenant)',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+    response_types: ['code'],
+    redirect_uris: LOOPBACK_REDIRECTS,
+    tenant: MS_TENANT,
+  },
 ];
 if (env.CERT_CLIENT_JWKS) {
   clients.push({ // app-only access authenticated with a signed JWT (RFC 7523 private_key_jwt)
@@ -149,23 +223,34 @@ function rotatePolicy(ctx) {
   return rt.ttlPercentagePassed() >= 70;
 }
 
-const configuration = {
+// One in-memory store for the stack's provider and the Microsoft directories, so that the
+// introspection Dovecot asks knows every token (oidc-provider's own keeps one per instance).
+const SHARED_STORE = new LRU({ maxSize: 1000 });
+const sharedAdapter = (model) => new MemoryAdapter(model, SHARED_STORE, 15); // oidc-provider's clockTolerance
+
+// configFor returns the configuration of the stack's own provider (no tid), or of the Microsoft
+// personality's instance for directory tid.
+const configFor = (tid) => ({
+  adapter: sharedAdapter,
   clients,
   responseTypes: ['code'],
-  extraClientMetadata: { properties: ['mailbox'] },
-  scopes: ['openid', 'offline_access', 'email', 'profile', 'mail'],
+  extraClientMetadata: { properties: ['mailbox', 'tenant'] },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'mail', ...PERSONALITY_MAIL_SCOPES],
   claims: {
-    openid: ['sub'],
+    openid: tid ? ['sub', 'tid'] : ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['name'],
+    profile: tid ? ['name', 'preferred_username'] : ['name'],
   },
+  // Microsoft puts the profile and email claims in the ID token itself
+  ...(tid ? { routes: MS_ROUTES, conformIdTokenClaims: false } : {}),
   async findAccount(ctx, sub) {
     const a = ACCOUNTS[sub];
     if (!a) return undefined;
     return {
       accountId: sub,
       async claims() {
-        return { sub, email: a.email, email_verified: true, name: a.name };
+        const c = { sub, email: a.email, email_verified: true, name: a.name };
+        return tid ? { ...c, tid, preferred_username: a.email } : c;
       },
     };
   },
@@ -218,8 +303,10 @@ const configuration = {
   // oidc-provider strips offline_access unless the request also has prompt=consent (OIDC Core 11).
   // Default here: issue a refresh token to every client allowed the refresh_token grant
   // (like Microsoft/Google do for mail clients); RT_REQUIRE_OFFLINE=1 restores strict OIDC.
+  // The Google personality adds offline_access for access_type=offline (see /google/auth), which
+  // oidc-provider keeps only with prompt=consent: Google's rule for a refresh token.
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
-    && (!RT_REQUIRE_OFFLINE || code.scopes.has('offline_access')),
+    && (!(RT_REQUIRE_OFFLINE || client.clientId === GOOGLE_CLIENT) || code.scopes.has('offline_access')),
   expiresWithSession: async () => false, // tokens outlive the login-session cookie
   rotateRefreshToken: rotatePolicy,
   ttl: { // functions so that POST /__test/ttl can change them at run time
@@ -234,14 +321,30 @@ const configuration = {
     Grant: () => Math.max(RT_TTL, 86400),
   },
   cookies: { keys: ['e2e-cookie-key-not-secret'] },
-  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  // under the path the instance is reached at (the Microsoft personality's tenant)
+  interactions: { url: (ctx, interaction) => `${mountOf(ctx, tid)}/interaction/${interaction.uid}` },
   renderError(ctx, out) {
     ctx.type = 'html';
     ctx.body = `<!DOCTYPE html><html><body><h1>error</h1><pre id="error">${esc(JSON.stringify(out))}</pre></body></html>`;
   },
-};
+});
 
-const provider = new Provider(ISSUER, configuration);
+// mountOf is the path an instance is reached at in this request: "" for the stack's own
+// provider, /ms/{tenant} for a Microsoft directory.
+function mountOf(ctx, tid) {
+  const route = tid ? MS_ROUTES.authorization : '/auth';
+  const path = new URL(ctx.oidc.urlFor('authorization')).pathname;
+  return path.slice(0, path.length - route.length);
+}
+
+const provider = new Provider(ISSUER, configFor());
+// The Microsoft directories share the stack's clients, accounts and (in-memory) token storage,
+// so that the stack's introspection, which Dovecot asks, knows their tokens.
+for (const d of MS_DIRECTORIES) {
+  d.provider = new Provider(`${ISSUER}/ms/${d.tid}/v2.0`, configFor(d.tid));
+  d.provider.on('server_error', (ctx, err) => console.error('server_error', err));
+  d.callback = d.provider.callback();
+}
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
 provider.on('grant.success', (ctx) => {
   bump(`${ctx.oidc.params.grant_type}.success`);
@@ -265,25 +368,25 @@ if (DEBUG) {
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const page = (title, body) => `<!DOCTYPE html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body><h1>${esc(title)}</h1>${body}</body></html>`;
 
-function loginPage(uid, params, error) {
+function loginPage(base, uid, params, error) {
   return page('Sign-in', `${error ? `<p id="error">${esc(error)}</p>` : ''}
-<form id="login" method="post" action="/interaction/${uid}/login">
+<form id="login" method="post" action="${base}/interaction/${uid}/login">
   <input type="hidden" name="prompt" value="login"/>
   <input type="text" name="login" value="${esc(params.login_hint || '')}"/>
   <input type="password" name="password"/>
   <button type="submit">Sign in</button>
 </form>
-<form id="abort" method="post" action="/interaction/${uid}/abort"><button type="submit">Cancel</button></form>`);
+<form id="abort" method="post" action="${base}/interaction/${uid}/abort"><button type="submit">Cancel</button></form>`);
 }
 
-function consentPage(uid, client, details) {
+function consentPage(base, uid, client, details) {
   const scopes = (details.missingOIDCScope || []).join(' ');
   return page('Authorize', `<p>${esc(client.clientName || client.clientId)} asks for: <span id="scopes">${esc(scopes)}</span></p>
-<form id="consent" method="post" action="/interaction/${uid}/confirm">
+<form id="consent" method="post" action="${base}/interaction/${uid}/confirm">
   <input type="hidden" name="prompt" value="consent"/>
   <button type="submit">Allow</button>
 </form>
-<form id="abort" method="post" action="/interaction/${uid}/abort"><button type="submit">Deny</button></form>`);
+<form id="abort" method="post" action="${base}/interaction/${uid}/abort"><button type="submit">Deny</button></form>`);
 }
 
 async function readForm(req) {
@@ -292,10 +395,10 @@ async function readForm(req) {
   return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
 }
 
-async function grantConsent(details, params, session, grantId) {
+async function grantConsent(op, details, params, session, grantId) {
   const grant = grantId
-    ? await provider.Grant.find(grantId)
-    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    ? await op.Grant.find(grantId)
+    : new op.Grant({ accountId: session.accountId, clientId: params.client_id });
   if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
   if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
   if (details.missingResourceScopes) {
@@ -306,9 +409,11 @@ async function grantConsent(details, params, session, grantId) {
   return grant.save();
 }
 
-async function handleInteraction(req, res, url) {
-  const [, , uid, action] = url.pathname.split('/');
-  const details = await provider.interactionDetails(req, res);
+// handleInteraction serves the interaction pages of provider op, reached at base; path is the
+// request's path after base.
+async function handleInteraction(op, base, req, res, path) {
+  const [, , uid, action] = path.split('/');
+  const details = await op.interactionDetails(req, res);
   if (details.uid !== uid) throw new Error('interaction uid mismatch');
   const { prompt, params, session, grantId } = details;
   res.setHeader('Cache-Control', 'no-store');
@@ -316,16 +421,16 @@ async function handleInteraction(req, res, url) {
   if (req.method === 'GET' && !action) {
     if (prompt.name === 'login') {
       res.setHeader('Content-Type', 'text/html; charset=utf-8');
-      return res.end(loginPage(uid, params));
+      return res.end(loginPage(base, uid, params));
     }
     if (prompt.name === 'consent') {
       if (AUTO_CONSENT) {
-        const id = await grantConsent(prompt.details, params, session, grantId);
-        return provider.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
+        const id = await grantConsent(op, prompt.details, params, session, grantId);
+        return op.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
       }
-      const client = await provider.Client.find(params.client_id);
+      const client = await op.Client.find(params.client_id);
       res.setHeader('Content-Type', 'text/html; charset=utf-8');
-      return res.end(consentPage(uid, client, prompt.details));
+      return res.end(consentPage(base, uid, client, prompt.details));
     }
     res.statusCode = 501;
     return res.end(`unsupported prompt ${prompt.name}`);
@@ -340,21 +445,21 @@ async function handleInteraction(req, res, url) {
     )) {
       res.statusCode = 401;
       res.setHeader('Content-Type', 'text/html; charset=utf-8');
-      return res.end(loginPage(uid, { login_hint: form.login }, 'Invalid login or password'));
+      return res.end(loginPage(base, uid, { login_hint: form.login }, 'Invalid login or password'));
     }
-    return provider.interactionFinished(req, res, { login: { accountId: found[0] } }, { mergeWithLastSubmission: false });
+    return op.interactionFinished(req, res, { login: { accountId: found[0] } }, { mergeWithLastSubmission: false });
   }
 
   if (req.method === 'POST' && action === 'confirm') {
     await readForm(req);
     if (prompt.name !== 'consent') throw new Error(`expected consent prompt, got ${prompt.name}`);
-    const id = await grantConsent(prompt.details, params, session, grantId);
-    return provider.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
+    const id = await grantConsent(op, prompt.details, params, session, grantId);
+    return op.interactionFinished(req, res, { consent: { grantId: id } }, { mergeWithLastSubmission: true });
   }
 
   if (req.method === 'POST' && action === 'abort') {
     await readForm(req);
-    return provider.interactionFinished(req, res, {
+    return op.interactionFinished(req, res, {
       error: 'access_denied', error_description: 'End-User aborted interaction',
     }, { mergeWithLastSubmission: false });
   }
@@ -418,6 +523,7 @@ async function handleJWTBearer(req, res) {
 
 // ---- test-only control endpoints (loopback, no auth) ----------------------
 //   POST /__test/ttl            at=SECONDS rt=SECONDS   -> lifetimes for tokens issued from now on
+//   POST /__test/clock          days=N -> the Google personality's clock runs N days ahead
 //   POST /__test/drop-token     token=ACCESS_OR_REFRESH_TOKEN -> delete just that token
 //        (the /token/revocation endpoint of oidc-provider also revokes every other token of
 //         the grant, refresh token included; this one simulates "access token no longer valid,
@@ -437,6 +543,10 @@ async function handleJWTBearer(req, res) {
 async function handleTest(req, res, url) {
   const form = await readForm(req);
   res.setHeader('Content-Type', 'application/json');
+  if (url.pathname === '/__test/clock') {
+    CLOCK_DAYS = Number(form.days || 0);
+    return res.end(JSON.stringify({ days: CLOCK_DAYS }));
+  }
   if (url.pathname === '/__test/ttl') {
     if (form.at) AT_TTL = Number(form.at);
     if (form.rt) RT_TTL = Number(form.rt);
@@ -481,6 +591,150 @@ async function handleTest(req, res, url) {
   return res.end('{}');
 }
 
+// ---- provider personalities: the handlers -----------------------------------
+// patchJSON lets edit change the JSON body an answer ends with (return the new body, or
+// nothing to keep it).
+function patchJSON(res, edit) {
+  const end = res.end.bind(res);
+  res.end = (chunk, ...rest) => {
+    if (chunk && String(res.getHeader('content-type') || '').includes('json')) {
+      let body;
+      try {
+        body = edit(JSON.parse(chunk.toString()), res.statusCode);
+      } catch {
+        body = undefined;
+      }
+      if (body) {
+        chunk = JSON.stringify(body);
+        res.removeHeader('content-length');
+      }
+    }
+    return end(chunk, ...rest);
+  };
+}
+
+const reply = (res, status, body) => {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(JSON.stringify(body));
+};
+
+// addMailScope: Dovecot asks for scope "mail"; a personality's mail scope stands for it.
+function addMailScope(res) {
+  patchJSON(res, (b) => {
+    const scopes = String(b.scope || '').split(' ').filter(Boolean);
+    if (!b.active || scopes.includes('mail') || !scopes.some((x) => PERSONALITY_MAIL_SCOPES.includes(x))) return undefined;
+    return { ...b, scope: [...scopes, 'mail'].join(' ') };
+  });
+}
+
+// The client a token request authenticates as: HTTP Basic, else client_id in the body.
+function tokenClient(req, form) {
+  const m = /^Basic (.+)$/i.exec(req.headers.authorization || '');
+  if (m) return decodeURIComponent(Buffer.from(m[1], 'base64').toString('utf8').split(':')[0]);
+  return String(form.client_id || '');
+}
+
+// Google: /google/auth and /google/token, then the stack's own /auth and /token.
+async function handleGoogle(req, res, url) {
+  if (url.pathname === '/google/auth') {
+    const q = url.searchParams;
+    if (q.get('access_type') === 'offline') q.set('scope', `${q.get('scope') || ''} offline_access`.trim());
+    req.url = `/auth?${q}`;
+    return opCallback(req, res);
+  }
+  if (url.pathname !== '/google/token') {
+    res.statusCode = 404;
+    return res.end('not found');
+  }
+  const form = await readForm(req);
+  req.body = form; // oidc-provider reads a body parsed before it
+  const clock = Math.floor(Date.now() / 1000) + CLOCK_DAYS * 86400;
+  let age = 0;
+  if (form.grant_type === 'refresh_token' && tokenClient(req, form) === GOOGLE_CLIENT) {
+    const rt = await provider.RefreshToken.find(String(form.refresh_token || ''), { ignoreExpiration: true });
+    if (rt) age = clock - (rt.iiat || rt.iat);
+    if (age >= GOOGLE_TESTING_LIFETIME) {
+      bump('google.testing-expiry');
+      return reply(res, 400, { error: 'invalid_grant', error_description: GOOGLE_EXPIRED });
+    }
+  }
+  patchJSON(res, (b, status) => {
+    if (status !== 200) return b.error === 'invalid_grant' ? { error: 'invalid_grant', error_description: GOOGLE_EXPIRED } : undefined;
+    const scope = String(b.scope || '').split(' ').filter((x) => x && x !== 'offline_access').join(' ');
+    const out = { ...b, scope };
+    if (b.refresh_token) out.refresh_token_expires_in = GOOGLE_TESTING_LIFETIME - age;
+    return out;
+  });
+  req.url = '/token';
+  return opCallback(req, res);
+}
+
+// Microsoft: /ms/{tenant}/… to the directory's instance, mounted at /ms/{tenant}.
+const aadsts = (code, text) => `AADSTS${code}: ${text} Trace ID: ${crypto.randomUUID()} Correlation ID: ${crypto.randomUUID()} Timestamp: ${new Date().toISOString().replace('T', ' ').slice(0, 19)}Z`;
+const msSingleTenantError = (clientId) => aadsts(50194, `Application '${clientId}'(Mail proxy (single tenant)) is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.`);
+
+async function handleMicrosoft(req, res, url) {
+  const [, , tenant, ...restParts] = url.pathname.split('/');
+  const rest = `/${restParts.join('/')}`;
+  const d = MS_DIRECTORIES.find((x) => x.tenants.includes(String(tenant).toLowerCase()));
+  if (!d) {
+    return reply(res, 400, { error: 'invalid_tenant', error_description: aadsts(90002, `Tenant '${tenant}' not found.`) });
+  }
+  const base = `/ms/${tenant}`;
+  const multi = MS_MULTI.includes(tenant.toLowerCase());
+  if (rest === '/v2.0/.well-known/openid-configuration') {
+    // common and organizations name a template: each user's tenant issues its own tokens
+    patchJSON(res, (b) => {
+      const out = { ...b, issuer: multi ? `${ISSUER}/ms/{tenantid}/v2.0` : d.provider.issuer };
+      delete out.authorization_response_iss_parameter_supported;
+      return out;
+    });
+    req.originalUrl = `${base}/.well-known/openid-configuration`;
+    req.url = '/.well-known/openid-configuration';
+    return d.callback(req, res);
+  }
+  if (rest.startsWith('/interaction/')) return handleInteraction(d.provider, base, req, res, rest);
+  if (rest === MS_ROUTES.authorization) {
+    const q = url.searchParams;
+    const redirect = URL.parse(q.get('redirect_uri') || '');
+    if (multi && q.get('client_id') === MS_SINGLE_CLIENT && redirect && LOOPBACK_REDIRECTS.some((r) => URL.parse(r).hostname === redirect.hostname)) {
+      redirect.searchParams.set('error', 'invalid_request');
+      redirect.searchParams.set('error_description', msSingleTenantError(MS_SINGLE_CLIENT));
+      if (q.get('state')) redirect.searchParams.set('state', q.get('state'));
+      res.statusCode = 302;
+      res.setHeader('Location', redirect.href);
+      return res.end();
+    }
+  }
+  if (rest === MS_ROUTES.authorization || rest.startsWith(`${MS_ROUTES.authorization}/`)) {
+    // Microsoft's authorization responses carry no iss (RFC 9207)
+    const setHeader = res.setHeader.bind(res);
+    res.setHeader = (name, value) => {
+      if (String(name).toLowerCase() === 'location' && typeof value === 'string') {
+        const u = URL.parse(value);
+        if (u && u.origin !== new URL(ISSUER).origin) {
+          u.searchParams.delete('iss');
+          return setHeader(name, u.href);
+        }
+      }
+      return setHeader(name, value);
+    };
+  }
+  if (req.method === 'POST' && (rest === MS_ROUTES.token || rest === MS_ROUTES.device_authorization)) {
+    const form = await readForm(req);
+    req.body = form; // oidc-provider reads a body parsed before it
+    if (multi && tokenClient(req, form) === MS_SINGLE_CLIENT) {
+      const description = msSingleTenantError(MS_SINGLE_CLIENT);
+      return reply(res, 400, { error: 'invalid_request', error_description: description, error_codes: [50194] });
+    }
+  }
+  req.originalUrl = req.url;
+  req.url = rest + url.search;
+  return d.callback(req, res);
+}
+
 // ---- HTTP server -----------------------------------------------------------
 const opCallback = provider.callback();
 const server = http.createServer(async (req, res) => {
@@ -491,7 +745,10 @@ const server = http.createServer(async (req, res) => {
       res.setHeader('Content-Type', 'application/json');
       return res.end(JSON.stringify({ ok: true, issuer: ISSUER, at_ttl: AT_TTL, rt_ttl: RT_TTL }));
     }
-    if (url.pathname.startsWith('/interaction/')) return await handleInteraction(req, res, url);
+    if (url.pathname.startsWith('/interaction/')) return await handleInteraction(provider, '', req, res, url.pathname);
+    if (url.pathname.startsWith('/google/')) return await handleGoogle(req, res, url);
+    if (url.pathname.startsWith('/ms/')) return await handleMicrosoft(req, res, url);
+    if (url.pathname === '/token/introspection') addMailScope(res);
     if (url.pathname.startsWith('/__test/') && req.method === 'POST') return await handleTest(req, res, url);
     if (SA && url.pathname === '/sa/token') return await handleJWTBearer(req, res);
     if (url.pathname === '/token' && FAIL_TOKEN > 0) {
