@@ -64,7 +64,7 @@ func accountNames() []string {
 
 // complete returns the candidates for the last of words on the command line
 // described by root: subcommands, flags, enum values and, for an argument
-// called account, the names accounts lists. None means that the shell should
+// called account or tagged predictor:"account", the names accounts lists. None means that the shell should
 // complete file names, as it does for path flags.
 func complete(root *kong.Node, words []string, accounts func() []string) []string {
 	if len(words) == 0 {
@@ -120,14 +120,25 @@ func complete(root *kong.Node, words []string, accounts func() []string) []strin
 		if node == root {
 			out = append(out, "help")
 		}
-		if len(out) == 0 && pos < len(node.Positional) {
-			arg := node.Positional[pos]
-			if out = enumValues(arg); out == nil && arg.Name == "account" {
+		if arg := positional(node, pos); len(out) == 0 && arg != nil {
+			if out = enumValues(arg); out == nil && (arg.Name == "account" || arg.Tag.Get("predictor") == "account") {
 				out = accounts()
 			}
 		}
 	}
 	return slices.DeleteFunc(out, func(c string) bool { return c == "" || !strings.HasPrefix(c, cur) })
+}
+
+// positional returns node's argument at position pos: a list argument takes every word
+// from its own position on.
+func positional(node *kong.Node, pos int) *kong.Value {
+	switch n := len(node.Positional); {
+	case pos < n:
+		return node.Positional[pos]
+	case n > 0 && node.Positional[n-1].IsSlice():
+		return node.Positional[n-1]
+	}
+	return nil
 }
 
 func enumValues(v *kong.Value) []string {

@@ -17,7 +17,7 @@ import (
 )
 
 type exportCmd struct {
-	Accounts      []string `arg:"" help:"The accounts to export."`
+	Accounts      []string `arg:"" predictor:"account" help:"The accounts to export."`
 	Recipient     []string `name:"recipient" short:"r" help:"Encrypt to this age public key (age1…) instead of a passphrase (repeatable)." placeholder:"KEY"`
 	PassphraseCmd string   `name:"passphrase-cmd" help:"Command printing the passphrase to encrypt with (default: asked at the terminal, else the first line of standard input)." placeholder:"CMD"`
 	Output        string   `name:"output" short:"o" help:"Write the bundle to FILE (mode 0600) instead of standard output." placeholder:"FILE" type:"path"`
