@@ -38,7 +38,8 @@ type Observation struct {
 	Provider string // preset name
 	Flow     string // "", "client_credentials" or "service_account"
 	Account  string
-	Email    string
+	Email    string // who signs in
+	Mailbox  string // the shared mailbox opened, "" for Email's own
 	Host     string
 	Port     int
 	Err      error // the step's error
@@ -103,7 +104,7 @@ func (o *Observation) replacer() *strings.Replacer {
 		offered = strings.Join(o.Offered, " ")
 	}
 	return strings.NewReplacer(
-		"{account}", o.Account, "{email}", o.Email, "{host}", o.Host,
+		"{account}", o.Account, "{email}", o.Email, "{mailbox}", o.Mailbox, "{host}", o.Host,
 		"{port}", itoa(o.Port), "{protocol}", strings.ToUpper(string(o.Protocol)),
 		"{scope}", strings.Join(o.missingScopes(), " "), "{identity}", o.Identity,
 		"{offered}", offered, "{code}", o.code(), "{reply}", o.Reply,
@@ -113,7 +114,7 @@ func (o *Observation) replacer() *strings.Replacer {
 // placeholderNames pairs each placeholder with the word that stands for
 // it in the documentation; the page's legend explains every word.
 var placeholderNames = []string{
-	"{account}", "ACCOUNT", "{email}", "ADDR", "{host}", "HOST", "{port}", "PORT",
+	"{account}", "ACCOUNT", "{email}", "ADDR", "{mailbox}", "MAILBOX", "{host}", "HOST", "{port}", "PORT",
 	"{protocol}", "PROTOCOL", "{scope}", "SCOPE", "{identity}", "OTHER-ADDR",
 	"{offered}", "MECHANISMS", "{code}", "CODE", "{reply}", "REPLY",
 }
@@ -477,6 +478,15 @@ var rules = []Rule{
 		Cause:   "the access token expired or was revoked, and no new one could be had",
 		Fix:     "mailkey login {account}",
 		match:   func(o *Observation) bool { return o.authStep() && o.Inactive },
+	},
+	{
+		ID: "shared-mailbox-no-access", Step: StepAuthenticate,
+		Symptom: "the server refuses a delegate's token for a shared mailbox",
+		Cause:   "{email} signed in, but the server did not let {email} open the shared mailbox {mailbox}: {email} may lack Full Access to {mailbox}",
+		Fix:     "have an Exchange administrator grant it: Add-MailboxPermission -Identity {mailbox} -User {email} -AccessRights FullAccess (allow up to an hour to take effect), then: mailkey test {account}",
+		match: func(o *Observation) bool {
+			return o.Mailbox != "" && (o.authStep() && o.rejected() || strings.Contains(strings.ToLower(o.Reply), "authenticated but not connected"))
+		},
 	},
 	{
 		ID: "token-rejected", Step: StepAuthenticate,

@@ -284,13 +284,15 @@ func New(cfg Config) (*Server, error) {
 }
 
 // LoginAccounts maps a login name to the accounts it may mean: the
-// account of that name, and every account whose email address it is (in
-// any case).
+// account of that name, and every account whose mailbox address it is (in
+// any case). An account that opens a shared mailbox answers to the
+// mailbox's address, not to the delegate's, which is the delegate's own
+// account's.
 func LoginAccounts(accounts []*config.Account) func(login string) []string {
 	return func(login string) []string {
 		var out []string
 		for _, a := range accounts {
-			if a.Name == login || strings.EqualFold(a.Email, login) {
+			if a.Name == login || strings.EqualFold(a.User(), login) {
 				out = append(out, a.Name)
 			}
 		}

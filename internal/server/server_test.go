@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -152,5 +153,27 @@ func TestServe(t *testing.T) {
 	// Last use was written at shutdown.
 	if l, _ := pwFile.List("work"); len(l) != 1 || l[0].LastUsed.IsZero() {
 		t.Errorf("last use not recorded: %+v", l)
+	}
+}
+
+func TestLoginAccounts(t *testing.T) {
+	accounts := []*config.Account{
+		{Name: "alice", Email: "alice@example.test"},
+		{Name: "shared", Email: "alice@example.test", Mailbox: "shared@example.test"},
+	}
+	find := LoginAccounts(accounts)
+	for _, tc := range []struct {
+		login string
+		want  []string
+	}{
+		{"alice", []string{"alice"}},
+		{"Alice@Example.test", []string{"alice"}}, // the delegate's own mailbox, not the shared one
+		{"shared", []string{"shared"}},
+		{"SHARED@example.test", []string{"shared"}},
+		{"bob@example.test", nil},
+	} {
+		if got := find(tc.login); !slices.Equal(got, tc.want) {
+			t.Errorf("LoginAccounts(%q) = %q, want %q", tc.login, got, tc.want)
+		}
 	}
 }
