@@ -128,6 +128,7 @@ func (s *Stack) startOP(ctx context.Context) error {
 		// WithOPEnv still overrides these.
 		"CODE_TTL="+seconds(DefaultAccessTokenTTL),
 		"DEVICE_TTL="+seconds(DefaultAccessTokenTTL),
+		"DELEGATES="+Shared+"="+Alice,
 	)
 	if s.opts.autoConsent {
 		env = append(env, "AUTO_CONSENT=1")

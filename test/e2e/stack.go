@@ -55,6 +55,11 @@ const (
 	BobPassword   = "bob-pass"
 	Carol         = "carol@example.test" // owner of the bulk mailbox (WithBulkMailbox)
 	CarolPassword = "carol-pass"
+	// Shared is a shared mailbox nobody signs in as: Alice may open it with her own token
+	// (Exchange's Full Access), Bob may not. Dovecot checks a token for Shared with a passdb of
+	// its own, whose introspection URL names the mailbox, and the provider answers a
+	// delegate's token as Shared's.
+	Shared = "shared@example.test"
 	// SMTPAuthDisabled is the mailbox for which PostfixSubmission answers every AUTH with
 	// 535 5.7.139 and SMTPAuthDisabledText, as Exchange Online does for a mailbox (or tenant) with
 	// SmtpClientAuthenticationDisabled. Dovecot's own services let it in.
@@ -539,6 +544,9 @@ type confData struct {
 	// OAUTHBEARER initial responses, as a regular expression alternation.
 	AuthDisabledInitial                 string
 	AuthDisabledUser, AuthDisabledReply string
+	// Shared is the shared mailbox (Shared) that has a passdb of its own; IntrospectMailbox,
+	// in that passdb's oauth2 file only, asks the provider about a token on its behalf.
+	Shared, IntrospectMailbox string
 }
 
 // singleMechanisms are the instances WithSingleMechanismServers starts: the name (Instance
@@ -626,10 +634,13 @@ func (s *Stack) render() error {
 		IMAPClientLimit:     s.opts.imapClients,
 		AuthDisabledInitial: initialResponsePrefixes(SMTPAuthDisabled),
 		AuthDisabledUser:    SMTPAuthDisabled, AuthDisabledReply: "535 5.7.139 " + SMTPAuthDisabledText,
+		Shared: Shared,
 	}
 	if s.opts.noOAuth {
 		d.OAuth = ""
 	}
+	shared := d
+	shared.IntrospectMailbox = Shared
 	type confFile struct {
 		tmpl, path string
 		d          confData
@@ -637,6 +648,7 @@ func (s *Stack) render() error {
 	files := []confFile{
 		{"dovecot.conf.tmpl", "dovecot/dovecot.conf", d},
 		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2.conf.ext", d},
+		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2-shared.conf.ext", shared},
 		{"main.cf.tmpl", "postfix/etc/main.cf", d},
 		{"master.cf.tmpl", "postfix/etc/master.cf", d},
 		{"auth-disabled-commands.tmpl", "postfix/etc/auth-disabled-commands", d},
