@@ -438,7 +438,7 @@ var rules = []Rule{
 		Symptom: "535 5.7.3 Authentication unsuccessful",
 		Cause:   "Exchange Online refused the token for this mailbox: usually a token for another user than {email}, a token without the SMTP.Send scope, or SMTP AUTH disabled for the mailbox",
 		Fix:     "check that you signed in as {email} and that the app has the SMTP.Send permission, then: mailkey login {account}; if it persists: Set-CASMailbox -Identity {email} -SmtpClientAuthenticationDisabled $false",
-		match:   func(o *Observation) bool { return o.authStep() && o.Code == "5.7.3" },
+		match:   func(o *Observation) bool { return o.authStep() && o.Code == "5.7.3" && o.Mailbox == "" },
 	},
 	{
 		ID: "token-wrong-user", Step: StepAuthenticate,
@@ -530,6 +530,13 @@ var rules = []Rule{
 	},
 
 	// ------------------------------------------------------------ send
+	{
+		ID: "shared-mailbox-send-as", Step: StepSend,
+		Symptom: "550 5.7.60 SendAsDenied for a shared mailbox",
+		Cause:   "{email} may open the shared mailbox {mailbox} but not send as it",
+		Fix:     "have an Exchange administrator grant Send As: Add-RecipientPermission -Identity {mailbox} -Trustee {email} -AccessRights SendAs, then: mailkey test {account} --smtp --send-to {email}",
+		match:   func(o *Observation) bool { return o.Step == StepSend && o.Code == "5.7.60" && o.Mailbox != "" },
+	},
 	{
 		ID: "ms-send-as-denied", Step: StepSend,
 		Symptom: "550 5.7.60 SendAsDenied",

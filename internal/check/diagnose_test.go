@@ -110,6 +110,8 @@ var diagnoseCases = []struct {
 	{"inactive, no refresh", Observation{Step: StepAuthenticate, Protocol: provider.IMAP, Failure: dovecotChallenge, Inactive: true}, "token-inactive-login"},
 	{"delegate without access", Observation{Step: StepAuthenticate, Protocol: provider.IMAP, Email: "bob@example.test", Mailbox: "shared@example.test", Identity: "bob@example.test", Failure: dovecotChallenge}, "shared-mailbox-no-access"},
 	{"delegate without access, exchange", Observation{Step: StepCommand, Protocol: provider.IMAP, Email: "bob@contoso.com", Mailbox: "shared@contoso.com", Reply: "User is authenticated but not connected."}, "shared-mailbox-no-access"},
+	{"delegate without access, 5.7.3", Observation{Step: StepAuthenticate, Protocol: provider.SMTP, Email: "bob@contoso.com", Mailbox: "shared@contoso.com", SMTPCode: 535, Code: "5.7.3", Reply: "Authentication unsuccessful"}, "shared-mailbox-no-access"},
+	{"delegate without send as", Observation{Step: StepSend, Protocol: provider.SMTP, Email: "alice@contoso.com", Mailbox: "shared@contoso.com", SMTPCode: 550, Code: "5.7.60", Reply: "SendAsDenied"}, "shared-mailbox-send-as"},
 	{"delegate signed in as another user", Observation{Step: StepAuthenticate, Protocol: provider.IMAP, Email: "bob@example.test", Mailbox: "shared@example.test", Identity: "carol@example.test", Failure: dovecotChallenge}, "token-wrong-user"},
 	{"rejected, nothing known", Observation{Step: StepAuthenticate, Protocol: provider.IMAP, Code: "AUTHENTICATIONFAILED", Reply: "Authentication failed."}, "token-rejected"},
 	{"rejected, second attempt", Observation{Step: StepRetry, Protocol: provider.SMTP, SMTPCode: 535, Code: "5.7.8"}, "token-rejected"},
