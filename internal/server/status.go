@@ -36,6 +36,7 @@ type statusData struct {
 
 type accountRow struct {
 	Name, Email, State string
+	Mailbox            string   // the shared mailbox the account opens, if any
 	Warnings           []string // deadlines ahead (account.EarlyWarnings), with what to do
 }
 type listenerRow struct{ Name, Addr string }
@@ -137,7 +138,7 @@ func (s *Server) statusData(ctx context.Context) statusData {
 	now := time.Now()
 	for i, h := range s.health(ctx) {
 		conf := s.cfg.Accounts[i]
-		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now)}
+		row := accountRow{Name: h.name, Email: conf.Email, Mailbox: conf.Mailbox, State: s.tokenState(h, now)}
 		for _, w := range account.EarlyWarnings(conf, h.rec, now) {
 			row.Warnings = append(row.Warnings, w.Text+"; "+w.Fix)
 		}

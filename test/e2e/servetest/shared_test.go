@@ -123,6 +123,9 @@ func TestSharedMailbox(t *testing.T) {
 		if out, err := python(t, ctx, clients, "imap", "plain", "login", host, port, e2e.Alice, pw, srv.certFile); err == nil {
 			t.Errorf("the shared account's app password opened alice's own mailbox: %q", out)
 		}
+		if page := srv.get(t, "/"); !strings.Contains(page, e2e.Alice+", shared mailbox "+e2e.Shared) {
+			t.Errorf("the status page does not show the shared mailbox:\n%s", page)
+		}
 		if !strings.Contains(srv.logs(), "account=shared") {
 			t.Errorf("serve logged no login for account shared:\n%s", srv.logs())
 		}
