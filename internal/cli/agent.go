@@ -226,6 +226,7 @@ func tokenFromAgent(e *env, conf *config.Account, wait time.Duration) (rec *stor
 	if agent.Absent(dir) {
 		return nil, false, nil
 	}
+	e.life.watch() // the agent may refresh first
 	name := conf.Name
 	type answer struct {
 		resp *agent.Response

@@ -71,8 +71,9 @@ func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reade
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
 	var err error
 	if cmd := quick(args); cmd != nil {
-		err = cmd.Run(e)
+		err = cmd.Run(e) // watches the exit signals itself where it may wait
 	} else {
+		life.watch()
 		kctx, exitCode, perr := parse(grammar(args), args, stdout, stderr)
 		if exitCode >= 0 {
 			return exitCode // --help printed
