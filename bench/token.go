@@ -208,6 +208,7 @@ type cmdStats struct {
 	cpuMed             time.Duration
 	rssMed, rssMax     int64 // KiB
 	ratioMed, ratioP90 float64
+	cpuRatio           float64 // CPU median to the hello-world's: less moved by other work on the machine
 	rssRatio           float64
 }
 
@@ -356,6 +357,9 @@ func (b *bench) measureToken(ctx context.Context, tb tokenBench, progress func(s
 			s.ratioMed = float64(s.wallMed) / float64(hs.wallMed)
 			s.ratioP90 = float64(s.wallP90) / float64(hs.wallP90)
 			s.rssRatio = float64(s.rssMed) / float64(hs.rssMed)
+			if hs.cpuMed > 0 {
+				s.cpuRatio = float64(s.cpuMed) / float64(hs.cpuMed)
+			}
 		}
 		res.stats = append(res.stats, s)
 	}
