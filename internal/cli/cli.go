@@ -71,16 +71,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	args = aliases(args)
-	kctx, exitCode, err := parse(grammar(args), args, stdout, stderr)
-	if exitCode >= 0 {
-		return exitCode // --help printed
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
+	var err error
+	if cmd := quick(args); cmd != nil {
+		err = cmd.Run(e) // watches the exit signals itself where it may wait
+	} else {
+		life.watch()
+		kctx, exitCode, perr := parse(grammar(args), args, stdout, stderr)
+		if exitCode >= 0 {
+			return exitCode // --help printed
+		}
+		if perr != nil {
+			report(stderr, perr)
+			return 2
+		}
+		err = kctx.Run(e)
 	}
 	if err != nil {
-		report(stderr, err)
-		return 2
-	}
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
-	if err := kctx.Run(e); err != nil {
 		report(stderr, err)
 		var ee *Error
 		if errors.As(err, &ee) && ee.Code != 0 {
