@@ -10,7 +10,8 @@ PKGS=(
   dovecot-imapd dovecot-pop3d dovecot-submissiond dovecot-lmtpd postfix
   openssl curl python3 ca-certificates
   # mail clients driven by later tests
-  msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  msmtp mutt neomutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  aerc git-email libauthen-sasl-perl libio-socket-ssl-perl libnet-smtp-ssl-perl procmail tmux
 )
 
 missing=()
