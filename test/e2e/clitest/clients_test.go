@@ -178,25 +178,6 @@ func TestRecipes(t *testing.T) {
 		}
 	})
 
-	// mutt and neomutt open a mailbox on a terminal (script gives them one), log the
-	// session at -d 2 without the token, and quit.
-	openMailbox := func(t *testing.T, prog, rc, debugLog string, args ...string) string {
-		t.Helper()
-		script := mailkeytest.NeedProgram(t, "script", "bsdutils")
-		debugLog = filepath.Join(m.Home, debugLog)
-		os.Remove(debugLog)
-		cmdline := fmt.Sprintf("%s -n -d 2 -F %s %s -e 'push <quit>'", prog, rc, strings.Join(args, " "))
-		out, err := runClient(t, ctx, m, nil, script, "-qec", cmdline, "/dev/null")
-		if err != nil {
-			t.Fatalf("%s: %v\n%q", prog, err, out)
-		}
-		dbg, err := os.ReadFile(debugLog)
-		if err != nil {
-			t.Fatalf("%s wrote no debug log: %v\n%q", prog, err, out)
-		}
-		m.Leaks.Output(prog+" debug log", string(dbg))
-		return string(dbg)
-	}
 	muttSubs := []string{
 		"imaps://imap.gmail.com:993/", "imaps://localhost:" + port(s.IMAPSPort) + "/",
 		"@smtp.gmail.com:465/", "@localhost:" + port(s.SubmissionsPort) + "/",
@@ -213,7 +194,7 @@ func TestRecipes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			log := openMailbox(t, bin, rc, prog.debugLog)
+			log := m.On(t).OpenMailbox(ctx, bin, rc, prog.debugLog)
 			// mutt logs the server's lines, neomutt only its own: either way a SELECT
 			// follows a successful login.
 			opened := strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) || prog.name == "neomutt" && strings.Contains(log, `SELECT "INBOX"`)
@@ -241,7 +222,7 @@ func TestRecipes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		log := openMailbox(t, mutt, rc, ".muttdebug0")
+		log := m.On(t).OpenMailbox(ctx, mutt, rc, ".muttdebug0")
 		if !strings.Contains(log, "Trying method xoauth2") || !strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) {
 			t.Errorf("mutt did not open INBOX (%d messages) with XOAUTH2; debug log:\n%s", n, m.Leaks.Redact(log))
 		}
@@ -265,7 +246,7 @@ func TestRecipes(t *testing.T) {
 			if err := os.MkdirAll(filepath.Join(m.Home, "Mail"), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			log := openMailbox(t, bin, filepath.Join(m.Home, prog.rc), prog.debugLog, "-f", pop)
+			log := m.On(t).OpenMailbox(ctx, bin, filepath.Join(m.Home, prog.rc), prog.debugLog, "-f", pop)
 			// mutt logs the server's reply, neomutt its next step.
 			if !strings.Contains(log, "Trying method oauthbearer") ||
 				!strings.Contains(log, "+OK Logged in") && !strings.Contains(log, "Fetching list of messages") {

@@ -2,6 +2,7 @@ package mailkeytest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,4 +114,30 @@ func SourceRoot(t interface {
 		t.Fatalf("cannot find the source tree (go env GOMOD: %v)", sourceRoot.err)
 	}
 	return sourceRoot.dir
+}
+
+// OpenMailbox starts mutt or neomutt (prog) on a terminal (script gives it one) with the
+// configuration rc and args, logging at -d 2 to debugLog in the user's home, lets it open its
+// mailbox and quit, and returns the debug log. mutt's log holds the server's lines, neomutt's
+// only its own steps; neither holds the token or the password.
+func (e *Env) OpenMailbox(ctx context.Context, prog, rc, debugLog string, args ...string) string {
+	e.T.Helper()
+	script := NeedProgram(e.T, "script", "bsdutils")
+	debugLog = filepath.Join(e.Home, debugLog)
+	os.Remove(debugLog)
+	cmdline := fmt.Sprintf("%s -n -d 2 -F %s %s -e 'push <quit>'", prog, rc, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, script, "-qec", cmdline, "/dev/null")
+	cmd.Env, cmd.Dir = e.Vars, e.Home
+	cmd.WaitDelay = waitDelay
+	out, err := cmd.CombinedOutput()
+	e.Leaks.Output(filepath.Base(prog), string(out))
+	if err != nil {
+		e.T.Fatalf("%s: %v\n%q", prog, err, e.Leaks.Redact(string(out)))
+	}
+	dbg, err := os.ReadFile(debugLog)
+	if err != nil {
+		e.T.Fatalf("%s wrote no debug log: %v\n%q", prog, err, e.Leaks.Redact(string(out)))
+	}
+	e.Leaks.Output(filepath.Base(prog)+" debug log", string(dbg))
+	return string(dbg)
 }
