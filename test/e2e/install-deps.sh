@@ -11,7 +11,7 @@ PKGS=(
   openssl curl python3 ca-certificates
   # mail clients driven by later tests
   msmtp mutt neomutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
-  aerc git-email libauthen-sasl-perl libio-socket-ssl-perl libnet-smtp-ssl-perl procmail tmux
+  aerc git-email libmailtools-perl libauthen-sasl-perl libio-socket-ssl-perl libnet-smtp-ssl-perl procmail tmux
 )
 
 missing=()

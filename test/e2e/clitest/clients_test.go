@@ -254,4 +254,39 @@ func TestRecipes(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("git credential helper", func(t *testing.T) {
+		git := mailkeytest.NeedProgram(t, "git", "git")
+		hostPort := "localhost:" + port(s.SubmissionPort)
+		m.On(t).Recipe("docs/clients/git-send-email.md", "git-send-email",
+			"smtp://smtp.gmail.com:587", "smtp://"+hostPort,
+			"smtpServer = smtp.gmail.com", "smtpServer = localhost",
+			"smtpServerPort = 587", "smtpServerPort = "+port(s.SubmissionPort),
+			"alice@gmail.com", e2e.Alice)
+		// The page's check, git credential fill; its output is the token, so it goes to
+		// the leak check only as a secret.
+		cmd := exec.CommandContext(ctx, git, "credential", "fill")
+		cmd.Env, cmd.Dir = m.Vars, m.Home
+		cmd.Stdin = strings.NewReader("protocol=smtp\nhost=" + hostPort + "\nusername=" + e2e.Alice + "\n")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		m.Leaks.Output("git credential fill (stderr)", stderr.String())
+		if err != nil {
+			t.Fatalf("git credential fill: %v\n%s", err, m.Leaks.Redact(stderr.String()))
+		}
+		var tok string
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(l, "password="); ok {
+				tok = v
+			}
+		}
+		if tok == "" {
+			t.Fatalf("git credential fill printed no password= line (%d bytes)", len(out))
+		}
+		m.Leaks.Secret("access token from git credential fill", tok)
+		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.StartTLS, s.TLSConfig(), e2e.Alice, tok, e2e.OAUTHBEARER, "", nil); err != nil {
+			t.Errorf("submission OAUTHBEARER with the token git credential fill printed: %v", err)
+		}
+	})
 }

@@ -185,4 +185,45 @@ func TestProxyRecipes(t *testing.T) {
 			t.Errorf("mbsync copied %d messages through the proxy, the server holds %d:\n%s", got, want, m.Leaks.Redact(out))
 		}
 	})
+
+	t.Run("git send-email", func(t *testing.T) {
+		git := mailkeytest.NeedProgram(t, "git", "git")
+		if err := exec.Command(git, "send-email", "--help").Run(); err != nil {
+			mailkeytest.Missing(t, "git send-email", "git-email")
+		}
+		pw := m.addPassword(ctx, "gmail", "git")
+		writeFile(t, filepath.Join(m.Home, ".config", "mailkey", "gmail.app-password"), pw+"\n", 0o600)
+		m.On(t).Recipe("docs/clients/git-send-email.md", "git-send-email-proxy",
+			"smtpServerPort = 1587", "smtpServerPort = "+port("smtp"),
+			"smtp://localhost:1587", "smtp://localhost:"+port("smtp"))
+		repo := filepath.Join(m.Home, "repo")
+		gitIn := func(args ...string) string {
+			t.Helper()
+			cmd := exec.CommandContext(ctx, git, append([]string{"-C", repo, "-c", "user.name=Alice", "-c", "user.email=" + e2e.Alice}, args...)...)
+			cmd.Env = m.Vars
+			out, err := cmd.CombinedOutput()
+			m.Leaks.Output("git "+args[0], string(out))
+			if err != nil {
+				t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, m.Leaks.Redact(string(out)))
+			}
+			return string(out)
+		}
+		if err := os.MkdirAll(repo, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		gitIn("init", "-q")
+		for _, text := range []string{"one\n", "two\n"} {
+			writeFile(t, filepath.Join(repo, "file"), text, 0o600)
+			gitIn("add", "file")
+			gitIn("commit", "-q", "-m", "file: "+strings.TrimSpace(text))
+		}
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gitIn("send-email", "--from="+e2e.Alice, "--to="+e2e.Alice, "--confirm=never", "HEAD^..HEAD")
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
