@@ -289,4 +289,34 @@ func TestRecipes(t *testing.T) {
 			t.Errorf("submission OAUTHBEARER with the token git credential fill printed: %v", err)
 		}
 	})
+
+	t.Run("aerc", func(t *testing.T) {
+		sendToAlice(t, ctx, s, m, "for aerc")
+		m.On(t).Recipe("docs/clients/aerc.md", "aerc",
+			"@imap.gmail.com:993", "@localhost:"+port(s.IMAPSPort),
+			"@smtp.gmail.com:465", "@localhost:"+port(s.SubmissionsPort),
+			"@outlook.office365.com:993", "@localhost:"+port(s.IMAPSPort),
+			"@smtp.office365.com:587", "@localhost:"+port(s.SubmissionPort),
+			"alice%40gmail.com", "alice%40example.test", "alice%40contoso.com", "alice%40example.test",
+			"<alice@gmail.com>", "<"+e2e.Alice+">", "<alice@contoso.com>", "<"+e2e.Alice+">")
+		// aerc is a Go program: it trusts the stack's CA through SSL_CERT_FILE.
+		aerc := m.On(t).StartAerc(ctx, "SSL_CERT_FILE="+s.CAFile)
+		aerc.WaitScreen("alice's INBOX with the message sent for it, over IMAP", "for aerc")
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// gmail: implicit TLS and OAUTHBEARER; then work: STARTTLS and XOAUTH2.
+		aerc.Send(e2e.Alice, "sent by aerc")
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
+			aerc.Screen()
+			t.Fatal(err)
+		}
+		aerc.Command(":next-tab")
+		aerc.Send(e2e.Alice, "sent by aerc from work")
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+2); err != nil {
+			aerc.Screen()
+			t.Fatal(err)
+		}
+	})
 }

@@ -226,4 +226,27 @@ func TestProxyRecipes(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+
+	t.Run("aerc", func(t *testing.T) {
+		send(t, "for aerc through the proxy")
+		pw := m.addPassword(ctx, "work", "aerc")
+		writeFile(t, filepath.Join(m.Home, ".config", "mailkey", "work.pass"), pw+"\n", 0o600)
+		m.On(t).Recipe("docs/clients/aerc.md", "aerc-proxy",
+			"127.0.0.1:1143", "127.0.0.1:"+port("imap"),
+			"127.0.0.1:1587", "127.0.0.1:"+port("smtp"),
+			"pass show mailkey/work-aerc", "cat ~/.config/mailkey/work.pass", // "wherever you keep the app password"
+			"<alice@contoso.com>", "<"+e2e.Alice+">")
+		// The proxy's certificate, trusted as the page says (SSL_CERT_FILE: aerc is a Go program).
+		aerc := m.On(t).StartAerc(ctx, "SSL_CERT_FILE="+filepath.Join(m.Home, ".config", "mailkey", "proxy.crt"))
+		aerc.WaitScreen("alice's INBOX through the proxy", "for aerc through the proxy")
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		aerc.Send(e2e.Alice, "sent by aerc through the proxy")
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
+			aerc.Screen()
+			t.Fatal(err)
+		}
+	})
 }
