@@ -14,8 +14,8 @@ import (
 
 // TestProxyRecipes runs the recipes of docs/clients/ that go through mailkey serve, as the
 // pages print them: the proxy's own certificate as proxy.md makes it, then fetchmail (IMAP
-// and POP3), Python's imaplib/poplib/smtplib, mutt with an app password, and mbsync without
-// the SASL plugin. The test writes each marked block where the page says and replaces only
+// and POP3), Python's imaplib/poplib/smtplib, mutt with an app password, mbsync without the
+// SASL plugin, git send-email, aerc and getmail6 (POP3). The test writes each marked block where the page says and replaces only
 // the example values (ports, app passwords, addresses, /home/alice) with the test's. The
 // mailkey accounts are called gmail and work, as on the pages.
 func TestProxyRecipes(t *testing.T) {
@@ -247,6 +247,29 @@ func TestProxyRecipes(t *testing.T) {
 		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
 			aerc.Screen()
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("getmail", func(t *testing.T) {
+		getmail := mailkeytest.NeedProgram(t, "getmail", "getmail6")
+		send(t, "for getmail through the proxy")
+		pw := m.addPassword(ctx, "gmail", "getmail")
+		writeFile(t, filepath.Join(m.Home, ".config", "mailkey", "gmail.app-password"), pw+"\n", 0o600)
+		// getmail refuses to deliver to a Maildir as root, which the tests run as: the one
+		// change of the test's own is a destination that appends to a file.
+		mbox := filepath.Join(m.Home, "getmail.mbox")
+		m.On(t).Recipe("docs/clients/getmail.md", "getmail-proxy",
+			"port = 1995", "port = "+port("pop3s"),
+			"/home/alice", m.Home,
+			"type = Maildir\npath = ~/Mail/inbox/\n",
+			fmt.Sprintf("type = MDA_external\npath = /bin/sh\narguments = (\"-c\", \"cat >> %s\")\nallow_root_commands = true\n", mbox))
+		out, err := runProgram(ctx, m, getmail)
+		m.Leaks.Output("getmail", out)
+		if err != nil {
+			t.Fatalf("getmail: %v\n%s", err, m.Leaks.Redact(out))
+		}
+		if b, err := os.ReadFile(mbox); err != nil || !strings.Contains(string(b), "Subject: for getmail through the proxy") {
+			t.Errorf("getmail delivered nothing through the proxy (%v):\n%s", err, m.Leaks.Redact(out))
 		}
 	})
 }
