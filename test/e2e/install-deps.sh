@@ -14,9 +14,13 @@ PKGS=(
   aerc git-email libmailtools-perl libauthen-sasl-perl libio-socket-ssl-perl libnet-smtp-ssl-perl procmail tmux
 )
 
+# One dpkg-query for all of them: one per package takes seconds on a busy machine. It fails
+# when dpkg has never heard of one of them, and still lists the others.
+installed=" $({ dpkg-query -W -f='${Package}:${Status}\n' "${PKGS[@]}" 2>/dev/null || true; } |
+  sed -n 's/:install ok installed$//p' | tr '\n' ' ') "
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+  [[ $installed == *" $p "* ]] || missing+=("$p")
 done
 
 if ((${#missing[@]})); then
