@@ -75,6 +75,9 @@ func TestReadmeTryItLocally(t *testing.T) {
 		return strings.Contains(l, "listening") && strings.Contains(l, imapAddr)
 	})
 	out := sh.stdout()
+	if len(out) == 0 {
+		t.Fatal("the README's steps printed nothing on stdout: no app password")
+	}
 	password := out[len(out)-1] // mailkey password add prints it alone, last before serve
 
 	pem, err := os.ReadFile(filepath.Join(env["MAILKEY_STATE_DIR"], "proxy-cert.pem"))
