@@ -27,7 +27,8 @@ func (e *Env) StartAerc(ctx context.Context, extra ...string) *Aerc {
 	e.T.Helper()
 	aerc := NeedProgram(e.T, "aerc", "aerc")
 	a := &Aerc{e: e, ctx: ctx, tmux: NeedProgram(e.T, "tmux", "tmux"), sock: filepath.Join(e.Home, "tmux.sock")}
-	a.env = append(append(append([]string(nil), e.Vars...), "EDITOR=true", "TERM=xterm-256color"), extra...)
+	// TMPDIR: aerc writes each composed message to a temporary file and leaves it there.
+	a.env = append(append(append([]string(nil), e.Vars...), "EDITOR=true", "TERM=xterm-256color", "TMPDIR="+e.Home), extra...)
 	// When aerc stops, the terminal stays with its last words on it, for the test's log.
 	a.run("new-session", "-d", "-s", "aerc", "-x", "200", "-y", "50",
 		fmt.Sprintf(`%s; echo "aerc exited with status $?"; exec cat`, aerc))
