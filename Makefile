@@ -13,7 +13,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/mailkey/mailkey/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/mailkey
 
 sandbox: deps build
-	$(GO) run ./test/e2e/cmd/sandbox
+	@echo "sandbox: building the sandbox (go run ./test/e2e/cmd/sandbox)"
+	$(GO) run ./test/e2e/cmd/sandbox $(SANDBOX_FLAGS)
 
 deps:
 	bash test/e2e/install-deps.sh
