@@ -14,6 +14,8 @@ PKGS=(
   # mail clients driven by later tests
   msmtp mutt neomutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
   aerc git-email libmailtools-perl libauthen-sasl-perl libio-socket-ssl-perl libnet-smtp-ssl-perl procmail tmux
+  # promtool checks the sample alerting rules in docs/monitoring
+  prometheus
   # mailkey import: mutt_oauth2.py encrypts its token file with gpg; email-oauth2-proxy fixtures
   gnupg python3-cryptography
 )
