@@ -48,7 +48,7 @@ func (c *tokenCmd) Run(e *env) error {
 		// No discovery unless a token must be fetched: mail clients call
 		// this for every connection, and a valid stored token needs no
 		// provider.
-		a, err := e.openAccountDeferred(c.Account)
+		a, err := e.openConfigured(cfg, conf)
 		if err != nil {
 			return err
 		}

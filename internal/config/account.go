@@ -191,6 +191,7 @@ func (b *builder) buildAccount(s *section) *Account {
 		explicit = append(explicit, sv.proto)
 	}
 	if protos, ok := b.list(s, "protocols"); ok {
+		a.protocols = protos
 		if len(protos) == 0 {
 			errAt("protocols", "protocols is empty", `list what the account is used for: ["imap", "smtp"]`)
 		}

@@ -120,7 +120,9 @@ type Account struct {
 	// Protocols the account is used for: the protocols key, else the
 	// protocols whose server the account sets, else every protocol with a
 	// server.
-	Protocols          []provider.Protocol
+	Protocols []provider.Protocol
+	// protocols is the protocols key as written; nil when it is not.
+	protocols          []string
 	CAFile             string
 	Flow               string
 	CertificateFile    string

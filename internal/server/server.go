@@ -91,6 +91,11 @@ type Config struct {
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
+	// Ready, when set, is called once every listener is bound and served,
+	// and Stopping when the shutdown begins, for a service manager
+	// (systemd's sd_notify, the Windows service control manager).
+	Ready    func()
+	Stopping func()
 }
 
 // A Step is what a user does next about an account, named in messages to
@@ -470,12 +475,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 
+	if s.cfg.Ready != nil {
+		s.cfg.Ready()
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	case runErr = <-errc:
 		s.log.Error("listener failed, shutting down", "error", runErr.Error())
+	}
+	if s.cfg.Stopping != nil {
+		s.cfg.Stopping()
 	}
 	stopBG()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
