@@ -95,10 +95,13 @@ func (c *serveCmd) run(e *env, ready func()) error {
 			}
 			return tokenHint(conf, err)
 		},
-		Command:  serveCommand,
-		Version:  version(),
-		Ready:    func() { sd.ready(listenStatus(srv)); ready() },
-		Stopping: sd.stopping,
+		Command:        serveCommand,
+		NotifyCommand:  p.NotifyCommand,
+		NotifyDesktop:  p.NotifyDesktop,
+		NotifyReminder: p.NotifyReminder,
+		Version:        version(),
+		Ready:          func() { sd.ready(listenStatus(srv)); ready() },
+		Stopping:       sd.stopping,
 	})
 	if err != nil {
 		var le *server.ListenError

@@ -63,6 +63,15 @@ type Proxy struct {
 	// Agent: mailkey serve answers mailkey token on the state folder's
 	// agent socket.
 	Agent bool
+	// NotifyCommand is run through the shell for every notification of
+	// serve (needs-login, refresh-failing, expiry-warning, recovered);
+	// "" runs none.
+	NotifyCommand string
+	// NotifyDesktop shows serve's notifications on the desktop (D-Bus).
+	NotifyDesktop bool
+	// NotifyReminder repeats needs-login this often while it lasts; 0
+	// means the default (24h).
+	NotifyReminder time.Duration
 }
 
 // LogLevels are the values of log_level, from the most verbose.

@@ -274,6 +274,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bad log level", `
 			[proxy]
 			log_level = "verbose"`, 2, "proxy.log_level", `unknown log level "verbose"`, `"debug", "info", "warn" or "error"`},
+		{"notify reminder too short", `
+			[proxy]
+			notify_reminder = "5s"`, 2, "proxy.notify_reminder", "out of range", `notify_reminder = "24h"`},
+		{"notify reminder not a duration", `
+			[proxy]
+			notify_reminder = "daily"`, 2, "proxy.notify_reminder", `invalid duration "daily"`, `notify_reminder = "24h"`},
 		{"cert_file without key_file", `
 			[proxy]
 			cert_file = "ca.pem"`, 1, "proxy.key_file", "go together", ""},
@@ -654,4 +660,22 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLoadNotify: the notification settings of [proxy] are read as written.
+func TestLoadNotify(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "config.toml", dedent(`
+		[proxy]
+		notify_command = "ntfy publish mailkey \"$MAILKEY_MESSAGE\""
+		notify_desktop = true
+		notify_reminder = "12h"
+	`))
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Proxy
+	if p.NotifyCommand != `ntfy publish mailkey "$MAILKEY_MESSAGE"` || !p.NotifyDesktop || p.NotifyReminder != 12*time.Hour {
+		t.Errorf("Proxy = %+v", p)
+	}
 }

@@ -34,6 +34,9 @@ var proxyFields = map[string]fieldKind{
 	"log_format":         fString,
 	"log_level":          fString,
 	"agent":              fBool,
+	"notify_command":     fString,
+	"notify_desktop":     fBool,
+	"notify_reminder":    fString,
 }
 
 var accountFields = map[string]fieldKind{
@@ -335,6 +338,29 @@ func (b *builder) duration(s *section, key string) (time.Duration, bool) {
 	return d, true
 }
 
+// durationIn reads a duration of at least least and, unless most is 0, at
+// most most.
+func (b *builder) durationIn(s *section, key string, least, most time.Duration, hint string) (time.Duration, bool) {
+	it := s.vals[key]
+	if it == nil {
+		return 0, false
+	}
+	if it.kind != unstable.String {
+		b.typeError(it.at, s.field(key), `a duration string such as "24h"`, it.kind, hint)
+		return 0, false
+	}
+	d, err := time.ParseDuration(it.str)
+	if err != nil {
+		b.add(it.at, s.field(key), fmt.Sprintf("invalid duration %q", it.str), hint)
+		return 0, false
+	}
+	if d < least || most > 0 && d > most {
+		b.add(it.at, s.field(key), fmt.Sprintf("duration %s is out of range", d), hint+fmt.Sprintf(" (at least %s)", least))
+		return 0, false
+	}
+	return d, true
+}
+
 func (b *builder) buildProxy(p *Proxy) {
 	s := b.proxy
 	listeners := []struct {
@@ -397,6 +423,11 @@ func (b *builder) buildProxy(p *Proxy) {
 		if !s.vals["log_format"].bad && p.LogFormat != "text" && p.LogFormat != "json" {
 			b.add(s.pos("log_format"), s.field("log_format"), fmt.Sprintf("unknown log format %q", p.LogFormat), `write "text" or "json"`)
 		}
+	}
+	p.NotifyCommand = b.str(s, "notify_command")
+	p.NotifyDesktop = b.boolean(s, "notify_desktop")
+	if d, ok := b.durationIn(s, "notify_reminder", time.Minute, 0, `write notify_reminder = "24h"`); ok {
+		p.NotifyReminder = d
 	}
 	if s.vals["log_level"] != nil {
 		p.LogLevel = b.str(s, "log_level")

@@ -33,7 +33,9 @@ type Dialer struct {
 	tokens   Tokens
 	log      *slog.Logger
 	m        *metrics
-	// refreshed, when set, hears of every forced refresh.
+	// refreshed, when set, hears of every forced refresh, and of every
+	// login that found that the account needs a new login: the
+	// account's refresher looks at it at once.
 	refreshed func(account string)
 	// command is Config.Command.
 	command func(step Step, account string) string
@@ -176,6 +178,9 @@ func (d *Dialer) failure(a *config.Account, srv provider.Server, req proxy.Upstr
 func (d *Dialer) tokenFailure(name string, err error) error {
 	var nl *tokens.NeedsLoginError
 	if errors.As(err, &nl) {
+		if d.refreshed != nil {
+			d.refreshed(name)
+		}
 		return &proxy.UpstreamError{
 			Message: "mailkey has no valid token for " + name + run(d.command, "", StepLogin, name),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),

@@ -88,6 +88,19 @@ type Config struct {
 	// CLI's words), for messages to mail clients and the status page; nil
 	// names none.
 	Command func(step Step, account string) string
+	// NotifyCommand, when set, is run through the shell for every
+	// notification (see Notification), with the event in its environment
+	// and no secret in it.
+	NotifyCommand string
+	// NotifyDesktop shows notifications on the desktop, through
+	// org.freedesktop.Notifications on the D-Bus session bus.
+	NotifyDesktop bool
+	// NotifyReminder repeats needs-login this often while it lasts;
+	// default DefaultNotifyReminder.
+	NotifyReminder time.Duration
+	// ExpiryWarning sends expiry-warning this long before a grant's known
+	// end; default DefaultExpiryWarning.
+	ExpiryWarning time.Duration
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
@@ -133,6 +146,7 @@ type Server struct {
 	byProto     map[string]*proxy.Metrics
 	listeners   []*listener
 	refreshers  map[string]*refresher
+	notifier    *notifier
 	statusAddr  string
 	statusSrv   *http.Server
 	started     time.Time
@@ -244,10 +258,18 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.notifier = newNotifier(cfg.NotifyReminder, cfg.ExpiryWarning, s.log)
+	if cfg.NotifyCommand != "" {
+		s.notifier.sinks = append(s.notifier.sinks, commandSink(cfg.NotifyCommand))
+	}
+	if cfg.NotifyDesktop {
+		s.notifier.sinks = append(s.notifier.sinks, desktopSink())
+	}
 	s.refreshers = map[string]*refresher{}
 	for _, a := range cfg.Accounts {
-		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, cfg.RefreshMargin, s.log, s.m)
-		s.refreshers[a.Name].hint = cfg.Hint
+		r := newRefresher(a.Name, cfg.Tokens, cfg.RefreshMargin, s.log, s.m)
+		r.hint, r.command, r.email, r.notify = cfg.Hint, cfg.Command, a.Email, s.notifier
+		s.refreshers[a.Name] = r
 	}
 	s.dialer.command = cfg.Command
 	s.dialer.refreshed = func(account string) {
@@ -438,6 +460,7 @@ func (s *Server) Run(ctx context.Context) error {
 		r := s.refreshers[a.Name]
 		bgWG.Go(func() { r.run(bg) })
 	}
+	bgWG.Go(func() { s.notifier.run(bg) })
 	bgWG.Go(func() {
 		t := time.NewTicker(flushInterval)
 		defer t.Stop()
