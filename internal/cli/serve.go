@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/server"
 )
 
@@ -99,6 +100,7 @@ func (c *serveCmd) run(e *env, ready func()) error {
 		NotifyCommand:  p.NotifyCommand,
 		NotifyDesktop:  p.NotifyDesktop,
 		NotifyReminder: p.NotifyReminder,
+		Audit:          audit.New(cfg.AuditFile, "serve", log),
 		Version:        version(),
 		Ready:          func() { sd.ready(listenStatus(srv)); ready() },
 		Stopping:       sd.stopping,

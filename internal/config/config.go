@@ -37,7 +37,10 @@ type Config struct {
 	// RefreshMargin: a token with less time than this left is refreshed;
 	// the token manager lowers it to half a short token's lifetime.
 	RefreshMargin time.Duration
-	Proxy         Proxy
+	// AuditFile is where audit events are appended, one JSON object per
+	// line; "" records them in serve's log only.
+	AuditFile string
+	Proxy     Proxy
 	// Accounts in the order the file first mentions them.
 	Accounts []*Account
 }

@@ -662,9 +662,12 @@ func FuzzLoad(f *testing.F) {
 	})
 }
 
-// TestLoadNotify: the notification settings of [proxy] are read as written.
+// TestLoadNotify: the notification settings of [proxy] are read as written, and the audit
+// file is a path relative to the configuration's folder.
 func TestLoadNotify(t *testing.T) {
-	path := writeFile(t, t.TempDir(), "config.toml", dedent(`
+	dir := t.TempDir()
+	path := writeFile(t, dir, "config.toml", dedent(`
+		audit_file = "audit.jsonl"
 		[proxy]
 		notify_command = "ntfy publish mailkey \"$MAILKEY_MESSAGE\""
 		notify_desktop = true
@@ -677,5 +680,8 @@ func TestLoadNotify(t *testing.T) {
 	p := cfg.Proxy
 	if p.NotifyCommand != `ntfy publish mailkey "$MAILKEY_MESSAGE"` || !p.NotifyDesktop || p.NotifyReminder != 12*time.Hour {
 		t.Errorf("Proxy = %+v", p)
+	}
+	if cfg.AuditFile != filepath.Join(dir, "audit.jsonl") {
+		t.Errorf("AuditFile = %q", cfg.AuditFile)
 	}
 }

@@ -23,7 +23,7 @@ const (
 	fBool
 )
 
-var topFields = map[string]fieldKind{"refresh_margin": fString}
+var topFields = map[string]fieldKind{"refresh_margin": fString, "audit_file": fString}
 
 var proxyFields = map[string]fieldKind{
 	"imap": fString, "pop3": fString, "smtp": fString,
@@ -117,6 +117,7 @@ func (b *builder) build(data []byte) *Config {
 	if d, ok := b.duration(b.top, "refresh_margin"); ok {
 		cfg.RefreshMargin = d
 	}
+	cfg.AuditFile = b.path(b.top, "audit_file")
 	b.buildProxy(&cfg.Proxy)
 	for _, s := range b.accounts {
 		cfg.Accounts = append(cfg.Accounts, b.buildAccount(s))
@@ -131,7 +132,7 @@ func (b *builder) place(path []string, at pos, v *item, array bool) {
 		return
 	}
 	switch path[0] {
-	case "refresh_margin":
+	case "refresh_margin", "audit_file":
 		b.placeField(b.top, path, 0, at, v, topFields)
 	case "proxy":
 		if len(path) == 1 {
@@ -158,7 +159,7 @@ func (b *builder) place(path []string, at pos, v *item, array bool) {
 		}
 		b.placeField(s, path, 2, at, v, accountFields)
 	default:
-		b.unknown(at, fieldName(path[0]), path[0], []string{"accounts", "proxy", "refresh_margin"})
+		b.unknown(at, fieldName(path[0]), path[0], []string{"accounts", "audit_file", "proxy", "refresh_margin"})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/audit"
 )
 
 // Notification events, named as pizauth names its own.
@@ -76,6 +78,8 @@ type notifier struct {
 	now                     func() time.Time
 	log                     *slog.Logger
 	sinks                   []func(context.Context, Notification) error
+	// audit records the grants lost and recovered; nil records none.
+	audit *audit.Log
 
 	mu     sync.Mutex
 	alerts map[string]*alert
@@ -113,10 +117,16 @@ func (n *notifier) observe(account, email string, c condition, msg string, grant
 		if a.known && a.cond != condOK {
 			ev(EventRecovered, msg)
 		}
+		if a.known && a.cond == condNeedsLogin {
+			n.audit.Record(audit.Event{Event: audit.GrantRecovered, Account: account, Time: now})
+		}
 	case condNeedsLogin:
 		if !a.known || a.cond != condNeedsLogin || now.Sub(a.sent) >= n.reminder {
 			ev(EventNeedsLogin, msg)
 			a.sent = now
+		}
+		if !a.known || a.cond != condNeedsLogin {
+			n.audit.Record(audit.Event{Event: audit.GrantLost, Account: account, Detail: msg, Time: now})
 		}
 	case condFailing:
 		if !a.known || a.cond == condOK {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -151,6 +152,9 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		if r.last != "" && rec.AccessToken != r.last {
 			result = "refreshed"
 			r.log.Info("token refreshed", "account", r.account, "expiry", rec.Expiry)
+			if r.notify != nil {
+				r.notify.audit.Record(audit.Event{Event: audit.GrantRefreshed, Account: r.account})
+			}
 		}
 		r.last = rec.AccessToken
 		r.m.refreshes.WithLabelValues(r.account, result).Inc()

@@ -34,6 +34,7 @@ import (
 
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
@@ -101,6 +102,9 @@ type Config struct {
 	// ExpiryWarning sends expiry-warning this long before a grant's known
 	// end; default DefaultExpiryWarning.
 	ExpiryWarning time.Duration
+	// Audit records app passwords used, refused and rate-limited, and
+	// grants refreshed, lost and recovered; nil records none.
+	Audit *audit.Log
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
@@ -259,6 +263,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.notifier = newNotifier(cfg.NotifyReminder, cfg.ExpiryWarning, s.log)
+	s.notifier.audit = cfg.Audit
 	if cfg.NotifyCommand != "" {
 		s.notifier.sinks = append(s.notifier.sinks, commandSink(cfg.NotifyCommand))
 	}
@@ -303,6 +308,7 @@ func New(cfg Config) (*Server, error) {
 			Limits:      cfg.Limits,
 			Metrics:     pm,
 			Guard:       guard,
+			Audit:       s.auditLogin,
 		}})
 	}
 	s.m.byProto = s.byProto
@@ -333,21 +339,28 @@ type authenticator struct {
 	command func(Step, string) string // Config.Command
 }
 
-func (a authenticator) Authenticate(ctx context.Context, login, password string, remote net.Addr) (string, error) {
-	acct, err := a.v.VerifyFrom(ctx, sourceOf(remote), login, password)
+func (a authenticator) Authenticate(ctx context.Context, login, password string, remote net.Addr) (string, string, error) {
+	m, err := a.v.CheckFrom(ctx, sourceOf(remote), login, password)
 	switch {
 	case errors.Is(err, apppass.ErrNoMatch):
-		return "", proxy.ErrBadCredentials
+		return "", "", proxy.ErrBadCredentials
 	case errors.Is(err, apppass.ErrBusy):
-		return "", &proxy.UpstreamError{Message: "Too many logins are being checked, try again later", Err: err}
+		return "", "", &proxy.UpstreamError{Message: "Too many logins are being checked, try again later", Err: err}
 	case err != nil && ctx.Err() == nil:
-		// Verify fails otherwise only when the file cannot be read.
-		return "", &proxy.UpstreamError{
+		// Check fails otherwise only when the file cannot be read.
+		return "", "", &proxy.UpstreamError{
 			Message: "mailkey cannot read its app password file" + run(a.command, "", StepStatus, ""),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrLocalFault, err),
 		}
 	}
-	return acct, err
+	return m.Account, m.Label, err
+}
+
+// auditLogin records a local login attempt.
+func (s *Server) auditLogin(e proxy.LoginEvent) {
+	kind := map[string]string{proxy.LoginOK: audit.AppPasswordUsed, proxy.LoginFailed: audit.AppPasswordFailed,
+		proxy.LoginRateLimited: audit.AppPasswordRateLimited}[e.Result]
+	s.cfg.Audit.Record(audit.Event{Event: kind, Account: e.Account, Login: e.Login, Label: e.Label, Source: e.Remote, Protocol: e.Protocol})
 }
 
 // sourceOf is the address a client connected from, without its port.
