@@ -144,6 +144,13 @@ func (n *notifier) observe(account, email string, c condition, msg string, grant
 	}
 }
 
+// forget drops what was notified of a removed account.
+func (n *notifier) forget(account string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.alerts, account)
+}
+
 // send queues e for the sinks, and logs it.
 func (n *notifier) send(e Notification) {
 	n.log.Info("notification", "account", e.Account, "event", e.Event, "message", e.Message)

@@ -60,6 +60,8 @@ type refresher struct {
 	// kick makes the refresher look at the token now: the proxy replaced
 	// it after an upstream refusal, so its expiry changed.
 	kick chan struct{}
+	// stop ends run; set when it starts.
+	stop context.CancelFunc
 
 	// Owned by run's goroutine.
 	failures   int    // transient failures in a row
@@ -72,7 +74,7 @@ type refresher struct {
 // at half its life when it lives shorter than four margins.
 func newRefresher(account string, tok Tokens, margin time.Duration, log *slog.Logger, m *metrics) *refresher {
 	return &refresher{account: account, tokens: tok, margin: margin, window: 2 * margin, now: time.Now,
-		log: log, m: m, kick: make(chan struct{}, 1)}
+		log: log, m: m, kick: make(chan struct{}, 1), stop: func() {}}
 }
 
 // hintFor words the next step for err, or "" without a Config.Hint.
