@@ -23,6 +23,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/mailkey/mailkey/internal/secperm"
 )
 
 // Event kinds.
@@ -78,8 +80,9 @@ type Log struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu     sync.Mutex
-	warned bool // a write failure was logged
+	mu      sync.Mutex
+	warned  bool // a write failure was logged
+	checked bool // the file's permissions were looked at
 }
 
 // New returns a Log that logs to log and, when path is not "", appends to
@@ -164,6 +167,16 @@ func (l *Log) append(e Event) error {
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
+	}
+	l.mu.Lock()
+	check := !l.checked
+	l.checked = true
+	l.mu.Unlock()
+	if fi, err := f.Stat(); check && err == nil {
+		// Not refused: losing the trail would be worse than showing it.
+		if err := secperm.Check(l.path, fi); err != nil {
+			l.log.Warn("the audit file shows who logged in from where to other users", "error", err.Error())
+		}
 	}
 	_, werr := f.Write(line)
 	cerr := f.Close()

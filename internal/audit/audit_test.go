@@ -99,3 +99,24 @@ func TestRecordLogs(t *testing.T) {
 		t.Errorf("write failure said %d times, want once:\n%s", n, out)
 	}
 }
+
+// A file that others can read is still appended to, and said so once.
+func TestOpenFileWarned(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no mode bits on Windows")
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	l := New(path, "serve", slog.New(slog.NewTextHandler(&buf, nil)))
+	l.Record(Event{Event: Login, Account: "work"})
+	l.Record(Event{Event: Logout, Account: "work"})
+	if n := strings.Count(buf.String(), "run chmod 600"); n != 1 {
+		t.Errorf("too open a file said %d times, want once:\n%s", n, buf.String())
+	}
+	if events, _, err := Read(path, Filter{}); err != nil || len(events) != 2 {
+		t.Errorf("Read = %d events, %v", len(events), err)
+	}
+}
