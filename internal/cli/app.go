@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
@@ -195,6 +196,12 @@ func (e *env) accounts(cfg *config.Config, list []*config.Account, st *store.Fil
 		e.life.track(set.Manager())
 	}
 	return set
+}
+
+// audit is the audit trail of cfg for the command process: its audit file,
+// when set. It logs nothing: a command's output is its own.
+func (e *env) audit(cfg *config.Config, process string) *audit.Log {
+	return audit.New(cfg.AuditFile, process, nil)
 }
 
 // resolve runs the account's discovery and builds its OAuth client, once.

@@ -27,6 +27,7 @@ type commands struct {
 	Logout   logoutCmd   `cmd:"" help:"Revoke an account's tokens at the provider and forget them."`
 	Password passwordCmd `cmd:"" help:"Manage local app passwords for proxy clients."`
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
+	Audit    auditCmd    `cmd:"" help:"Show the audit trail: app passwords used and refused, logins, logouts, grants."`
 	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
 	Service  serviceCmd  `cmd:"" help:"Install mailkey serve as a systemd, launchd or Windows service."`
 	Import   importCmd   `cmd:"" help:"Bring accounts and tokens in from other tools or mailkey export."`

@@ -47,6 +47,10 @@ type lifecycle struct {
 	// startWatch starts watching the exit signals, once; nil when no
 	// signals are watched (tests that call run). See watch.
 	startWatch func()
+
+	// hooks turn a signal into a request to a running command (SIGHUP to
+	// mailkey serve) instead of an exit.
+	hooks map[os.Signal]chan struct{}
 }
 
 // watch makes the exit signals cancel the command's context from now on
@@ -58,6 +62,37 @@ func (l *lifecycle) watch() {
 	if l != nil && l.startWatch != nil {
 		l.startWatch()
 	}
+}
+
+// onSignal makes sig, until stop, a request on the returned channel
+// instead of an exit. Requests that come while one waits are merged.
+func (l *lifecycle) onSignal(sig os.Signal) (requests <-chan struct{}, stop func()) {
+	c := make(chan struct{}, 1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.hooks == nil {
+		l.hooks = map[os.Signal]chan struct{}{}
+	}
+	l.hooks[sig] = c
+	return c, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		delete(l.hooks, sig)
+	}
+}
+
+// hooked passes s to its hook, if it has one, and says so.
+func (l *lifecycle) hooked(s os.Signal) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.hooks[s]
+	if ok {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	return ok
 }
 
 // announce says on stderr which token refreshes an exiting mailkey waits for,
@@ -223,6 +258,9 @@ func (l *lifecycle) relay(sigs <-chan os.Signal, again chan<- os.Signal, quit <-
 	for {
 		select {
 		case s := <-sigs:
+			if l.hooked(s) {
+				continue
+			}
 			if first {
 				first = false
 				cancel()

@@ -18,6 +18,8 @@ PKGS=(
   prometheus
   # mailkey import: mutt_oauth2.py encrypts its token file with gpg; email-oauth2-proxy fixtures
   gnupg python3-cryptography
+  # a session bus for the desktop notification test of mailkey serve
+  dbus-daemon
 )
 
 # One dpkg-query for all of them: one per package takes seconds on a busy machine. It fails
