@@ -50,7 +50,8 @@ cross:
 	done
 
 sandbox: deps build
-	$(GO) run ./test/e2e/cmd/sandbox
+	@echo "sandbox: building the sandbox (go run ./test/e2e/cmd/sandbox)"
+	$(GO) run ./test/e2e/cmd/sandbox $(SANDBOX_FLAGS)
 
 deps:
 	bash test/e2e/install-deps.sh

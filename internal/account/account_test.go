@@ -147,3 +147,32 @@ func TestRefreshRefusesAnotherTokenEndpoint(t *testing.T) {
 		t.Errorf("message %q must name both endpoints and no token", err)
 	}
 }
+
+// Update keeps an account configured as before (wherever it moved in the file), makes a
+// changed one anew, adds new ones and drops removed ones.
+func TestSetUpdate(t *testing.T) {
+	work := &config.Account{Name: "work", Provider: "fastmail", Email: "a@fastmail.com", Line: 1}
+	home := &config.Account{Name: "home", Provider: "fastmail", Email: "b@fastmail.com", Line: 5}
+	s := NewSet(context.Background(), []*config.Account{work, home}, nil, nil, nil)
+	before := s.Account("work")
+
+	moved := *work
+	moved.Line = 9
+	changed := *home
+	changed.Email = "c@fastmail.com"
+	added := &config.Account{Name: "lab", Provider: "fastmail", Email: "d@fastmail.com"}
+	s.Update([]*config.Account{&moved, &changed, added})
+	if s.Account("work") != before {
+		t.Error("an unchanged account was made anew")
+	}
+	if a := s.Account("home"); a == nil || a.Conf.Email != "c@fastmail.com" {
+		t.Errorf("changed account: %+v", a)
+	}
+	if s.Account("lab") == nil {
+		t.Error("added account missing")
+	}
+	s.Update([]*config.Account{&moved})
+	if s.Account("home") != nil || s.Account("lab") != nil {
+		t.Error("removed accounts still there")
+	}
+}

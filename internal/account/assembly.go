@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -150,21 +151,24 @@ func (a *Account) Record(t *oauth.Token, now time.Time) *store.Record {
 type Set struct {
 	st    store.Store
 	mgr   *tokens.Manager
-	accts map[string]*Account
+	cache *provider.DiscoveryCache
 	seed  sync.Mutex // one app-only first record at a time
+
+	mu    sync.RWMutex
+	accts map[string]*Account
 }
 
 // NewSet returns the accounts, their lifecycle manager (with opts) and
 // nothing more: each account resolves when its manager first needs a
 // token, within ctx.
 func NewSet(ctx context.Context, accounts []*config.Account, st store.Store, cache *provider.DiscoveryCache, opts *tokens.Options) *Set {
-	s := &Set{st: st, accts: make(map[string]*Account, len(accounts))}
+	s := &Set{st: st, cache: cache, accts: make(map[string]*Account, len(accounts))}
 	for _, c := range accounts {
 		s.accts[c.Name] = New(c, cache)
 	}
 	s.mgr = tokens.New(st, func(name string) (tokens.Source, error) {
-		a, ok := s.accts[name]
-		if !ok {
+		a := s.Account(name)
+		if a == nil {
 			return nil, errors.New("unknown account " + name)
 		}
 		return a.Source(ctx)
@@ -172,17 +176,47 @@ func NewSet(ctx context.Context, accounts []*config.Account, st store.Store, cac
 	return s
 }
 
+// Update makes the set the accounts of a reloaded configuration: an
+// account configured as before keeps what it resolved, a changed one is
+// resolved anew on its next need, a removed one is gone. Tokens in flight
+// are seen through by the one manager.
+func (s *Set) Update(accounts []*config.Account) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make(map[string]*Account, len(accounts))
+	for _, c := range accounts {
+		if a := s.accts[c.Name]; a != nil && Same(a.Conf, c) {
+			next[c.Name] = a
+			continue
+		}
+		next[c.Name] = New(c, s.cache)
+	}
+	s.accts = next
+}
+
+// Same reports whether two configurations of an account are the same,
+// wherever in the file they are written.
+func Same(a, b *config.Account) bool {
+	x, y := *a, *b
+	x.File, x.Line, y.File, y.Line = "", 0, "", 0
+	return reflect.DeepEqual(x, y)
+}
+
 // Manager returns the lifecycle manager of the set.
 func (s *Set) Manager() *tokens.Manager { return s.mgr }
 
 // Account returns the account called name, or nil.
-func (s *Set) Account(name string) *Account { return s.accts[name] }
+func (s *Set) Account(name string) *Account {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.accts[name]
+}
 
 // Seed saves the empty record an app-only account starts from, so that
 // the manager mints its first token as it renews later ones. Other
 // accounts, and accounts with a record, are left alone.
 func (s *Set) Seed(ctx context.Context, name string) error {
-	a := s.accts[name]
+	a := s.Account(name)
 	if a == nil || !a.AppOnly() {
 		return nil
 	}

@@ -285,3 +285,23 @@ func TestTamperedParams(t *testing.T) {
 		t.Fatal("matched")
 	}
 }
+
+// Check names the password that matched, on its first login and on a remembered one.
+func TestCheckLabel(t *testing.T) {
+	ctx := context.Background()
+	f := newFile(t)
+	if _, _, err := f.Add(ctx, "work", "scanner"); err != nil {
+		t.Fatal(err)
+	}
+	pw, _, err := f.Add(ctx, "work", "erp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := f.NewVerifier(accountsOf)
+	for _, when := range []string{"first", "remembered"} {
+		m, err := v.CheckFrom(ctx, "127.0.0.1", "work", pw)
+		if err != nil || m != (Match{Account: "work", Label: "erp"}) {
+			t.Errorf("%s login: %+v, %v", when, m, err)
+		}
+	}
+}

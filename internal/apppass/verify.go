@@ -132,19 +132,31 @@ func (v *Verifier) Verify(ctx context.Context, login, password string) (string, 
 // so that wrong passwords sent by some never hold back the others, least
 // of all a client whose last password was right (see hashQueue).
 func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password string) (string, error) {
+	m, err := v.CheckFrom(ctx, source, login, password)
+	return m.Account, err
+}
+
+// A Match is the app password a login used.
+type Match struct {
+	Account string
+	Label   string
+}
+
+// CheckFrom is VerifyFrom that also names the app password that matched.
+func (v *Verifier) CheckFrom(ctx context.Context, source, login, password string) (Match, error) {
 	candidates := v.accounts(login)
 	if len(candidates) == 0 || password == "" {
-		return "", ErrNoMatch
+		return Match{}, ErrNoMatch
 	}
 	v.mu.Lock()
 	if err := v.sync(); err != nil {
 		v.mu.Unlock()
-		return "", err
+		return Match{}, err
 	}
 	gen := v.gen
-	if acct := v.remembered(candidates, password); acct != "" {
+	if m := v.remembered(candidates, password); m.Account != "" {
 		v.mu.Unlock()
-		return acct, nil
+		return m, nil
 	}
 	client := clientKey(source, login)
 	if v.knownWrong(candidates, password) {
@@ -152,7 +164,7 @@ func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password strin
 		// with an old one, in a retry loop) costs no argon2id run.
 		v.mu.Unlock()
 		v.queue.record(client, false)
-		return "", ErrNoMatch
+		return Match{}, ErrNoMatch
 	}
 	type try struct {
 		account string
@@ -168,31 +180,31 @@ func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password strin
 	}
 	v.mu.Unlock()
 	if len(tries) == 0 {
-		return "", ErrNoMatch
+		return Match{}, ErrNoMatch
 	}
 
 	if err := v.queue.acquire(ctx, client); err != nil {
-		return "", err
+		return Match{}, err
 	}
 	defer v.queue.release()
 	// Another connection of the same client may have had this password
 	// checked while this one waited (mail clients open several at once).
 	v.mu.Lock()
 	if v.gen == gen {
-		if acct := v.remembered(candidates, password); acct != "" {
+		if m := v.remembered(candidates, password); m.Account != "" {
 			v.mu.Unlock()
-			return acct, nil
+			return m, nil
 		}
 		if v.knownWrong(candidates, password) {
 			v.mu.Unlock()
 			v.queue.record(client, false)
-			return "", ErrNoMatch
+			return Match{}, ErrNoMatch
 		}
 	}
 	v.mu.Unlock()
 	for _, t := range tries {
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return Match{}, err
 		}
 		v.hashes.Add(1)
 		if !t.e.matches(password) {
@@ -204,11 +216,11 @@ func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password strin
 		// The file may have changed while argon2id ran: only a password
 		// that is still there counts.
 		if v.gen != gen && !slices.ContainsFunc(v.entries, func(e *Entry) bool { return e.ID == t.e.ID && e.Account == t.account }) {
-			return "", ErrNoMatch
+			return Match{}, ErrNoMatch
 		}
 		v.cache[t.account] = append(v.cache[t.account], cached{mac: v.mac(t.account, password), id: t.e.ID})
 		v.used[t.e.ID] = v.file.now()
-		return t.account, nil
+		return Match{Account: t.account, Label: t.e.Label}, nil
 	}
 	v.queue.record(client, false)
 	v.mu.Lock()
@@ -221,19 +233,30 @@ func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password strin
 			v.wrong[v.mac(acct, password)] = true
 		}
 	}
-	return "", ErrNoMatch
+	return Match{}, ErrNoMatch
 }
 
 // remembered returns the first of candidates that password opened before,
-// marking the password used; the caller holds v.mu.
-func (v *Verifier) remembered(candidates []string, password string) string {
+// with the password's label, marking the password used; the caller holds
+// v.mu.
+func (v *Verifier) remembered(candidates []string, password string) Match {
 	for _, acct := range candidates {
 		mac := v.mac(acct, password)
 		for _, c := range v.cache[acct] {
 			if hmac.Equal(c.mac[:], mac[:]) {
 				v.used[c.id] = v.file.now()
-				return acct
+				return Match{Account: acct, Label: v.label(c.id)}
 			}
+		}
+	}
+	return Match{}
+}
+
+// label is the label of the entry with id; the caller holds v.mu.
+func (v *Verifier) label(id string) string {
+	for _, e := range v.entries {
+		if e.ID == id {
+			return e.Label
 		}
 	}
 	return ""

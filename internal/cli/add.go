@@ -21,7 +21,8 @@ type addCmd struct {
 // them, and mailkey import takes them to fill in or change what it maps.
 type accountFlags struct {
 	Provider     string   `help:"Provider preset: google, microsoft, outlook, yahoo, aol, fastmail or generic." placeholder:"P"`
-	Email        string   `help:"The mailbox address." placeholder:"ADDR"`
+	Email        string   `help:"The address that signs in (and the mailbox, unless --mailbox names another)." placeholder:"ADDR"`
+	Mailbox      string   `help:"A shared or delegated mailbox to open with the signed-in user's token." placeholder:"ADDR"`
 	ClientID     string   `name:"client-id" help:"OAuth client ID of your app registration." placeholder:"ID"`
 	ClientSecret string   `name:"client-secret" help:"OAuth client secret, if the app has one ('-' reads it from standard input)." placeholder:"SECRET"`
 	SecretCmd    string   `name:"client-secret-cmd" help:"Command printing the client secret (e.g. 'pass show mail/app')." placeholder:"CMD"`
@@ -96,6 +97,7 @@ func (c *accountFlags) settings(e *env) ([]config.KV, error) {
 	}
 	str("provider", c.Provider)
 	str("email", c.Email)
+	str("mailbox", c.Mailbox)
 	str("client_id", c.ClientID)
 	str("client_secret", c.ClientSecret)
 	str("client_secret_cmd", c.SecretCmd)

@@ -226,6 +226,10 @@ func tokenFromAgent(e *env, conf *config.Account, wait time.Duration) (rec *stor
 	if err != nil {
 		return nil, false, nil // the store path words this
 	}
+	if agent.Absent(dir) {
+		return nil, false, nil
+	}
+	e.life.watch() // the agent may refresh first
 	name := conf.Name
 	type answer struct {
 		resp *agent.Response

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
@@ -171,12 +172,17 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.openConfigured(cfg, conf)
+}
+
+// openConfigured is openAccountDeferred for an account of a configuration already loaded.
+func (e *env) openConfigured(cfg *config.Config, conf *config.Account) (*acct, error) {
 	st, err := e.openStore()
 	if err != nil {
 		return nil, err
 	}
 	set := e.accounts(cfg, []*config.Account{conf}, st, e.logger())
-	return &acct{cfg: cfg, conf: conf, st: st, set: set, acc: set.Account(name), mgr: set.Manager()}, nil
+	return &acct{cfg: cfg, conf: conf, st: st, set: set, acc: set.Account(conf.Name), mgr: set.Manager()}, nil
 }
 
 // accounts assembles the accounts on st, their discovery cached in the
@@ -190,6 +196,12 @@ func (e *env) accounts(cfg *config.Config, list []*config.Account, st *store.Fil
 		e.life.track(set.Manager())
 	}
 	return set
+}
+
+// audit is the audit trail of cfg for the command process: its audit file,
+// when set. It logs nothing: a command's output is its own.
+func (e *env) audit(cfg *config.Config, process string) *audit.Log {
+	return audit.New(cfg.AuditFile, process, nil)
 }
 
 // resolve runs the account's discovery and builds its OAuth client, once.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/check"
 	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/store"
@@ -22,6 +23,19 @@ type loginCmd struct {
 	Backup  bool          `name:"from-backup" help:"Restore an unreadable record from its backup, when the backup holds the same refresh token; asks the provider nothing." xor:"mode"`
 	NoQR    bool          `name:"no-qr" help:"With --device, do not draw a QR code."`
 	Timeout time.Duration `help:"How long to wait for the browser or device approval." default:"5m"`
+}
+
+// loginFlow names the flow of a login for the audit trail.
+func loginFlow(c *loginCmd) string {
+	switch {
+	case c.Device:
+		return "device"
+	case c.Paste:
+		return "paste"
+	case c.Import:
+		return "import"
+	}
+	return "loopback"
 }
 
 func (c *loginCmd) Run(e *env) error {
@@ -115,6 +129,7 @@ func (c *loginCmd) Run(e *env) error {
 	if rec.Identity != "" {
 		who = rec.Identity
 	}
+	e.audit(a.cfg, "login").Record(audit.Event{Event: audit.Login, Account: c.Account, Detail: "flow " + loginFlow(c) + ", signed in as " + who})
 	e.notef("logged in: account %s (%s); tokens saved, protected by %s", c.Account, who, a.st.Protection())
 	if rec.RefreshToken == "" {
 		e.warnf("the provider gave no refresh token: you will have to log in again when the access token expires")

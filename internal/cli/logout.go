@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/oauth"
 	"github.com/mailkey/mailkey/internal/provider"
 	"github.com/mailkey/mailkey/internal/store"
@@ -61,6 +62,11 @@ func (c *logoutCmd) Run(e *env) error {
 	if err := a.st.Delete(e.ctx, c.Account); err != nil {
 		return storeError(err)
 	}
+	detail := "tokens revoked at the provider and deleted"
+	if c.Keep || a.acc.R().RevokeURL == "" {
+		detail = "tokens deleted here, not revoked"
+	}
+	e.audit(a.cfg, "logout").Record(audit.Event{Event: audit.Logout, Account: c.Account, Detail: detail})
 	e.notef("account %s logged out; its tokens are deleted here", c.Account)
 	return nil
 }

@@ -3,12 +3,19 @@ package cli
 import (
 	"cmp"
 	"errors"
+	"log/slog"
+	"maps"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/audit"
+	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/server"
 )
 
@@ -46,9 +53,15 @@ func (c *serveCmd) Run(e *env) error { return asService(e, c.run) }
 // run is mailkey serve; ready tells a Windows service's manager that it
 // serves.
 func (c *serveCmd) run(e *env, ready func()) error {
-	cfg, err := e.loadConfig()
+	path, err := configPath()
 	if err != nil {
 		return err
+	}
+	// One broken account never stops the others: it is left out, and
+	// said so once the log is set up.
+	cfg, skipped, err := config.LoadServing(path)
+	if err != nil {
+		return configError(err)
 	}
 	p := cfg.Proxy
 	for _, o := range []struct{ dst, flag *string }{
@@ -60,6 +73,9 @@ func (c *serveCmd) run(e *env, ready func()) error {
 	p.LogFormat = cmp.Or(c.LogFormat, p.LogFormat)
 	p.LogLevel = cmp.Or(c.LogLevel, p.LogLevel)
 	log := daemonLogger(e.stderr, p.LogFormat, p.LogLevel)
+	logLeftOut(log, skipped)
+	var cur atomic.Pointer[config.Config]
+	cur.Store(cfg)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Most of a proxy's memory is per-session overhead that the
 		// garbage collector would otherwise let grow to twice the live
@@ -76,6 +92,7 @@ func (c *serveCmd) run(e *env, ready func()) error {
 	// need; app-only accounts get their first token minted, as mailkey
 	// token does.
 	tok := e.accounts(cfg, cfg.Accounts, st, log)
+	aud := audit.New(cfg.AuditFile, "serve", log)
 	var srv *server.Server
 	sd := &notifier{log: log}
 	srv, err = server.New(server.Config{
@@ -89,16 +106,20 @@ func (c *serveCmd) run(e *env, ready func()) error {
 		ShutdownTimeout: c.ShutdownTimeout,
 		Logger:          log,
 		Hint: func(name string, err error) string {
-			conf, cerr := cfg.Account(name)
+			conf, cerr := cur.Load().Account(name)
 			if cerr != nil {
 				return ""
 			}
 			return tokenHint(conf, err)
 		},
-		Command:  serveCommand,
-		Version:  buildVersion().String(),
-		Ready:    func() { sd.ready(listenStatus(srv)); ready() },
-		Stopping: sd.stopping,
+		Command:        serveCommand,
+		NotifyCommand:  p.NotifyCommand,
+		NotifyDesktop:  p.NotifyDesktop,
+		NotifyReminder: p.NotifyReminder,
+		Audit:          aud,
+		Version:        buildVersion().String(),
+		Ready:          func() { sd.ready(listenStatus(srv)); ready() },
+		Stopping:       sd.stopping,
 	})
 	if err != nil {
 		var le *server.ListenError
@@ -117,6 +138,20 @@ func (c *serveCmd) run(e *env, ready func()) error {
 		stop := serveAgent(st.Dir(), tok, log)
 		defer stop() // before the lifecycle drains the manager
 	}
+	if reloadSignal != nil && e.life != nil {
+		requests, stop := e.life.onSignal(reloadSignal)
+		defer stop()
+		go func() {
+			for {
+				select {
+				case <-requests:
+					reload(path, &cur, tok, srv, aud, log)
+				case <-e.ctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	return srv.Run(e.ctx)
 }
 
@@ -134,6 +169,57 @@ func listenStatus(srv *server.Server) string {
 		return "serving no listener"
 	}
 	return "listening: " + strings.Join(on, ", ")
+}
+
+// reload re-reads the configuration for a running serve: the accounts
+// added, removed and changed take effect for new sessions. A file that
+// cannot be loaded is refused, and the configuration loaded before goes
+// on serving; an account with a problem of its own is left out.
+func reload(path string, cur *atomic.Pointer[config.Config], set *account.Set, srv *server.Server, aud *audit.Log, log *slog.Logger) {
+	cfg, skipped, err := config.LoadServing(path)
+	if err != nil {
+		msg, hint, _ := worded(configError(err))
+		log.Error("configuration refused: the one loaded before goes on serving", "error", msg, "hint", hint)
+		aud.Record(audit.Event{Event: audit.ConfigRefused, Detail: strings.ReplaceAll(msg, "\n", "; ")})
+		return
+	}
+	logLeftOut(log, skipped)
+	set.Update(cfg.Accounts)
+	r := srv.Reload(cfg.Accounts)
+	leftOut := slices.Sorted(maps.Keys(r.Skipped))
+	for _, name := range leftOut {
+		log.Error("account left out: it cannot be served until its configuration is fixed", "account", name, "error", r.Skipped[name].Error())
+	}
+	for _, e := range skipped {
+		leftOut = append(leftOut, e.Account)
+	}
+	old := cur.Swap(cfg)
+	log.Info("configuration reloaded", "file", path, "added", strings.Join(r.Added, ","), "removed", strings.Join(r.Removed, ","),
+		"changed", strings.Join(r.Changed, ","), "left_out", strings.Join(slices.Compact(slices.Sorted(slices.Values(leftOut))), ","))
+	if old.Proxy != cfg.Proxy || old.RefreshMargin != cfg.RefreshMargin || old.AuditFile != cfg.AuditFile {
+		log.Warn("[proxy], refresh_margin and audit_file take effect when mailkey serve starts again", "file", path)
+	}
+	var detail []string
+	for _, part := range []struct {
+		what  string
+		names []string
+	}{{"added", r.Added}, {"removed", r.Removed}, {"changed", r.Changed}, {"left out", leftOut}} {
+		if len(part.names) > 0 {
+			detail = append(detail, part.what+" "+strings.Join(slices.Compact(slices.Sorted(slices.Values(part.names))), ", "))
+		}
+	}
+	if len(detail) == 0 {
+		detail = append(detail, "no account changed")
+	}
+	aud.Record(audit.Event{Event: audit.ConfigReloaded, Detail: strings.Join(detail, "; ")})
+}
+
+// logLeftOut logs each account LoadServing left out, with its file:line
+// problem and what would fix it.
+func logLeftOut(log *slog.Logger, skipped config.Errors) {
+	for _, e := range skipped {
+		log.Error("account left out: it cannot be served until its configuration is fixed", "account", e.Account, "error", e.Error(), "hint", e.Hint)
+	}
 }
 
 // serveCommand words the next steps serve names to mail clients and on

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/provider"
@@ -37,7 +39,10 @@ type Config struct {
 	// RefreshMargin: a token with less time than this left is refreshed;
 	// the token manager lowers it to half a short token's lifetime.
 	RefreshMargin time.Duration
-	Proxy         Proxy
+	// AuditFile is where audit events are appended, one JSON object per
+	// line; "" records them in serve's log only.
+	AuditFile string
+	Proxy     Proxy
 	// Accounts in the order the file first mentions them.
 	Accounts []*Account
 }
@@ -63,6 +68,15 @@ type Proxy struct {
 	// Agent: mailkey serve answers mailkey token on the state folder's
 	// agent socket.
 	Agent bool
+	// NotifyCommand is run through the shell for every notification of
+	// serve (needs-login, refresh-failing, expiry-warning, recovered);
+	// "" runs none.
+	NotifyCommand string
+	// NotifyDesktop shows serve's notifications on the desktop (D-Bus).
+	NotifyDesktop bool
+	// NotifyReminder repeats needs-login this often while it lasts; 0
+	// means the default (24h).
+	NotifyReminder time.Duration
 }
 
 // LogLevels are the values of log_level, from the most verbose.
@@ -89,7 +103,12 @@ func DefaultProxy() Proxy {
 type Account struct {
 	Name     string
 	Provider string
-	Email    string
+	// Email is the identity that signs in; login compares the provider's
+	// ID token with it.
+	Email string
+	// Mailbox is the mailbox the account opens when it is not Email's own
+	// (a Microsoft 365 shared or delegated mailbox); "" otherwise.
+	Mailbox  string
 	ClientID string
 	// ClientSecret is a secret: never log or print it.
 	ClientSecret string
@@ -138,6 +157,15 @@ func (a *Account) String() string {
 	return "account " + a.Name + " (" + a.Provider + ", " + a.Email + ")"
 }
 
+// User is the SASL user the account logs in to mail servers as: the
+// mailbox when one is set, else the signed-in identity.
+func (a *Account) User() string {
+	if a.Mailbox != "" {
+		return a.Mailbox
+	}
+	return a.Email
+}
+
 // Account returns the account called name, or an *UnknownAccountError.
 func (c *Config) Account(name string) (*Account, error) {
 	for _, a := range c.Accounts {
@@ -165,13 +193,9 @@ func (c *Config) Names() []string {
 // *Error naming file, line and field. A missing file gives a single *Error
 // for which errors.Is(err, fs.ErrNotExist) holds.
 func Load(path string) (*Config, error) {
-	data, err := readLimited(path)
+	data, err := readConfig(path)
 	if err != nil {
-		e := &Error{File: path, Msg: describeFileErr(err), err: err}
-		if errors.Is(err, fs.ErrNotExist) {
-			e.Msg = "configuration file does not exist" // the CLI says how to make one
-		}
-		return nil, Errors{e}
+		return nil, err
 	}
 	cfg, err := parse(path, data)
 	if err != nil {
@@ -181,6 +205,70 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// readConfig reads the configuration file, its failure an Errors.
+func readConfig(path string) ([]byte, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		e := &Error{File: path, Msg: describeFileErr(err), err: err}
+		if errors.Is(err, fs.ErrNotExist) {
+			e.Msg = "configuration file does not exist" // the CLI says how to make one
+		}
+		return nil, Errors{e}
+	}
+	return data, nil
+}
+
+// LoadServing is Load for mailkey serve, which goes on serving the
+// accounts that are fine: a problem confined to one [accounts.NAME] table
+// leaves that account out of cfg and is returned in skipped. Any other
+// problem (the TOML syntax, [proxy], a top-level key, a file that cannot
+// be read) fails the whole load, as Load does.
+func LoadServing(path string) (cfg *Config, skipped Errors, err error) {
+	data, err := readConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &builder{file: path, dir: filepath.Dir(path)}
+	cfg = b.build(data)
+	if cfg == nil {
+		return nil, nil, b.errs
+	}
+	errs := b.errs
+	if perr := checkSecretPerms(cfg); perr != nil {
+		errs = append(errs, perr.(Errors)...)
+	}
+	bad := map[string]bool{}
+	var fatal Errors
+	for _, e := range errs {
+		if name := accountOf(cfg, e.Field); name != "" {
+			bad[name] = true
+			e.Account = name
+			skipped = append(skipped, e)
+		} else {
+			fatal = append(fatal, e)
+		}
+	}
+	if len(fatal) > 0 {
+		errs.sort()
+		return nil, nil, errs
+	}
+	cfg.Accounts = slices.DeleteFunc(cfg.Accounts, func(a *Account) bool { return bad[a.Name] })
+	skipped.sort()
+	return cfg, skipped, nil
+}
+
+// accountOf returns the name of the account whose table field is in, or
+// "".
+func accountOf(cfg *Config, field string) string {
+	for _, a := range cfg.Accounts {
+		prefix := fieldName("accounts", a.Name)
+		if field == prefix || strings.HasPrefix(field, prefix+".") {
+			return a.Name
+		}
+	}
+	return ""
 }
 
 // checkSecretPerms refuses, as ssh does, a file that holds a client secret

@@ -16,6 +16,9 @@ type Error struct {
 	Line, Column int
 	Field        string
 	Msg, Hint    string
+	// Account names the account whose table the problem is in, for the
+	// problems LoadServing leaves an account out for; "" otherwise.
+	Account string
 
 	err error // wrapped cause, e.g. fs.ErrNotExist
 }

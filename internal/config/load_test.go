@@ -61,6 +61,10 @@ func TestLoadErrors(t *testing.T) {
 			[accounts.work]
 			provider = "google"
 			client_id = "x"`, 1, "accounts.work.email", "missing email", "you@example.com"},
+		{"mailbox not an address", validAccount + `	mailbox = "shared"
+			`, 5, "accounts.work.mailbox", `"shared" is not an email address`, "shared@contoso.com"},
+		{"mailbox is email", validAccount + `	mailbox = "Me@example.com"
+			`, 5, "accounts.work.mailbox", "same address as email", "remove mailbox"},
 		{"missing client_id", `
 			[accounts.work]
 			provider = "google"
@@ -270,6 +274,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bad log level", `
 			[proxy]
 			log_level = "verbose"`, 2, "proxy.log_level", `unknown log level "verbose"`, `"debug", "info", "warn" or "error"`},
+		{"notify reminder too short", `
+			[proxy]
+			notify_reminder = "5s"`, 2, "proxy.notify_reminder", "out of range", `notify_reminder = "24h"`},
+		{"notify reminder not a duration", `
+			[proxy]
+			notify_reminder = "daily"`, 2, "proxy.notify_reminder", `invalid duration "daily"`, `notify_reminder = "24h"`},
 		{"cert_file without key_file", `
 			[proxy]
 			cert_file = "ca.pem"`, 1, "proxy.key_file", "go together", ""},
@@ -399,6 +409,7 @@ func TestLoadValid(t *testing.T) {
 		tenant = "contoso.onmicrosoft.com"
 		protocols = ["smtp", "imap"]
 		ca_file = "ca.pem"
+		mailbox = "shared@contoso.com"
 
 		[accounts."me@gmail.com"]
 		provider = "google"
@@ -439,6 +450,9 @@ func TestLoadValid(t *testing.T) {
 	if work.Line != 10 || work.ClientSecret != "shh" || work.Tenant != "contoso.onmicrosoft.com" || work.CAFile != ca {
 		t.Errorf("work = %+v", work)
 	}
+	if work.Email != "a@contoso.com" || work.Mailbox != "shared@contoso.com" || work.User() != "shared@contoso.com" {
+		t.Errorf("work: email %q, mailbox %q, user %q", work.Email, work.Mailbox, work.User())
+	}
 	if want := []provider.Protocol{provider.SMTP, provider.IMAP}; !reflect.DeepEqual(work.Protocols, want) {
 		t.Errorf("work.Protocols = %v, want %v", work.Protocols, want)
 	}
@@ -458,6 +472,9 @@ func TestLoadValid(t *testing.T) {
 	}
 
 	home, _ := cfg.Account("home")
+	if home.User() != "x@fastmail.com" {
+		t.Errorf("home.User() = %q, want its email", home.User())
+	}
 	if home.Provider != "fastmail" || home.Email != "x@fastmail.com" || len(home.Protocols) != 3 {
 		t.Errorf("home = %+v", home)
 	}
@@ -643,4 +660,76 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLoadNotify: the notification settings of [proxy] are read as written, and the audit
+// file is a path relative to the configuration's folder.
+func TestLoadNotify(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "config.toml", dedent(`
+		audit_file = "audit.jsonl"
+		[proxy]
+		notify_command = "ntfy publish mailkey \"$MAILKEY_MESSAGE\""
+		notify_desktop = true
+		notify_reminder = "12h"
+	`))
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Proxy
+	if p.NotifyCommand != `ntfy publish mailkey "$MAILKEY_MESSAGE"` || !p.NotifyDesktop || p.NotifyReminder != 12*time.Hour {
+		t.Errorf("Proxy = %+v", p)
+	}
+	if cfg.AuditFile != filepath.Join(dir, "audit.jsonl") {
+		t.Errorf("AuditFile = %q", cfg.AuditFile)
+	}
+}
+
+// TestLoadServing: a problem inside one account's table leaves that account out, with its
+// file:line error, and the others are served; a problem elsewhere fails the whole load.
+func TestLoadServing(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "config.toml", dedent(`
+		[accounts.good]
+		provider = "fastmail"
+		email = "a@fastmail.com"
+		client_id = "f"
+
+		[accounts.broken]
+		provider = "no-such-provider"
+		email = "b@example.com"
+
+		[accounts.other]
+		provider = "fastmail"
+		email = "c@fastmail.com"
+		client_id = "g"
+		imap = 993
+	`))
+	cfg, skipped, err := LoadServing(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Names(); !reflect.DeepEqual(got, []string{"good"}) {
+		t.Errorf("accounts served: %q", got)
+	}
+	if len(skipped) != 3 || skipped[1].Field != "accounts.broken.provider" || skipped[1].Account != "broken" || !strings.HasPrefix(skipped[1].Error(), path+":7: ") ||
+		skipped[2].Field != "accounts.other.imap" || !strings.HasPrefix(skipped[2].Error(), path+":14: ") {
+		t.Errorf("skipped = %v", skipped)
+	}
+	if _, err := Load(path); err == nil {
+		t.Error("Load accepts the file with broken accounts")
+	}
+
+	for name, doc := range map[string]string{
+		"syntax": "[accounts.good]\nprovider = \"fastmail\nemail = \"a@fastmail.com\"\n",
+		"proxy":  "[proxy]\nlog_level = \"loud\"\n[accounts.good]\nprovider = \"fastmail\"\nemail = \"a@fastmail.com\"\nclient_id = \"f\"\n",
+	} {
+		path := writeFile(t, dir, name+".toml", doc)
+		if cfg, _, err := LoadServing(path); err == nil || cfg != nil {
+			t.Errorf("%s: LoadServing = %v, %v; want an error", name, cfg, err)
+		} else if !strings.HasPrefix(err.Error(), path+":2: ") {
+			t.Errorf("%s: error %q does not name the file and line", name, err)
+		}
+	}
 }

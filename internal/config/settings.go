@@ -14,6 +14,7 @@ func (a *Account) Settings() []KV {
 	}
 	str("provider", a.Provider)
 	str("email", a.Email)
+	str("mailbox", a.Mailbox)
 	str("client_id", a.ClientID)
 	str("client_secret", a.ClientSecret)
 	str("client_secret_cmd", a.ClientSecretCmd)

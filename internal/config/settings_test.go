@@ -17,6 +17,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 		[accounts.work]
 		provider = "microsoft"
 		email = "me@contoso.com"
+		mailbox = "shared@contoso.com"
 		client_id = "id"
 		client_secret = "s3cret"
 		tenant = "contoso.onmicrosoft.com"
@@ -49,6 +50,9 @@ func TestSettingsRoundTrip(t *testing.T) {
 	b, _ := cfg2.Account("work")
 	if !reflect.DeepEqual(a.Settings(), b.Settings()) || !reflect.DeepEqual(preview.Settings(), b.Settings()) {
 		t.Errorf("settings differ:\n%v\n%v", a.Settings(), b.Settings())
+	}
+	if b.Mailbox != "shared@contoso.com" {
+		t.Errorf("mailbox %q, want shared@contoso.com", b.Mailbox)
 	}
 	if b.CAFile != ca {
 		t.Errorf("ca_file %q, want %q", b.CAFile, ca)

@@ -23,7 +23,7 @@ const (
 	fBool
 )
 
-var topFields = map[string]fieldKind{"refresh_margin": fString}
+var topFields = map[string]fieldKind{"refresh_margin": fString, "audit_file": fString}
 
 var proxyFields = map[string]fieldKind{
 	"imap": fString, "pop3": fString, "smtp": fString,
@@ -34,10 +34,13 @@ var proxyFields = map[string]fieldKind{
 	"log_format":         fString,
 	"log_level":          fString,
 	"agent":              fBool,
+	"notify_command":     fString,
+	"notify_desktop":     fBool,
+	"notify_reminder":    fString,
 }
 
 var accountFields = map[string]fieldKind{
-	"provider": fString, "email": fString,
+	"provider": fString, "email": fString, "mailbox": fString,
 	"client_id": fString, "client_secret": fString, "client_secret_cmd": fString, "client_secret_expires": fString,
 	"tenant": fString, "cloud": fString, "issuer": fString,
 	"auth_url": fString, "token_url": fString, "device_url": fString, "revoke_url": fString, "introspect_url": fString,
@@ -114,6 +117,7 @@ func (b *builder) build(data []byte) *Config {
 	if d, ok := b.duration(b.top, "refresh_margin"); ok {
 		cfg.RefreshMargin = d
 	}
+	cfg.AuditFile = b.path(b.top, "audit_file")
 	b.buildProxy(&cfg.Proxy)
 	for _, s := range b.accounts {
 		cfg.Accounts = append(cfg.Accounts, b.buildAccount(s))
@@ -128,7 +132,7 @@ func (b *builder) place(path []string, at pos, v *item, array bool) {
 		return
 	}
 	switch path[0] {
-	case "refresh_margin":
+	case "refresh_margin", "audit_file":
 		b.placeField(b.top, path, 0, at, v, topFields)
 	case "proxy":
 		if len(path) == 1 {
@@ -155,7 +159,7 @@ func (b *builder) place(path []string, at pos, v *item, array bool) {
 		}
 		b.placeField(s, path, 2, at, v, accountFields)
 	default:
-		b.unknown(at, fieldName(path[0]), path[0], []string{"accounts", "proxy", "refresh_margin"})
+		b.unknown(at, fieldName(path[0]), path[0], []string{"accounts", "audit_file", "proxy", "refresh_margin"})
 	}
 }
 
@@ -335,6 +339,29 @@ func (b *builder) duration(s *section, key string) (time.Duration, bool) {
 	return d, true
 }
 
+// durationIn reads a duration of at least least and, unless most is 0, at
+// most most.
+func (b *builder) durationIn(s *section, key string, least, most time.Duration, hint string) (time.Duration, bool) {
+	it := s.vals[key]
+	if it == nil {
+		return 0, false
+	}
+	if it.kind != unstable.String {
+		b.typeError(it.at, s.field(key), `a duration string such as "24h"`, it.kind, hint)
+		return 0, false
+	}
+	d, err := time.ParseDuration(it.str)
+	if err != nil {
+		b.add(it.at, s.field(key), fmt.Sprintf("invalid duration %q", it.str), hint)
+		return 0, false
+	}
+	if d < least || most > 0 && d > most {
+		b.add(it.at, s.field(key), fmt.Sprintf("duration %s is out of range", d), hint+fmt.Sprintf(" (at least %s)", least))
+		return 0, false
+	}
+	return d, true
+}
+
 func (b *builder) buildProxy(p *Proxy) {
 	s := b.proxy
 	listeners := []struct {
@@ -397,6 +424,11 @@ func (b *builder) buildProxy(p *Proxy) {
 		if !s.vals["log_format"].bad && p.LogFormat != "text" && p.LogFormat != "json" {
 			b.add(s.pos("log_format"), s.field("log_format"), fmt.Sprintf("unknown log format %q", p.LogFormat), `write "text" or "json"`)
 		}
+	}
+	p.NotifyCommand = b.str(s, "notify_command")
+	p.NotifyDesktop = b.boolean(s, "notify_desktop")
+	if d, ok := b.durationIn(s, "notify_reminder", time.Minute, 0, `write notify_reminder = "24h"`); ok {
+		p.NotifyReminder = d
 	}
 	if s.vals["log_level"] != nil {
 		p.LogLevel = b.str(s, "log_level")

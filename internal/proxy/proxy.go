@@ -17,13 +17,34 @@ const (
 
 // Authenticator checks local credentials (app passwords).
 //
-// Authenticate returns the account the login belongs to. A wrong password or
+// Authenticate returns the account the login belongs to, and the label of
+// the credential that matched ("" when it has none). A wrong password or
 // an unknown login must be reported with an error wrapping
 // [ErrBadCredentials]; any other error is treated as a temporary failure
 // (for example an unreadable store) and the client is told to retry later.
 // Errors must not contain the password.
 type Authenticator interface {
-	Authenticate(ctx context.Context, login, password string, remote net.Addr) (account string, err error)
+	Authenticate(ctx context.Context, login, password string, remote net.Addr) (account, label string, err error)
+}
+
+// Login results of a LoginEvent.
+const (
+	LoginOK          = "ok"
+	LoginFailed      = "failed"
+	LoginRateLimited = "rate_limited"
+)
+
+// A LoginEvent is one local login attempt, for an audit trail: who tried,
+// from where, and what came of it. It never holds the password.
+type LoginEvent struct {
+	Result   string // LoginOK, LoginFailed or LoginRateLimited
+	Protocol string
+	Remote   string
+	// Login is the user name the client sent, cleaned for logs.
+	Login string
+	// Account and Label are the account and credential that matched
+	// (LoginOK only).
+	Account, Label string
 }
 
 // Dialer opens an authenticated upstream connection for an account.

@@ -129,6 +129,8 @@ type Server struct {
 	// one mailkey serve), so that a source's connection cap and its failed
 	// logins count across them; nil gives the Server a Guard of its own.
 	Guard *Guard
+	// Audit, when set, hears of every local login attempt.
+	Audit func(LoginEvent)
 
 	initOnce sync.Once
 	limits   Limits

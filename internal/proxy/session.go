@@ -313,20 +313,28 @@ func (s *Session) BadCommand() error {
 func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 	remote := s.raw.RemoteAddr()
 	key := sourceKey(remote)
+	audit := func(result, account, label string) {
+		if s.srv.Audit != nil {
+			s.srv.Audit(LoginEvent{Result: result, Protocol: s.srv.Protocol.Name(), Remote: remote.String(),
+				Login: safeLogin(login), Account: account, Label: label})
+		}
+	}
 	if !s.srv.guard.loginAllowed(key, login) {
 		s.srv.metrics.RateLimited.Add(1)
 		s.outcome = OutcomeRateLimited
 		s.log.Warn("login refused: too many failures from this address", "remote", remote.String(), "login", safeLogin(login))
+		audit(LoginRateLimited, "", "")
 		s.failureDelay()
 		return nil, ErrRateLimited
 	}
-	account, err := s.srv.Auth.Authenticate(s.ctx, login, password, remote)
+	account, label, err := s.srv.Auth.Authenticate(s.ctx, login, password, remote)
 	if err != nil {
 		if errors.Is(err, ErrBadCredentials) {
 			s.srv.guard.loginFailed(key, login)
 			s.srv.metrics.AuthFailed.Add(1)
 			s.outcome = OutcomeAuthFailed
 			s.log.Info("login failed", "remote", remote.String(), "login", safeLogin(login))
+			audit(LoginFailed, "", "")
 			s.failureDelay()
 			return nil, ErrBadCredentials
 		}
@@ -341,7 +349,8 @@ func (s *Session) Login(login, password, ehlo string) (*Upstream, error) {
 	}
 	s.srv.metrics.AuthSucceeded.Add(1)
 	s.account = account
-	s.log.Debug("app password accepted", "login", safeLogin(login), "account", account)
+	s.log.Debug("app password accepted", "login", safeLogin(login), "account", account, "label", label)
+	audit(LoginOK, account, label)
 
 	ctx, cancel := context.WithTimeout(s.ctx, s.srv.limits.DialTimeout)
 	defer cancel()

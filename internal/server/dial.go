@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
@@ -28,15 +29,23 @@ type Tokens interface {
 // Dialer opens authenticated upstream sessions for the proxy: it
 // implements proxy.Dialer.
 type Dialer struct {
-	accounts map[string]*config.Account
-	tls      map[string]*tls.Config // per account: system roots + ca_file
+	mu       sync.RWMutex
+	accounts map[string]dialAccount
 	tokens   Tokens
 	log      *slog.Logger
 	m        *metrics
-	// refreshed, when set, hears of every forced refresh.
+	// refreshed, when set, hears of every forced refresh, and of every
+	// login that found that the account needs a new login: the
+	// account's refresher looks at it at once.
 	refreshed func(account string)
 	// command is Config.Command.
 	command func(step Step, account string) string
+}
+
+// dialAccount is an account as the Dialer serves it.
+type dialAccount struct {
+	conf *config.Account
+	tls  *tls.Config // system roots + ca_file
 }
 
 // run words "(run COMMAND)" for a message to a mail client, after what
@@ -66,16 +75,34 @@ func newDialer(accounts []*config.Account, tok Tokens, log *slog.Logger, m *metr
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Dialer{accounts: map[string]*config.Account{}, tls: map[string]*tls.Config{}, tokens: tok, log: log, m: m}
+	d := &Dialer{tokens: tok, log: log, m: m}
+	bad := d.set(accounts)
+	for _, a := range accounts { // the first in file order
+		if err := bad[a.Name]; err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// set makes accounts the ones the Dialer serves, for the sessions that
+// start from now on. An account whose ca_file cannot be read is left out,
+// its error returned by name; the others are served.
+func (d *Dialer) set(accounts []*config.Account) map[string]error {
+	next := make(map[string]dialAccount, len(accounts))
+	bad := map[string]error{}
 	for _, a := range accounts {
 		tc, err := account.TLSConfig(a.CAFile, "")
 		if err != nil {
-			return nil, fmt.Errorf("account %s: %w", a.Name, err)
+			bad[a.Name] = fmt.Errorf("account %s: %w", a.Name, err)
+			continue
 		}
-		d.accounts[a.Name] = a
-		d.tls[a.Name] = tc
+		next[a.Name] = dialAccount{conf: a, tls: tc}
 	}
-	return d, nil
+	d.mu.Lock()
+	d.accounts = next
+	d.mu.Unlock()
+	return bad
 }
 
 // protocolOf maps the proxy's protocol names to the provider's.
@@ -94,7 +121,10 @@ func protocolOf(p string) provider.Protocol {
 // refuses the token, the manager replaces it (ForceRefresh) and upstream
 // tries once more on a new connection.
 func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Upstream, error) {
-	a, ok := d.accounts[req.Account]
+	d.mu.RLock()
+	da, ok := d.accounts[req.Account]
+	d.mu.RUnlock()
+	a := da.conf
 	if !ok {
 		return nil, &proxy.UpstreamError{Message: "mailkey has no account " + req.Account, Err: fmt.Errorf("%w: unknown account %q", proxy.ErrUpstreamAuth, req.Account)}
 	}
@@ -111,7 +141,7 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 	}
 	d.m.dials.WithLabelValues(req.Protocol).Inc()
 	s, err := upstream.For(protocolOf(req.Protocol))(ctx, &upstream.Options{
-		Server: srv, TLS: d.tls[a.Name], User: a.Email, SASL: a.SASL, EHLO: req.EHLO,
+		Server: srv, TLS: da.tls, User: a.User(), SASL: a.SASL, EHLO: req.EHLO,
 		Token: func(context.Context) (string, error) { return rec.AccessToken, nil },
 		Retry: func(_ context.Context, refused *upstream.ReplyError) bool {
 			d.log.Warn("upstream refused the token, refreshing it", "conn", req.ConnID, "account", a.Name,
@@ -176,6 +206,9 @@ func (d *Dialer) failure(a *config.Account, srv provider.Server, req proxy.Upstr
 func (d *Dialer) tokenFailure(name string, err error) error {
 	var nl *tokens.NeedsLoginError
 	if errors.As(err, &nl) {
+		if d.refreshed != nil {
+			d.refreshed(name)
+		}
 		return &proxy.UpstreamError{
 			Message: "mailkey has no valid token for " + name + run(d.command, "", StepLogin, name),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrUpstreamAuth, err),

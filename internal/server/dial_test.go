@@ -350,7 +350,7 @@ func TestPOP3LongToken(t *testing.T) {
 		p.send("+OK logged in\r\n")
 	})
 	d := u.dialer(t, provider.POP3, true, &fakeTokens{cur: long})
-	d.accounts["work"].SASL = "oauthbearer"
+	d.accounts["work"].conf.SASL = "oauthbearer"
 	up, err := d.Dial(dialCtx(t), proxy.UpstreamRequest{Protocol: proxy.POP3, Account: "work"})
 	if err != nil {
 		t.Fatal(err)

@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -18,9 +20,14 @@ const (
 	minRefreshWait = 500 * time.Millisecond
 	// noExpiryWait: a token without an expiry is checked this often.
 	noExpiryWait = time.Hour
-	// needsLoginWait: an account that needs a login is looked at again
-	// this often (the user may have logged in meanwhile).
-	needsLoginWait = 5 * time.Minute
+	// holdOffWait: an account whose client or endpoint needs a fix is
+	// asked about again this often (the user may have fixed it meanwhile).
+	holdOffWait = 5 * time.Minute
+	// loginWatchWait: an account that needs a login is looked at again
+	// this often, so that a login from another process (mailkey login)
+	// is noticed soon. The look reads the store only: a grant marked dead
+	// is never sent to the provider.
+	loginWatchWait = 10 * time.Second
 	// maxCheckWait bounds the wait after a fresh token: another process
 	// (mailkey login, another instance) may have replaced it meanwhile,
 	// and checking the store costs no request to the provider.
@@ -44,13 +51,22 @@ type refresher struct {
 	log    *slog.Logger
 	m      *metrics
 	hint   func(account string, err error) string // Config.Hint
+	// command words a next step (Config.Command) for notifications.
+	command func(step Step, account string) string
+	// email is the account's address, for notifications.
+	email string
+	// notify hears what each check found; nil sends nothing.
+	notify *notifier
 	// kick makes the refresher look at the token now: the proxy replaced
 	// it after an upstream refusal, so its expiry changed.
 	kick chan struct{}
+	// stop ends run; set when it starts.
+	stop context.CancelFunc
 
 	// Owned by run's goroutine.
-	failures int    // transient failures in a row
-	last     string // the access token seen last, to tell a refresh
+	failures   int    // transient failures in a row
+	last       string // the access token seen last, to tell a refresh
+	needsLogin bool   // the last check found that the account needs a login
 }
 
 // newRefresher returns the refresher of account for the token manager's
@@ -58,7 +74,7 @@ type refresher struct {
 // at half its life when it lives shorter than four margins.
 func newRefresher(account string, tok Tokens, margin time.Duration, log *slog.Logger, m *metrics) *refresher {
 	return &refresher{account: account, tokens: tok, margin: margin, window: 2 * margin, now: time.Now,
-		log: log, m: m, kick: make(chan struct{}, 1)}
+		log: log, m: m, kick: make(chan struct{}, 1), stop: func() {}}
 }
 
 // hintFor words the next step for err, or "" without a Config.Hint.
@@ -74,8 +90,17 @@ func (r *refresher) hintFor(err error) string {
 func (r *refresher) holdOff(err error, class, msg string) time.Duration {
 	r.failures = 0
 	r.m.refreshes.WithLabelValues(r.account, class).Inc()
-	r.log.Warn(msg, "account", r.account, "class", class, "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
-	return needsLoginWait
+	r.log.Warn(msg, "account", r.account, "class", class, "error", err.Error(), "fix", r.hintFor(err), "retry_in", holdOffWait)
+	r.observe(condFailing, r.account+": "+msg+run(r.command, "", StepTest, r.account), time.Time{})
+	return holdOffWait
+}
+
+// observe tells the notifier what a check found.
+func (r *refresher) observe(c condition, msg string, grantEnd time.Time) {
+	r.needsLogin = c == condNeedsLogin
+	if r.notify != nil {
+		r.notify.observe(r.account, r.email, c, msg, grantEnd)
+	}
 }
 
 // poke asks for a check now, without blocking.
@@ -129,18 +154,28 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		if r.last != "" && rec.AccessToken != r.last {
 			result = "refreshed"
 			r.log.Info("token refreshed", "account", r.account, "expiry", rec.Expiry)
+			if r.notify != nil {
+				r.notify.audit.Record(audit.Event{Event: audit.GrantRefreshed, Account: r.account})
+			}
 		}
 		r.last = rec.AccessToken
 		r.m.refreshes.WithLabelValues(r.account, result).Inc()
 		next := min(r.next(rec), maxCheckWait)
 		r.log.Debug("token checked", "account", r.account, "result", result, "expiry", rec.Expiry, "next_check_in", next)
+		r.observe(condOK, r.account+": its mail clients can log in again", rec.RefreshExpiry)
 		return next
 	case errors.As(err, &nl):
 		r.failures = 0
 		r.m.refreshes.WithLabelValues(r.account, "permanent").Inc()
-		r.log.Warn("account needs a login: its mail clients cannot log in until then", "account", r.account,
+		// Said once, then looked at quietly until a login mends it.
+		level := slog.LevelWarn
+		if r.needsLogin {
+			level = slog.LevelDebug
+		}
+		r.log.Log(ctx, level, "account needs a login: its mail clients cannot log in until then", "account", r.account,
 			"class", "permanent", "error", err.Error(), "run", r.hintFor(err))
-		return needsLoginWait
+		r.observe(condNeedsLogin, r.account+": needs a login, its mail clients cannot log in until then"+run(r.command, "", StepLogin, r.account), time.Time{})
+		return loginWatchWait
 	case errors.As(err, &ce):
 		// The app's configuration: the grant is kept; ask again later, in
 		// case the client secret has been fixed.
@@ -162,6 +197,9 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 		wait = te.RetryAfter
 	}
 	r.log.Warn("token refresh failed", "account", r.account, "class", "transient", "error", err.Error(), "retry_in", wait)
+	if r.failures >= failingAfter {
+		r.observe(condFailing, fmt.Sprintf("%s: the token refresh failed %d times in a row: %v", r.account, r.failures, err), time.Time{})
+	}
 	return wait
 }
 

@@ -28,12 +28,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
 	"github.com/mailkey/mailkey/internal/apppass"
+	"github.com/mailkey/mailkey/internal/audit"
 	"github.com/mailkey/mailkey/internal/certs"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/provider"
@@ -63,7 +65,8 @@ type RecordReader interface {
 // Config is what a Server needs. Proxy holds the listeners after any
 // command-line overrides ("" disables one).
 type Config struct {
-	Proxy    config.Proxy
+	Proxy config.Proxy
+	// Accounts are served from the start; Reload replaces them.
 	Accounts []*config.Account
 	// Tokens hands out and refreshes access tokens.
 	Tokens Tokens
@@ -88,6 +91,22 @@ type Config struct {
 	// CLI's words), for messages to mail clients and the status page; nil
 	// names none.
 	Command func(step Step, account string) string
+	// NotifyCommand, when set, is run through the shell for every
+	// notification (see Notification), with the event in its environment
+	// and no secret in it.
+	NotifyCommand string
+	// NotifyDesktop shows notifications on the desktop, through
+	// org.freedesktop.Notifications on the D-Bus session bus.
+	NotifyDesktop bool
+	// NotifyReminder repeats needs-login this often while it lasts;
+	// default DefaultNotifyReminder.
+	NotifyReminder time.Duration
+	// ExpiryWarning sends expiry-warning this long before a grant's known
+	// end; default DefaultExpiryWarning.
+	ExpiryWarning time.Duration
+	// Audit records app passwords used, refused and rate-limited, and
+	// grants refreshed, lost and recovered; nil records none.
+	Audit *audit.Log
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
@@ -132,13 +151,100 @@ type Server struct {
 	verifier    *apppass.Verifier
 	byProto     map[string]*proxy.Metrics
 	listeners   []*listener
-	refreshers  map[string]*refresher
+	notifier    *notifier
 	statusAddr  string
 	statusSrv   *http.Server
 	started     time.Time
 
 	mu       sync.Mutex
 	statusLn net.Listener
+	// The accounts served now and their refreshers, changed by Reload.
+	accts      []*config.Account
+	refreshers map[string]*refresher
+	// bg and bgWG run the refreshers once Run has started; nil before.
+	bg   context.Context
+	bgWG *sync.WaitGroup
+}
+
+// Reloaded is what a Reload changed.
+type Reloaded struct {
+	Added, Removed, Changed []string
+	// Skipped are the accounts left out, by name: their ca_file cannot be
+	// read.
+	Skipped map[string]error
+}
+
+// accounts returns the accounts served now.
+func (s *Server) accounts() []*config.Account {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accts
+}
+
+// Reload makes accounts the ones served, for the sessions that start from
+// now on; running sessions go on. An account configured as before keeps
+// its refresher and its state; a changed one starts anew; app passwords
+// are checked anew from their file at the next login of each. Listener
+// settings are not changed by a reload.
+func (s *Server) Reload(accounts []*config.Account) Reloaded {
+	r := s.apply(accounts)
+	s.verifier.Forget()
+	return r
+}
+
+// apply installs accounts in the dialer and the refreshers.
+func (s *Server) apply(accounts []*config.Account) Reloaded {
+	var r Reloaded
+	r.Skipped = s.dialer.set(accounts)
+	accounts = slices.DeleteFunc(slices.Clone(accounts), func(a *config.Account) bool { return r.Skipped[a.Name] != nil })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := map[string]*config.Account{}
+	for _, a := range s.accts {
+		old[a.Name] = a
+	}
+	next := map[string]bool{}
+	for _, a := range accounts {
+		next[a.Name] = true
+		prev, had := old[a.Name]
+		switch {
+		case !had:
+			r.Added = append(r.Added, a.Name)
+		case !account.Same(prev, a):
+			r.Changed = append(r.Changed, a.Name)
+		default:
+			continue
+		}
+		if rf := s.refreshers[a.Name]; rf != nil {
+			rf.stop()
+		}
+		rf := newRefresher(a.Name, s.cfg.Tokens, s.cfg.RefreshMargin, s.log, s.m)
+		rf.hint, rf.command, rf.email, rf.notify = s.cfg.Hint, s.cfg.Command, a.Email, s.notifier
+		s.refreshers[a.Name] = rf
+		if s.bg != nil {
+			s.startRefresher(rf)
+		}
+	}
+	for _, a := range s.accts {
+		if !next[a.Name] {
+			r.Removed = append(r.Removed, a.Name)
+			if rf := s.refreshers[a.Name]; rf != nil {
+				rf.stop()
+			}
+			delete(s.refreshers, a.Name)
+			s.notifier.forget(a.Name)
+		}
+	}
+	s.accts = accounts
+	return r
+}
+
+// startRefresher runs rf in the background until it is stopped or Run
+// ends; s.mu is held.
+func (s *Server) startRefresher(rf *refresher) {
+	ctx, cancel := context.WithCancel(s.bg)
+	rf.stop = cancel
+	s.bgWG.Go(func() { rf.run(ctx) })
 }
 
 type listener struct {
@@ -240,22 +346,29 @@ func New(cfg Config) (*Server, error) {
 	s.fingerprint = certs.Fingerprint(s.cert.Certificate[0])
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
 
-	s.dialer, err = newDialer(cfg.Accounts, cfg.Tokens, s.log, s.m)
-	if err != nil {
-		return nil, err
+	s.dialer, _ = newDialer(nil, cfg.Tokens, s.log, s.m)
+	s.notifier = newNotifier(cfg.NotifyReminder, cfg.ExpiryWarning, s.log)
+	s.notifier.audit = cfg.Audit
+	if cfg.NotifyCommand != "" {
+		s.notifier.sinks = append(s.notifier.sinks, commandSink(cfg.NotifyCommand))
+	}
+	if cfg.NotifyDesktop {
+		s.notifier.sinks = append(s.notifier.sinks, desktopSink())
 	}
 	s.refreshers = map[string]*refresher{}
-	for _, a := range cfg.Accounts {
-		s.refreshers[a.Name] = newRefresher(a.Name, cfg.Tokens, cfg.RefreshMargin, s.log, s.m)
-		s.refreshers[a.Name].hint = cfg.Hint
+	for name, err := range s.apply(cfg.Accounts).Skipped {
+		s.log.Error("account left out: it cannot be served until its configuration is fixed", "account", name, "error", err.Error())
 	}
 	s.dialer.command = cfg.Command
 	s.dialer.refreshed = func(account string) {
-		if r := s.refreshers[account]; r != nil {
+		s.mu.Lock()
+		r := s.refreshers[account]
+		s.mu.Unlock()
+		if r != nil {
 			r.poke()
 		}
 	}
-	s.verifier = cfg.Passwords.NewVerifier(LoginAccounts(cfg.Accounts))
+	s.verifier = cfg.Passwords.NewVerifier(func(login string) []string { return LoginAccounts(s.accounts())(login) })
 	s.m.hashes = s.verifier.Hashes
 	auth := authenticator{v: s.verifier, command: cfg.Command}
 	// One guard for every listener: a source's connections and failed
@@ -281,6 +394,7 @@ func New(cfg Config) (*Server, error) {
 			Limits:      cfg.Limits,
 			Metrics:     pm,
 			Guard:       guard,
+			Audit:       s.auditLogin,
 		}})
 	}
 	s.m.byProto = s.byProto
@@ -289,13 +403,15 @@ func New(cfg Config) (*Server, error) {
 }
 
 // LoginAccounts maps a login name to the accounts it may mean: the
-// account of that name, and every account whose email address it is (in
-// any case).
+// account of that name, and every account whose mailbox address it is (in
+// any case). An account that opens a shared mailbox answers to the
+// mailbox's address, not to the delegate's, which is the delegate's own
+// account's.
 func LoginAccounts(accounts []*config.Account) func(login string) []string {
 	return func(login string) []string {
 		var out []string
 		for _, a := range accounts {
-			if a.Name == login || strings.EqualFold(a.Email, login) {
+			if a.Name == login || strings.EqualFold(a.User(), login) {
 				out = append(out, a.Name)
 			}
 		}
@@ -309,21 +425,28 @@ type authenticator struct {
 	command func(Step, string) string // Config.Command
 }
 
-func (a authenticator) Authenticate(ctx context.Context, login, password string, remote net.Addr) (string, error) {
-	acct, err := a.v.VerifyFrom(ctx, sourceOf(remote), login, password)
+func (a authenticator) Authenticate(ctx context.Context, login, password string, remote net.Addr) (string, string, error) {
+	m, err := a.v.CheckFrom(ctx, sourceOf(remote), login, password)
 	switch {
 	case errors.Is(err, apppass.ErrNoMatch):
-		return "", proxy.ErrBadCredentials
+		return "", "", proxy.ErrBadCredentials
 	case errors.Is(err, apppass.ErrBusy):
-		return "", &proxy.UpstreamError{Message: "Too many logins are being checked, try again later", Err: err}
+		return "", "", &proxy.UpstreamError{Message: "Too many logins are being checked, try again later", Err: err}
 	case err != nil && ctx.Err() == nil:
-		// Verify fails otherwise only when the file cannot be read.
-		return "", &proxy.UpstreamError{
+		// Check fails otherwise only when the file cannot be read.
+		return "", "", &proxy.UpstreamError{
 			Message: "mailkey cannot read its app password file" + run(a.command, "", StepStatus, ""),
 			Err:     fmt.Errorf("%w: %w", proxy.ErrLocalFault, err),
 		}
 	}
-	return acct, err
+	return m.Account, m.Label, err
+}
+
+// auditLogin records a local login attempt.
+func (s *Server) auditLogin(e proxy.LoginEvent) {
+	kind := map[string]string{proxy.LoginOK: audit.AppPasswordUsed, proxy.LoginFailed: audit.AppPasswordFailed,
+		proxy.LoginRateLimited: audit.AppPasswordRateLimited}[e.Result]
+	s.cfg.Audit.Record(audit.Event{Event: kind, Account: e.Account, Login: e.Login, Label: e.Label, Source: e.Remote, Protocol: e.Protocol})
 }
 
 // sourceOf is the address a client connected from, without its port.
@@ -420,11 +543,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.started = time.Now()
-	s.log.Info("mailkey serve starting", "version", s.cfg.Version, "accounts", len(s.cfg.Accounts))
+	s.log.Info("mailkey serve starting", "version", s.cfg.Version, "accounts", len(s.accounts()))
 	s.log.Info("proxy certificate", "file", s.certFile, "sha256", s.fingerprint, "generated", s.generated)
 	now := time.Now()
-	for i, h := range s.health(ctx) { // in the order of cfg.Accounts
-		for _, w := range account.EarlyWarnings(s.cfg.Accounts[i], h.rec, now) {
+	for _, h := range s.health(ctx) {
+		for _, w := range account.EarlyWarnings(h.conf, h.rec, now) {
 			s.log.Warn("deadline ahead: "+w.Text, "account", h.name, "at", w.At.Format(time.RFC3339), "fix", w.Fix)
 		}
 	}
@@ -432,10 +555,13 @@ func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	var bgWG sync.WaitGroup
-	for _, a := range s.cfg.Accounts {
-		r := s.refreshers[a.Name]
-		bgWG.Go(func() { r.run(bg) })
+	s.mu.Lock()
+	s.bg, s.bgWG = bg, &bgWG
+	for _, rf := range s.refreshers {
+		s.startRefresher(rf)
 	}
+	s.mu.Unlock()
+	bgWG.Go(func() { s.notifier.run(bg) })
 	bgWG.Go(func() {
 		t := time.NewTicker(flushInterval)
 		defer t.Stop()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +156,28 @@ func TestServe(t *testing.T) {
 	}
 }
 
+func TestLoginAccounts(t *testing.T) {
+	accounts := []*config.Account{
+		{Name: "alice", Email: "alice@example.test"},
+		{Name: "shared", Email: "alice@example.test", Mailbox: "shared@example.test"},
+	}
+	find := LoginAccounts(accounts)
+	for _, tc := range []struct {
+		login string
+		want  []string
+	}{
+		{"alice", []string{"alice"}},
+		{"Alice@Example.test", []string{"alice"}}, // the delegate's own mailbox, not the shared one
+		{"shared", []string{"shared"}},
+		{"SHARED@example.test", []string{"shared"}},
+		{"bob@example.test", nil},
+	} {
+		if got := find(tc.login); !slices.Equal(got, tc.want) {
+			t.Errorf("LoginAccounts(%q) = %q, want %q", tc.login, got, tc.want)
+		}
+	}
+}
+
 // TestServeReadyStopping: Ready comes once the listeners answer (a client
 // connecting at that moment gets its greeting), Stopping when the shutdown
 // begins and not before.
@@ -204,5 +227,94 @@ func TestServeReadyStopping(t *testing.T) {
 	case <-stopping:
 	default:
 		t.Fatal("Run returned without calling Stopping")
+	}
+}
+
+// TestReload: after a reload a removed account's logins are refused, a kept one goes on, an
+// added one is served, and one whose ca_file cannot be read is left out without stopping the
+// others.
+func TestReload(t *testing.T) {
+	u := newUpstream(t, false, imapScript(func(_ int, tok string) string {
+		return "m2 OK [CAPABILITY IMAP4rev1] Logged in\r\n"
+	}))
+	state := filepath.Join(t.TempDir(), "state")
+	pwFile := apppass.Open(state)
+	pwFile.SetParams(apppass.Params{Time: 1, Memory: 64, Threads: 1, KeyLen: 32})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pws := map[string]string{}
+	for _, name := range []string{"work", "home", "lab"} {
+		pw, _, err := pwFile.Add(ctx, name, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pws[name] = pw
+	}
+	acct := func(name string) *config.Account {
+		return &config.Account{Name: name, Email: name + "@example.test", CAFile: u.ca,
+			Servers: map[provider.Protocol]provider.Server{provider.IMAP: {Host: "localhost", Port: u.port, Protocol: provider.IMAP}}}
+	}
+	srv, err := New(Config{
+		Proxy:     config.Proxy{IMAP: "127.0.0.1:0"},
+		Accounts:  []*config.Account{acct("work"), acct("home")},
+		Tokens:    &fakeTokens{cur: tok1},
+		Store:     records{},
+		Passwords: pwFile,
+		StateDir:  state,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	login := func(user string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", srv.Addr(ListenIMAP))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(testwait.Deadline(t))
+		r := bufio.NewReader(c)
+		r.ReadString('\n')
+		c.Write([]byte("a LOGIN " + user + " " + pws[user] + "\r\n"))
+		l, _ := r.ReadString('\n')
+		if strings.HasPrefix(l, "a OK") { // the upstream's script ends with a NOOP
+			c.Write([]byte("x NOOP\r\n"))
+			r.ReadString('\n')
+		}
+		return l
+	}
+	if l := login("work"); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("work before the reload: %q", l)
+	}
+
+	broken := acct("broken")
+	broken.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+	home := acct("home")
+	home.Line = 12 // moved in the file: not a change
+	got := srv.Reload([]*config.Account{home, acct("lab"), broken})
+	if !slices.Equal(got.Added, []string{"lab"}) || !slices.Equal(got.Removed, []string{"work"}) || len(got.Changed) != 0 || got.Skipped["broken"] == nil {
+		t.Errorf("Reload = %+v", got)
+	}
+	if l := login("work"); !strings.HasPrefix(l, "a NO [AUTHENTICATIONFAILED]") {
+		t.Errorf("removed account: %q", l)
+	}
+	for _, name := range []string{"home", "lab"} {
+		if l := login(name); !strings.HasPrefix(l, "a OK") {
+			t.Errorf("%s after the reload: %q", name, l)
+		}
+	}
+	changed := acct("lab")
+	changed.Email = "lab2@example.test"
+	if got := srv.Reload([]*config.Account{home, changed}); !slices.Equal(got.Changed, []string{"lab"}) {
+		t.Errorf("Reload with a changed address = %+v", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

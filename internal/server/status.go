@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailkey/mailkey/internal/account"
+	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/store"
 	"github.com/mailkey/mailkey/internal/tokens"
 )
@@ -36,6 +37,7 @@ type statusData struct {
 
 type accountRow struct {
 	Name, Email, State string
+	Mailbox            string   // the shared mailbox the account opens, if any
 	Warnings           []string // deadlines ahead (account.EarlyWarnings), with what to do
 }
 type listenerRow struct{ Name, Addr string }
@@ -88,6 +90,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // accountHealth is what the store says of one account now.
 type accountHealth struct {
 	name    string
+	conf    *config.Account
 	appOnly bool
 	rec     *store.Record // nil when there is none or it cannot be read
 	err     error         // why there is no rec
@@ -95,9 +98,10 @@ type accountHealth struct {
 
 // health reads every account's record, never quoting a token.
 func (s *Server) health(ctx context.Context) []accountHealth {
-	out := make([]accountHealth, 0, len(s.cfg.Accounts))
-	for _, a := range s.cfg.Accounts {
-		h := accountHealth{name: a.Name, appOnly: a.Flow != "", err: errNoStore}
+	accounts := s.accounts()
+	out := make([]accountHealth, 0, len(accounts))
+	for _, a := range accounts {
+		h := accountHealth{name: a.Name, conf: a, appOnly: a.Flow != "", err: errNoStore}
 		if s.cfg.Store != nil {
 			h.rec, h.err = s.cfg.Store.Get(ctx, a.Name)
 		}
@@ -135,10 +139,9 @@ func (s *Server) statusData(ctx context.Context) statusData {
 		d.Started = s.started.Format(time.RFC3339)
 	}
 	now := time.Now()
-	for i, h := range s.health(ctx) {
-		conf := s.cfg.Accounts[i]
-		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now)}
-		for _, w := range account.EarlyWarnings(conf, h.rec, now) {
+	for _, h := range s.health(ctx) {
+		row := accountRow{Name: h.name, Email: h.conf.Email, Mailbox: h.conf.Mailbox, State: s.tokenState(h, now)}
+		for _, w := range account.EarlyWarnings(h.conf, h.rec, now) {
 			row.Warnings = append(row.Warnings, w.Text+"; "+w.Fix)
 		}
 		d.Accounts = append(d.Accounts, row)

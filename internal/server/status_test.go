@@ -28,7 +28,7 @@ func TestTokenStateClientMark(t *testing.T) {
 		{"invalid_client: client authentication failed", "valid until"},
 	} {
 		rec := &store.Record{Account: "work", AccessToken: "at", Expiry: now.Add(time.Hour), NeedsLogin: true, Reason: tc.reason}
-		s := &Server{cfg: Config{Store: oneRecord{rec}, Accounts: []*config.Account{{Name: "work"}}}}
+		s := &Server{cfg: Config{Store: oneRecord{rec}}, accts: []*config.Account{{Name: "work"}}}
 		if got := s.tokenState(s.health(context.Background())[0], now); !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%s: state %q, want %q…", tc.reason, got, tc.want)
 		}
@@ -40,8 +40,8 @@ func TestTokenStateClientMark(t *testing.T) {
 // is ready (it fetches one on first use).
 func TestReadyz(t *testing.T) {
 	dead := &store.Record{Account: "work", AccessToken: "at", Expiry: time.Now().Add(time.Hour), NeedsLogin: true, Reason: "invalid_grant: revoked"}
-	s := &Server{cfg: Config{Store: oneRecord{dead}, Accounts: []*config.Account{{Name: "work"}},
-		Command: func(step Step, a string) string { return "mailkey login " + a }}, started: time.Now()}
+	s := &Server{cfg: Config{Store: oneRecord{dead},
+		Command: func(step Step, a string) string { return "mailkey login " + a }}, accts: []*config.Account{{Name: "work"}}, started: time.Now()}
 	rr := httptest.NewRecorder()
 	s.readyz(rr, httptest.NewRequest("GET", "/readyz", nil))
 	if rr.Code != http.StatusServiceUnavailable || rr.Body.String() != "not ready\nwork: needs login (mailkey login work)\n" {
@@ -53,7 +53,7 @@ func TestReadyz(t *testing.T) {
 		t.Errorf("gauges with a dead grant:\n%s", b.String())
 	}
 
-	s.cfg.Store, s.cfg.Accounts = records{}, []*config.Account{{Name: "work"}}
+	s.cfg.Store = records{}
 	s.started = time.Time{}
 	rr = httptest.NewRecorder()
 	s.readyz(rr, httptest.NewRequest("GET", "/readyz", nil))

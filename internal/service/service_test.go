@@ -26,7 +26,7 @@ func TestSystemdUnit(t *testing.T) {
 		"\nEnvironment=MAILKEY_CONFIG=/home/you/.config/mailkey/config.toml\n",
 		"\nEnvironment=MAILKEY_STATE_DIR=/home/you/.local/state/mailkey\n",
 		"\nEnvironmentFile=-/home/you/.config/mailkey/service.env\n",
-		"\nWantedBy=default.target\n", "\nNoNewPrivileges=yes\n",
+		"\nWantedBy=default.target\n", "\nNoNewPrivileges=yes\n", "\nExecReload=/bin/kill -HUP $MAINPID\n",
 	} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("unit lacks %q:\n%s", want, unit)
@@ -48,6 +48,10 @@ func TestSystemdUnit(t *testing.T) {
 		if !strings.Contains(unit, want) {
 			t.Errorf("system unit lacks %q:\n%s", want, unit)
 		}
+	}
+	// The agent ends on SIGHUP, as every command but serve does: no reload.
+	if strings.Contains(unit, "ExecReload") {
+		t.Errorf("the agent's unit reloads:\n%s", unit)
 	}
 }
 

@@ -95,6 +95,10 @@ func SystemdUnit(s Spec) []byte {
 	w("Type=notify")
 	w("NotifyAccess=main")
 	w("ExecStart=%s %s --log-format json", execQuote(s.Executable), s.Program.Name())
+	if s.Program == Serve {
+		// serve re-reads its configuration on SIGHUP: systemctl reload.
+		w("ExecReload=/bin/kill -HUP $MAINPID")
+	}
 	for _, kv := range s.env() {
 		w("Environment=%s", pathQuote(kv[0]+"="+kv[1]))
 	}

@@ -162,11 +162,20 @@ func untaggedCaps(l string) []string {
 // capsInCode parses a [CAPABILITY …] response code in a status line; nil
 // when there is none.
 func capsInCode(l string) []string {
-	i := strings.Index(strings.ToUpper(l), "[CAPABILITY ")
+	const code = "[CAPABILITY "
+	// Searched in l itself: an upper-cased copy may differ in length
+	// (invalid UTF-8 becomes U+FFFD), so its offsets do not fit l.
+	i := -1
+	for k := 0; k+len(code) <= len(l); k++ {
+		if strings.EqualFold(l[k:k+len(code)], code) {
+			i = k
+			break
+		}
+	}
 	if i < 0 {
 		return nil
 	}
-	rest := l[i+len("[CAPABILITY "):]
+	rest := l[i+len(code):]
 	j := strings.IndexByte(rest, ']')
 	if j < 0 {
 		return nil

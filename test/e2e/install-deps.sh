@@ -12,16 +12,25 @@ PKGS=(
   # systemd-analyze verify checks the units mailkey service install writes
   systemd
   # mail clients driven by later tests
-  msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  msmtp mutt neomutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  aerc git-email libmailtools-perl libauthen-sasl-perl libio-socket-ssl-perl libnet-smtp-ssl-perl procmail tmux
+  # promtool checks the sample alerting rules in docs/monitoring
+  prometheus
   # mailkey import: mutt_oauth2.py encrypts its token file with gpg; email-oauth2-proxy fixtures
   gnupg python3-cryptography
+  # a session bus for the desktop notification test of mailkey serve
+  dbus-daemon
   # shells the completion scripts are tested in, and man to render the manual page
   zsh fish man-db groff-base file
 )
 
+# One dpkg-query for all of them: one per package takes seconds on a busy machine. It fails
+# when dpkg has never heard of one of them, and still lists the others.
+installed=" $({ dpkg-query -W -f='${Package}:${Status}\n' "${PKGS[@]}" 2>/dev/null || true; } |
+  sed -n 's/:install ok installed$//p' | tr '\n' ' ') "
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+  [[ $installed == *" $p "* ]] || missing+=("$p")
 done
 
 if ((${#missing[@]})); then

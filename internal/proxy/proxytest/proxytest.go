@@ -43,21 +43,22 @@ type Auth struct {
 type User struct {
 	Password string
 	Account  string
+	Label    string
 }
 
 // Authenticate implements proxy.Authenticator.
-func (a *Auth) Authenticate(_ context.Context, login, password string, _ net.Addr) (string, error) {
+func (a *Auth) Authenticate(_ context.Context, login, password string, _ net.Addr) (string, string, error) {
 	a.mu.Lock()
 	a.calls++
 	a.mu.Unlock()
 	if a.Err != nil {
-		return "", a.Err
+		return "", "", a.Err
 	}
 	u, ok := a.Users[login]
 	if !ok || u.Password != password {
-		return "", proxy.ErrBadCredentials
+		return "", "", proxy.ErrBadCredentials
 	}
-	return u.Account, nil
+	return u.Account, u.Label, nil
 }
 
 // Calls counts Authenticate calls.
