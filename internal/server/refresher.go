@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/store"
@@ -48,6 +49,9 @@ type refresher struct {
 	// it after an upstream refusal, so its expiry changed.
 	kick chan struct{}
 
+	mu     sync.Mutex
+	result refreshResult // the last check's outcome, for the status page
+
 	// Owned by run's goroutine.
 	failures int    // transient failures in a row
 	last     string // the access token seen last, to tell a refresh
@@ -76,6 +80,30 @@ func (r *refresher) holdOff(err error, class, msg string) time.Duration {
 	r.m.refreshes.WithLabelValues(r.account, class).Inc()
 	r.log.Warn(msg, "account", r.account, "class", class, "error", err.Error(), "fix", r.hintFor(err), "retry_in", needsLoginWait)
 	return needsLoginWait
+}
+
+// refreshResult is the outcome of a refresher's last check.
+type refreshResult struct {
+	At    time.Time
+	Error string // why it failed, "" when it did not; never a secret
+	Fix   string // the next step for Error (Config.Hint)
+}
+
+// lastResult is the outcome of the last check; its At is zero before one.
+func (r *refresher) lastResult() refreshResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.result
+}
+
+func (r *refresher) setResult(err error) {
+	res := refreshResult{At: r.now()}
+	if err != nil {
+		res.Error, res.Fix = err.Error(), r.hintFor(err)
+	}
+	r.mu.Lock()
+	r.result = res
+	r.mu.Unlock()
 }
 
 // poke asks for a check now, without blocking.
@@ -117,6 +145,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	if ctx.Err() != nil {
 		return 0
 	}
+	r.setResult(err)
 	var nl *tokens.NeedsLoginError
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,8 +35,16 @@ type statusData struct {
 	Sessions                                []sessionRow
 }
 
+// accountRow is one account on the page, in words: never a token.
 type accountRow struct {
 	Name, Email, State string
+	NeedsPerson        bool   // no mail client can log in until a person acts
+	TokenExpiry        string // the access token's expiry
+	GrantExpiry        string // the refresh token's deadline, when the provider gave one
+	LastRefresh        string // the last refresh that got a new token
+	// LastError is the background refresher's last failure, with the fix,
+	// when nothing has been written since.
+	LastError, LastFix string
 	Warnings           []string // deadlines ahead (account.EarlyWarnings), with what to do
 }
 type listenerRow struct{ Name, Addr string }
@@ -137,7 +146,32 @@ func (s *Server) statusData(ctx context.Context) statusData {
 	now := time.Now()
 	for i, h := range s.health(ctx) {
 		conf := s.cfg.Accounts[i]
-		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now)}
+		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now), NeedsPerson: h.needsPerson(nil) != ""}
+		if rec := h.rec; rec != nil {
+			row.TokenExpiry = when(rec.Expiry, now)
+			if rec.AccessToken == "" {
+				row.TokenExpiry = ""
+			}
+			row.LastRefresh = when(rec.LastRefresh, now)
+			switch {
+			case h.appOnly:
+				row.GrantExpiry = "none: app-only tokens are fetched again as needed"
+			case rec.RefreshToken == "":
+				row.GrantExpiry = "no refresh token: a login is needed once the token expires"
+			case rec.RefreshExpiry.IsZero():
+				row.GrantExpiry = "no deadline set by the provider"
+			default:
+				row.GrantExpiry = when(rec.RefreshExpiry, now)
+			}
+			if tokens.NeedsLogin(rec) && rec.Reason != "" {
+				row.State += ": " + rec.Reason
+			}
+		}
+		if r := s.refreshers[h.name]; r != nil {
+			if res := r.lastResult(); res.Error != "" && (h.rec == nil || !res.At.Before(h.rec.Updated)) {
+				row.LastError, row.LastFix = "at "+res.At.Local().Format(time.DateTime)+": "+res.Error, res.Fix
+			}
+		}
 		for _, w := range account.EarlyWarnings(conf, h.rec, now) {
 			row.Warnings = append(row.Warnings, w.Text+"; "+w.Fix)
 		}
@@ -180,4 +214,32 @@ func (s *Server) tokenState(h accountHealth, now time.Time) string {
 		return "valid until " + rec.Expiry.Local().Format(time.DateTime)
 	}
 	return "expired (renewed on next use)"
+}
+
+// when words a time on the page: local, with how far it is from now; ""
+// for a zero time.
+func when(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := t.Sub(now)
+	rel := "in " + span(d)
+	if d < 0 {
+		rel = span(-d) + " ago"
+	}
+	return t.Local().Format(time.DateTime) + " (" + rel + ")"
+}
+
+// span words a duration roughly, as a person reads it.
+func span(d time.Duration) string {
+	n := func(unit time.Duration) string { return strconv.Itoa(int(d.Round(unit) / unit)) }
+	switch {
+	case d >= 48*time.Hour:
+		return n(24*time.Hour) + " days"
+	case d >= 2*time.Hour:
+		return n(time.Hour) + " hours"
+	case d >= 2*time.Minute:
+		return n(time.Minute) + " minutes"
+	}
+	return n(time.Second) + " seconds"
 }
