@@ -89,6 +89,7 @@ func (c *serveCmd) Run(e *env) error {
 			return tokenHint(conf, err)
 		},
 		Command: serveCommand,
+		SignIn:  &pageSignIn{e: e, cfg: cfg, st: st, set: tok},
 		Version: version(),
 	})
 	if err != nil {

@@ -88,6 +88,9 @@ type Config struct {
 	// CLI's words), for messages to mail clients and the status page; nil
 	// names none.
 	Command func(step Step, account string) string
+	// SignIn lets the status page sign accounts in again; nil offers no
+	// such action.
+	SignIn SignIn
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string

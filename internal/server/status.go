@@ -33,12 +33,16 @@ type statusData struct {
 	Accounts                                []accountRow
 	Listeners                               []listenerRow
 	Sessions                                []sessionRow
+	// CSRF is the token the page's forms carry; "" when the page offers
+	// no sign-in. Notice is what just failed, in words.
+	CSRF, Notice string
 }
 
 // accountRow is one account on the page, in words: never a token.
 type accountRow struct {
 	Name, Email, State string
 	NeedsPerson        bool   // no mail client can log in until a person acts
+	CanSignIn          bool   // the page can sign the account in again
 	TokenExpiry        string // the access token's expiry
 	GrantExpiry        string // the refresh token's deadline, when the provider gave one
 	LastRefresh        string // the last refresh that got a new token
@@ -61,14 +65,38 @@ func (s *Server) statusHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.m.handler())
+	si := newSignIns()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		w.Header().Set("X-Frame-Options", "DENY")
-		statusPage().Execute(w, s.statusData(r.Context()))
+		switch {
+		case !trusted(r):
+			http.Error(w, "forbidden: open the status page at its loopback address, such as http://127.0.0.1:PORT/", http.StatusForbidden)
+		case s.cfg.SignIn != nil && r.URL.Query().Has("state"):
+			s.finishSignIn(si, w, r) // the provider's redirect
+		default:
+			s.renderStatus(w, r, si, http.StatusOK, "")
+		}
 	})
+	if s.cfg.SignIn != nil {
+		mux.HandleFunc("POST /login", s.startSignIn(si))
+	}
 	return mux
+}
+
+// renderStatus writes the status page, with notice (what just failed) on
+// top when not "".
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, si *signIns, code int, notice string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	d := s.statusData(r.Context())
+	d.Notice = notice
+	if s.cfg.SignIn != nil {
+		d.CSRF = si.csrf
+	}
+	w.WriteHeader(code)
+	statusPage().Execute(w, d)
 }
 
 // readyz answers 200 "ok" once the listeners are up and every account can
@@ -146,7 +174,8 @@ func (s *Server) statusData(ctx context.Context) statusData {
 	now := time.Now()
 	for i, h := range s.health(ctx) {
 		conf := s.cfg.Accounts[i]
-		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now), NeedsPerson: h.needsPerson(nil) != ""}
+		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now), NeedsPerson: h.needsPerson(nil) != "",
+			CanSignIn: s.cfg.SignIn != nil && !h.appOnly}
 		if rec := h.rec; rec != nil {
 			row.TokenExpiry = when(rec.Expiry, now)
 			if rec.AccessToken == "" {
