@@ -11,6 +11,8 @@ PKGS=(
   openssl curl python3 ca-certificates
   # mail clients driven by later tests
   msmtp mutt isync fetchmail libsasl2-modules-kdexoauth2 sasl2-bin offlineimap3 getmail6
+  # the browser that the status page's test drives
+  chromium
 )
 
 missing=()
