@@ -89,7 +89,9 @@ func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, si *signIn
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
 	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	// Not no-referrer: the browser would then send "Origin: null" with
+	// the page's own forms.
+	w.Header().Set("Referrer-Policy", "same-origin")
 	d := s.statusData(r.Context())
 	d.Notice = notice
 	if s.cfg.SignIn != nil {
