@@ -13,7 +13,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/mailkey/mailkey/internal/cli.Version=$(VERSION)" -o $(BIN) ./cmd/mailkey
 
 sandbox: deps build
-	$(GO) run ./test/e2e/cmd/sandbox
+	@echo "sandbox: building the sandbox (go run ./test/e2e/cmd/sandbox)"
+	$(GO) run ./test/e2e/cmd/sandbox $(SANDBOX_FLAGS)
 
 deps:
 	bash test/e2e/install-deps.sh
@@ -22,6 +23,9 @@ test: deps
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	# The service code of other platforms (Windows service, launchd) must compile everywhere.
+	GOOS=windows $(GO) vet ./cmd/... ./internal/...
+	GOOS=darwin $(GO) vet ./cmd/... ./internal/...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 

@@ -25,6 +25,7 @@ const (
 	callTimeout      = 2 * time.Minute // one process; passphrase mode runs scrypt
 	targetTokenRatio = 1.5             // key-file median at most this many times the Go hello-world's
 	benchPassphrase  = "bench passphrase for the token store"
+	linkedLabel      = "mailkey's packages, no work" // the row of bench/cmd/linked
 	helloSource      = "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello, world\") }\n"
 )
 
@@ -207,6 +208,7 @@ type cmdStats struct {
 	cpuMed             time.Duration
 	rssMed, rssMax     int64 // KiB
 	ratioMed, ratioP90 float64
+	cpuRatio           float64 // CPU median to the hello-world's: less moved by other work on the machine
 	rssRatio           float64
 }
 
@@ -258,12 +260,19 @@ func (b *bench) measureToken(ctx context.Context, tb tokenBench, progress func(s
 	if b.spawn, err = buildMailkey(ctx, b.root, b.dir, "./bench/cmd/spawn", "spawn"); err != nil {
 		return nil, err
 	}
+	linkedBin, err := buildMailkey(ctx, b.root, b.dir, "./bench/cmd/linked", "linked")
+	if err != nil {
+		return nil, err
+	}
 	floor := &command{label: "/bin/true", argv: []string{"/bin/true"}}
 	helloCmd := &command{label: "Go hello-world", argv: []string{hello}}
-	fast := []*command{floor, helloCmd}
+	linked := &command{label: linkedLabel, argv: []string{linkedBin}}
+	fast := []*command{floor, helloCmd, linked}
 	whats := map[*command]string{
 		floor:    "the floor of the measurement: spawn's fork, exec and wait, and spawn's own peak RSS, which a child's ru_maxrss cannot go below",
 		helloCmd: "`fmt.Println(\"hello, world\")`, built by this run with the same Go",
+		linked: "`bench/cmd/linked`: every package mailkey links, built as mailkey is and as large, with a main that returns at once: " +
+			"the runtime's start and the packages' initialisation, the floor of any mailkey command",
 	}
 	if py, err := python(ctx); err == nil {
 		c := &command{label: "python3 -c pass", argv: []string{py, "-c", "pass"}}
@@ -348,6 +357,9 @@ func (b *bench) measureToken(ctx context.Context, tb tokenBench, progress func(s
 			s.ratioMed = float64(s.wallMed) / float64(hs.wallMed)
 			s.ratioP90 = float64(s.wallP90) / float64(hs.wallP90)
 			s.rssRatio = float64(s.rssMed) / float64(hs.rssMed)
+			if hs.cpuMed > 0 {
+				s.cpuRatio = float64(s.cpuMed) / float64(hs.cpuMed)
+			}
 		}
 		res.stats = append(res.stats, s)
 	}

@@ -107,6 +107,9 @@ func ask(t *testing.T, dir, account string) (*Response, error) {
 
 func TestAskAnswers(t *testing.T) {
 	dir, s, _ := start(t, tokenHandler(nil))
+	if Absent(dir) {
+		t.Error("Absent with a running agent = true")
+	}
 	if want := filepath.Join(canonical(dir), "agent.sock"); s.Path() != want {
 		t.Errorf("socket at %s, want %s", s.Path(), want)
 	}
@@ -158,6 +161,9 @@ func TestManyCallers(t *testing.T) {
 
 func TestNoAgent(t *testing.T) {
 	dir := privateDir(t)
+	if !Absent(dir) {
+		t.Error("Absent without an agent = false")
+	}
 	if _, err := ask(t, dir, "work"); !errors.Is(err, ErrNoAgent) {
 		t.Fatalf("Ask without an agent: %v, want ErrNoAgent", err)
 	}
@@ -176,6 +182,9 @@ func TestStaleSocket(t *testing.T) {
 	ln.Close()
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatal(err)
+	}
+	if Absent(dir) {
+		t.Error("Absent with a socket left behind = true: Ask must find out")
 	}
 	if _, err := ask(t, dir, "work"); !errors.Is(err, ErrNoAgent) {
 		t.Fatalf("Ask on a stale socket: %v, want ErrNoAgent", err)

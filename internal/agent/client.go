@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"time"
@@ -17,6 +18,23 @@ type NoAnswerError struct{ After time.Duration }
 
 func (e *NoAnswerError) Error() string {
 	return fmt.Sprintf("the mailkey agent did not answer within %s", e.After)
+}
+
+// Absent reports whether no agent can answer for the state folder dir
+// because nothing is at its socket path, so that Ask would fail with
+// ErrNoAgent: a caller checks it first and spares the dial and the wait
+// when no agent runs, as on most calls of mailkey token. A false answer
+// promises nothing: the socket may be left behind by a dead agent.
+func Absent(dir string) bool {
+	if !peerCheck {
+		return true
+	}
+	path, err := SocketPath(dir)
+	if err != nil {
+		return true
+	}
+	_, err = os.Lstat(path)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // Ask sends req (V is set here) to the agent of the state folder dir and

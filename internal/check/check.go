@@ -84,6 +84,7 @@ func (r *Result) Failed() *Step {
 type Report struct {
 	Account string    `json:"account"`
 	Email   string    `json:"email"`
+	Mailbox string    `json:"mailbox,omitempty"`
 	Passed  bool      `json:"passed"`
 	Results []*Result `json:"protocols"`
 	// Warnings are deadlines ahead of the account (a secret or certificate
@@ -95,8 +96,11 @@ type Report struct {
 // Target is the account to test. Token is required; the other functions
 // are optional.
 type Target struct {
-	Account  string
-	Email    string // the SASL user
+	Account string
+	Email   string // who signs in; the SASL user unless Mailbox is set
+	// Mailbox is a shared or delegated mailbox that Email's token opens:
+	// the SASL user when set.
+	Mailbox  string
 	Provider string // preset name, for provider-specific diagnoses
 	// Flow is the account's flow: "" (a person logs in), "client_credentials"
 	// or "service_account".
@@ -117,6 +121,14 @@ type Target struct {
 	// Introspect asks the provider about a token (RFC 7662); see
 	// Introspector. It may return ErrNoIntrospection.
 	Introspect func(ctx context.Context, token string) (*Introspection, error)
+}
+
+// user is the SASL user: the mailbox, else the signed-in address.
+func (t *Target) user() string {
+	if t.Mailbox != "" {
+		return t.Mailbox
+	}
+	return t.Email
 }
 
 // Options tune Run. The zero value tests every protocol with a server.
@@ -157,7 +169,7 @@ func Run(ctx context.Context, t Target, opts Options) *Report {
 			}
 		}
 	}
-	rep := &Report{Account: t.Account, Email: t.Email, Passed: len(protos) > 0}
+	rep := &Report{Account: t.Account, Email: t.Email, Mailbox: t.Mailbox, Passed: len(protos) > 0}
 	for _, p := range provider.Protocols {
 		if !slices.Contains(protos, p) {
 			continue

@@ -38,7 +38,8 @@ type Observation struct {
 	Provider string // preset name
 	Flow     string // "", "client_credentials" or "service_account"
 	Account  string
-	Email    string
+	Email    string // who signs in
+	Mailbox  string // the shared mailbox opened, "" for Email's own
 	Host     string
 	Port     int
 	Err      error // the step's error
@@ -103,7 +104,7 @@ func (o *Observation) replacer() *strings.Replacer {
 		offered = strings.Join(o.Offered, " ")
 	}
 	return strings.NewReplacer(
-		"{account}", o.Account, "{email}", o.Email, "{host}", o.Host,
+		"{account}", o.Account, "{email}", o.Email, "{mailbox}", o.Mailbox, "{host}", o.Host,
 		"{port}", itoa(o.Port), "{protocol}", strings.ToUpper(string(o.Protocol)),
 		"{scope}", strings.Join(o.missingScopes(), " "), "{identity}", o.Identity,
 		"{offered}", offered, "{code}", o.code(), "{reply}", o.Reply,
@@ -113,7 +114,7 @@ func (o *Observation) replacer() *strings.Replacer {
 // placeholderNames pairs each placeholder with the word that stands for
 // it in the documentation; the page's legend explains every word.
 var placeholderNames = []string{
-	"{account}", "ACCOUNT", "{email}", "ADDR", "{host}", "HOST", "{port}", "PORT",
+	"{account}", "ACCOUNT", "{email}", "ADDR", "{mailbox}", "MAILBOX", "{host}", "HOST", "{port}", "PORT",
 	"{protocol}", "PROTOCOL", "{scope}", "SCOPE", "{identity}", "OTHER-ADDR",
 	"{offered}", "MECHANISMS", "{code}", "CODE", "{reply}", "REPLY",
 }
@@ -437,7 +438,7 @@ var rules = []Rule{
 		Symptom: "535 5.7.3 Authentication unsuccessful",
 		Cause:   "Exchange Online refused the token for this mailbox: usually a token for another user than {email}, a token without the SMTP.Send scope, or SMTP AUTH disabled for the mailbox",
 		Fix:     "check that you signed in as {email} and that the app has the SMTP.Send permission, then: mailkey login {account}; if it persists: Set-CASMailbox -Identity {email} -SmtpClientAuthenticationDisabled $false",
-		match:   func(o *Observation) bool { return o.authStep() && o.Code == "5.7.3" },
+		match:   func(o *Observation) bool { return o.authStep() && o.Code == "5.7.3" && o.Mailbox == "" },
 	},
 	{
 		ID: "token-wrong-user", Step: StepAuthenticate,
@@ -477,6 +478,15 @@ var rules = []Rule{
 		Cause:   "the access token expired or was revoked, and no new one could be had",
 		Fix:     "mailkey login {account}",
 		match:   func(o *Observation) bool { return o.authStep() && o.Inactive },
+	},
+	{
+		ID: "shared-mailbox-no-access", Step: StepAuthenticate,
+		Symptom: "the server refuses a delegate's token for a shared mailbox",
+		Cause:   "{email} signed in, but the server did not let {email} open the shared mailbox {mailbox}: {email} may lack Full Access to {mailbox}",
+		Fix:     "have an Exchange administrator grant it: Add-MailboxPermission -Identity {mailbox} -User {email} -AccessRights FullAccess (allow up to an hour to take effect), then: mailkey test {account}",
+		match: func(o *Observation) bool {
+			return o.Mailbox != "" && (o.authStep() && o.rejected() || strings.Contains(strings.ToLower(o.Reply), "authenticated but not connected"))
+		},
 	},
 	{
 		ID: "token-rejected", Step: StepAuthenticate,
@@ -520,6 +530,13 @@ var rules = []Rule{
 	},
 
 	// ------------------------------------------------------------ send
+	{
+		ID: "shared-mailbox-send-as", Step: StepSend,
+		Symptom: "550 5.7.60 SendAsDenied for a shared mailbox",
+		Cause:   "{email} may open the shared mailbox {mailbox} but not send as it",
+		Fix:     "have an Exchange administrator grant Send As: Add-RecipientPermission -Identity {mailbox} -Trustee {email} -AccessRights SendAs, then: mailkey test {account} --smtp --send-to {email}",
+		match:   func(o *Observation) bool { return o.Step == StepSend && o.Code == "5.7.60" && o.Mailbox != "" },
+	},
 	{
 		ID: "ms-send-as-denied", Step: StepSend,
 		Symptom: "550 5.7.60 SendAsDenied",

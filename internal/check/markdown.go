@@ -72,9 +72,9 @@ mailkey test work --verbose       # plus the protocol transcript (the token show
 
 The exit status is 0 only when every tested protocol passed. No output ever contains a token.
 
-In the fixes below, ACCOUNT is the account's name in mailkey, ADDR its mailbox address, HOST and
-PORT the server, PROTOCOL the protocol, SCOPE the missing scope, OTHER-ADDR the user a token was
-issued to, MECHANISMS what the server offered, CODE the server's reply code and REPLY its text.
+In the fixes below, ACCOUNT is the account's name in mailkey, ADDR its address (the user who signs
+in), MAILBOX the shared mailbox it opens, if any, HOST and PORT the server, PROTOCOL the protocol,
+SCOPE the missing scope, OTHER-ADDR the user a token was issued to, MECHANISMS what the server offered, CODE the server's reply code and REPLY its text.
 `)
 	for _, s := range stepTitles {
 		var section []Rule

@@ -69,7 +69,7 @@ func (c *checklist) add(s Step) *Step {
 func (c *checklist) observation(step string, err error) *Observation {
 	return &Observation{
 		Step: step, Protocol: c.proto, Provider: c.r.t.Provider, Flow: c.r.t.Flow, Account: c.r.t.Account,
-		Email: c.r.t.Email, Host: c.srv.Host, Port: c.srv.Port, Err: err,
+		Email: c.r.t.Email, Mailbox: c.r.t.Mailbox, Host: c.srv.Host, Port: c.srv.Port, Err: err,
 	}
 }
 
@@ -148,7 +148,7 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 	l := &login{c: c, tr: tr, start: time.Now(), auth: -1}
 	cfg, cfgErr := c.tlsConfig()
 	sess, err := upstream.For(c.proto)(ctx, &upstream.Options{
-		Server: c.srv, TLS: cfg, User: r.t.Email, SASL: r.t.SASL,
+		Server: c.srv, TLS: cfg, User: r.t.user(), SASL: r.t.SASL,
 		Dial:       func(ctx context.Context) (net.Conn, error) { return l.dial(ctx, cfgErr) },
 		Trace:      &upstream.Trace{Secured: l.secured, Offered: l.capabilities},
 		Token:      l.token,
@@ -176,7 +176,7 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 	ps := sessions[c.proto](sess)
 	defer ps.close()
 	start := time.Now()
-	detail, err := ps.command(r.t.Email)
+	detail, err := ps.command(r.t.user())
 	if err != nil {
 		err = c.timeout(ctx, err)
 		o := c.observation(StepCommand, err)
@@ -196,7 +196,7 @@ func (c *checklist) run(ctx context.Context, tr *transcript) {
 	if !ok {
 		return
 	}
-	detail, err = s.send(r.t.Email, r.opts.SendTo, testMessage(r.t.Email, r.opts.SendTo, r.opts.Now()))
+	detail, err = s.send(r.t.user(), r.opts.SendTo, testMessage(r.t.user(), r.opts.SendTo, r.opts.Now()))
 	if err != nil {
 		err = c.timeout(ctx, err)
 		o := c.observation(StepSend, err)
@@ -312,13 +312,22 @@ func (l *login) token(ctx context.Context) (string, error) {
 func (l *login) authenticated(mech string) {
 	c := l.c
 	if !l.retrying {
-		c.add(Step{Name: StepAuthenticate, Status: StatusOK, Detail: "authenticated as " + c.r.t.Email + " with " + mech, Duration: time.Since(l.start)})
+		c.add(Step{Name: StepAuthenticate, Status: StatusOK, Detail: c.r.t.authenticatedAs() + " with " + mech, Duration: time.Since(l.start)})
 		return
 	}
 	l.authObs.Refreshed = true
 	c.res.Steps[l.auth].Status = StatusWarn
 	c.res.Steps[l.auth].Diagnosis = Diagnose(l.authObs)
-	c.add(Step{Name: StepRetry, Status: StatusOK, Detail: "authenticated as " + c.r.t.Email + " with a refreshed token", Duration: time.Since(l.start)})
+	c.add(Step{Name: StepRetry, Status: StatusOK, Detail: c.r.t.authenticatedAs() + " with a refreshed token", Duration: time.Since(l.start)})
+}
+
+// authenticatedAs says who logged in, and to which mailbox when it is
+// not their own.
+func (t *Target) authenticatedAs() string {
+	if t.Mailbox != "" {
+		return "signed in as " + t.Email + ", opening shared mailbox " + t.Mailbox
+	}
+	return "authenticated as " + t.Email
 }
 
 // refused records a failed authentication.

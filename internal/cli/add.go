@@ -14,8 +14,15 @@ import (
 type addCmd struct {
 	Account string `arg:"" help:"Name of the account (letters, digits, '.', '_', '-', '@')."`
 
+	accountFlags `embed:""`
+}
+
+// accountFlags are the settings of an account as flags: mailkey add takes
+// them, and mailkey import takes them to fill in or change what it maps.
+type accountFlags struct {
 	Provider     string   `help:"Provider preset: google, microsoft, outlook, yahoo, aol, fastmail or generic." placeholder:"P"`
-	Email        string   `help:"The mailbox address." placeholder:"ADDR"`
+	Email        string   `help:"The address that signs in (and the mailbox, unless --mailbox names another)." placeholder:"ADDR"`
+	Mailbox      string   `help:"A shared or delegated mailbox to open with the signed-in user's token." placeholder:"ADDR"`
 	ClientID     string   `name:"client-id" help:"OAuth client ID of your app registration." placeholder:"ID"`
 	ClientSecret string   `name:"client-secret" help:"OAuth client secret, if the app has one ('-' reads it from standard input)." placeholder:"SECRET"`
 	SecretCmd    string   `name:"client-secret-cmd" help:"Command printing the client secret (e.g. 'pass show mail/app')." placeholder:"CMD"`
@@ -44,14 +51,37 @@ func (c *addCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	set, err := c.settings(e)
+	if err != nil {
+		return err
+	}
+	if len(set) == 0 {
+		return errorf("mailkey add "+c.Account+" --provider PROVIDER --email ADDRESS --client-id ID", "nothing to set for account %s", c.Account)
+	}
+	if err := config.AddAccount(path, c.Account, set); err != nil {
+		return configError(flagHints(err))
+	}
+	e.notef("account %s saved in %s", c.Account, path)
+	c.explainTenant(e, c.Account)
+	if c.Flow != "" {
+		e.notef("next: mailkey token %s (app-only accounts need no login)", c.Account)
+	} else {
+		e.notef("next: mailkey login %s", c.Account)
+	}
+	return nil
+}
+
+// settings returns the settings the flags give, as config.AddAccount
+// takes them; a client secret of "-" is read from standard input.
+func (c *accountFlags) settings(e *env) ([]config.KV, error) {
 	if c.ClientSecret == "-" {
 		line, err := bufio.NewReader(e.stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return errorf("pipe the secret in: printf %%s \"$SECRET\" | mailkey add ... --client-secret -", "cannot read the client secret from standard input")
+			return nil, errorf("pipe the secret in: printf %%s \"$SECRET\" | mailkey add ... --client-secret -", "cannot read the client secret from standard input")
 		}
 		c.ClientSecret = strings.TrimRight(line, "\r\n")
 		if c.ClientSecret == "" {
-			return errorf("pipe the secret in: printf %%s \"$SECRET\" | mailkey add ... --client-secret -", "standard input held no client secret")
+			return nil, errorf("pipe the secret in: printf %%s \"$SECRET\" | mailkey add ... --client-secret -", "standard input held no client secret")
 		}
 	}
 	var set []config.KV
@@ -67,6 +97,7 @@ func (c *addCmd) Run(e *env) error {
 	}
 	str("provider", c.Provider)
 	str("email", c.Email)
+	str("mailbox", c.Mailbox)
 	str("client_id", c.ClientID)
 	str("client_secret", c.ClientSecret)
 	str("client_secret_cmd", c.SecretCmd)
@@ -79,7 +110,7 @@ func (c *addCmd) Run(e *env) error {
 	str("revoke_url", c.RevokeURL)
 	scopes, err := splitScopes(c.Scope)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	list("scopes", scopes)
 	str("imap", c.IMAP)
@@ -92,27 +123,14 @@ func (c *addCmd) Run(e *env) error {
 	str("private_key_file", abs(c.PrivateKey))
 	str("service_account_file", abs(c.ServiceAcct))
 	str("sasl", c.SASL)
-	if len(set) == 0 {
-		return errorf("mailkey add "+c.Account+" --provider PROVIDER --email ADDRESS --client-id ID", "nothing to set for account %s", c.Account)
-	}
-	if err := config.AddAccount(path, c.Account, set); err != nil {
-		return configError(flagHints(err, c.Account))
-	}
-	e.notef("account %s saved in %s", c.Account, path)
-	c.explainTenant(e)
-	if c.Flow != "" {
-		e.notef("next: mailkey token %s (app-only accounts need no login)", c.Account)
-	} else {
-		e.notef("next: mailkey login %s", c.Account)
-	}
-	return nil
+	return set, nil
 }
 
 // explainTenant says, when a new account of a tenanted provider names no
 // tenant and so signs in through one that stands for many directories,
 // what the tenants mean: a single-tenant app fails there (AADSTS50194),
 // and nothing in the app's ID says which kind it is.
-func (c *addCmd) explainTenant(e *env) {
+func (c *accountFlags) explainTenant(e *env, account string) {
 	if c.Provider == "" || c.Tenant != "" {
 		return
 	}
@@ -120,24 +138,26 @@ func (c *addCmd) explainTenant(e *env) {
 	if err != nil || !p.TenantToChoose() {
 		return
 	}
-	e.notef("no --tenant given: %s signs in through the %q tenant, which takes the accounts the app's registration allows:", c.Account, p.DefaultTenant)
+	e.notef("no --tenant given: %s signs in through the %q tenant, which takes the accounts the app's registration allows:", account, p.DefaultTenant)
 	e.notef("  common: work, school and personal Microsoft accounts; organizations: work and school accounts; consumers: personal accounts")
 	e.notef("  an app registered for \"this organizational directory only\" (single tenant) needs its own tenant, else sign-in fails with AADSTS50194")
-	e.notef("  to name it: mailkey add %s --tenant TENANT (the directory (tenant) ID from the app's overview page, or a domain such as contoso.onmicrosoft.com)", c.Account)
+	e.notef("  to name it: mailkey add %s --tenant TENANT (the directory (tenant) ID from the app's overview page, or a domain such as contoso.onmicrosoft.com)", account)
 }
 
 // flagHints rewords the hint of each setting the new account lacks as the
 // flag that supplies it: whoever runs mailkey add wants --email, not a
 // line of TOML.
-func flagHints(err error, account string) error {
+func flagHints(err error) error {
 	var es config.Errors
 	if !errors.As(err, &es) {
 		return err
 	}
-	prefix := "accounts." + account + "."
 	for _, ce := range es {
-		key, ok := strings.CutPrefix(ce.Field, prefix)
-		if !ok || strings.Contains(key, ".") || ce.Msg != "missing "+key {
+		// The field is accounts.NAME.KEY, NAME quoted when it is no bare
+		// key (an address).
+		i := strings.LastIndex(ce.Field, ".")
+		key := ce.Field[i+1:]
+		if i < 0 || !strings.HasPrefix(ce.Field, "accounts.") || ce.Msg != "missing "+key {
 			continue
 		}
 		hint := "add --" + strings.ReplaceAll(key, "_", "-") + " … to the command"

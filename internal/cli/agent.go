@@ -62,7 +62,10 @@ func (c *agentCmd) Run(e *env) error {
 	log.Info("mailkey agent answering mailkey token", "socket", srv.Path(), "accounts", len(cfg.Accounts), "protection", st.Protection())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(newAgentHandler(tok, log)) }()
+	sd := &notifier{log: log}
+	sd.ready("answering on " + srv.Path())
 	<-e.ctx.Done()
+	sd.stopping()
 	err = srv.Close()
 	<-done
 	log.Info("mailkey agent stopped")
@@ -223,6 +226,10 @@ func tokenFromAgent(e *env, conf *config.Account, wait time.Duration) (rec *stor
 	if err != nil {
 		return nil, false, nil // the store path words this
 	}
+	if agent.Absent(dir) {
+		return nil, false, nil
+	}
+	e.life.watch() // the agent may refresh first
 	name := conf.Name
 	type answer struct {
 		resp *agent.Response

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/mailkey/mailkey/internal/agent"
 	"github.com/mailkey/mailkey/internal/config"
 	"github.com/mailkey/mailkey/internal/store"
+	"github.com/mailkey/mailkey/internal/testwait"
 )
 
 const agentTestPassphrase = "agent-test-passphrase"
@@ -198,5 +200,51 @@ func TestTokenWithoutAgent(t *testing.T) {
 	stop()
 	if _, errs, code := runAgentCLI(t, "token", "work"); code == 0 || !strings.Contains(errs, "passphrase") {
 		t.Fatalf("after the agent stopped, with a wrong passphrase: exit %d, %s", code, errs)
+	}
+}
+
+// TestAgentNotifiesSystemd: mailkey agent under a Type=notify unit says READY=1 once its
+// socket answers (a connection at that moment succeeds), and STOPPING=1 when it stops.
+func TestAgentNotifiesSystemd(t *testing.T) {
+	f := newAgentFixture(t)
+	f.put(t, "stored-token-1", time.Now().Add(time.Hour))
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	next := func() string {
+		t.Helper()
+		conn.SetReadDeadline(testwait.Deadline(t))
+		buf := make([]byte, 4096)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("nothing on NOTIFY_SOCKET: %v", err)
+		}
+		return string(buf[:n])
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() { done <- run(ctx, []string{"agent"}, strings.NewReader(""), io.Discard, &errb) }()
+
+	msg := next()
+	path, ok := strings.CutPrefix(msg, "READY=1\nSTATUS=answering on ")
+	if !ok {
+		t.Fatalf("first message %q, want READY=1 with the socket", msg)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("agent socket right after READY=1: %v", err)
+	}
+	c.Close()
+	cancel()
+	if msg := next(); msg != "STOPPING=1" {
+		t.Errorf("message at the stop %q", msg)
+	}
+	if code := <-done; code != 0 {
+		t.Errorf("agent exited %d:\n%s", code, errb.String())
 	}
 }

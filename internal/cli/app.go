@@ -171,12 +171,17 @@ func (e *env) openAccountDeferred(name string) (*acct, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.openConfigured(cfg, conf)
+}
+
+// openConfigured is openAccountDeferred for an account of a configuration already loaded.
+func (e *env) openConfigured(cfg *config.Config, conf *config.Account) (*acct, error) {
 	st, err := e.openStore()
 	if err != nil {
 		return nil, err
 	}
 	set := e.accounts(cfg, []*config.Account{conf}, st, e.logger())
-	return &acct{cfg: cfg, conf: conf, st: st, set: set, acc: set.Account(name), mgr: set.Manager()}, nil
+	return &acct{cfg: cfg, conf: conf, st: st, set: set, acc: set.Account(conf.Name), mgr: set.Manager()}, nil
 }
 
 // accounts assembles the accounts on st, their discovery cached in the

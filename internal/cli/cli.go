@@ -28,6 +28,9 @@ type commands struct {
 	Password passwordCmd `cmd:"" help:"Manage local app passwords for proxy clients."`
 	Serve    serveCmd    `cmd:"" help:"Run the local IMAP, POP3 and SMTP proxy."`
 	Agent    agentCmd    `cmd:"" help:"Hold the opened token store and answer mailkey token over a socket."`
+	Service  serviceCmd  `cmd:"" help:"Install mailkey serve as a systemd, launchd or Windows service."`
+	Import   importCmd   `cmd:"" help:"Bring accounts and tokens in from other tools or mailkey export."`
+	Export   exportCmd   `cmd:"" help:"Write accounts and their tokens to an encrypted bundle."`
 	Config   configCmd   `cmd:"" help:"Check the configuration or print the paths in use."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 
@@ -68,16 +71,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func runWith(ctx context.Context, life *lifecycle, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	args = aliases(args)
-	kctx, exitCode, err := parse(grammar(args), args, stdout, stderr)
-	if exitCode >= 0 {
-		return exitCode // --help printed
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
+	var err error
+	if cmd := quick(args); cmd != nil {
+		err = cmd.Run(e) // watches the exit signals itself where it may wait
+	} else {
+		life.watch()
+		kctx, exitCode, perr := parse(grammar(args), args, stdout, stderr)
+		if exitCode >= 0 {
+			return exitCode // --help printed
+		}
+		if perr != nil {
+			report(stderr, perr)
+			return 2
+		}
+		err = kctx.Run(e)
 	}
 	if err != nil {
-		report(stderr, err)
-		return 2
-	}
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, life: life}
-	if err := kctx.Run(e); err != nil {
 		report(stderr, err)
 		var ee *Error
 		if errors.As(err, &ee) && ee.Code != 0 {

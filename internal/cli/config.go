@@ -20,6 +20,7 @@ type checkedAccount struct {
 	Name      string            `json:"name"`
 	Provider  string            `json:"provider"`
 	Email     string            `json:"email"`
+	Mailbox   string            `json:"mailbox,omitempty"`
 	Flow      string            `json:"flow,omitempty"`
 	Tenant    string            `json:"tenant,omitempty"`
 	Cloud     string            `json:"cloud,omitempty"`
@@ -35,7 +36,7 @@ func (c *configCheckCmd) Run(e *env) error {
 	}
 	var out []checkedAccount
 	for _, a := range cfg.Accounts {
-		ca := checkedAccount{Name: a.Name, Provider: a.Provider, Email: a.Email, Flow: a.Flow, Tenant: a.Tenant, Cloud: a.Cloud, Line: a.Line, Servers: map[string]string{}}
+		ca := checkedAccount{Name: a.Name, Provider: a.Provider, Email: a.Email, Mailbox: a.Mailbox, Flow: a.Flow, Tenant: a.Tenant, Cloud: a.Cloud, Line: a.Line, Servers: map[string]string{}}
 		for _, p := range a.Protocols {
 			ca.Protocols = append(ca.Protocols, string(p))
 		}

@@ -43,6 +43,21 @@ type lifecycle struct {
 	idle chan struct{}
 
 	announced bool // the wait was announced when the signal came
+
+	// startWatch starts watching the exit signals, once; nil when no
+	// signals are watched (tests that call run). See watch.
+	startWatch func()
+}
+
+// watch makes the exit signals cancel the command's context from now on
+// instead of ending the process. Every command but the quick ones calls it
+// before it runs; mailkey token calls it only once it may have to wait, since
+// watching costs a start-up that most of its calls do not need, and until
+// then no token request is out that a signal could lose.
+func (l *lifecycle) watch() {
+	if l != nil && l.startWatch != nil {
+		l.startWatch()
+	}
 }
 
 // announce says on stderr which token refreshes an exiting mailkey waits for,
@@ -178,43 +193,49 @@ func (l *lifecycle) warnLost(stderr io.Writer, accounts []string, why string) {
 	}
 }
 
-// watchSignals cancels the returned context on the first exit signal (and
-// says on stderr what an exit then waits for) and passes later ones to
-// l.again. Writes to a closed pipe fail with EPIPE
-// instead of killing the process: a mail client that stops reading must not
-// interrupt a refresh. stop undoes it.
+// watchSignals returns a context that the first exit signal cancels (and
+// says on stderr what an exit then waits for), and passes later signals to
+// l.again, once watch has been called. Writes to a closed pipe fail with
+// EPIPE instead of killing the process: a mail client that stops reading
+// must not interrupt a refresh. stop undoes it.
 func (l *lifecycle) watchSignals(stderr io.Writer) (ctx context.Context, stop func()) {
 	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, exitSignals...)
 	again := make(chan os.Signal, 4)
 	l.again = again
 	ctx, cancel := context.WithCancel(context.Background())
 	quit := make(chan struct{})
-	go func() {
-		first := true
-		for {
-			select {
-			case s := <-sigs:
-				if first {
-					first = false
-					cancel()
-					l.announce(stderr)
-					continue
-				}
-				select {
-				case again <- s:
-				default:
-				}
-			case <-quit:
-				return
-			}
-		}
-	}()
+	l.startWatch = sync.OnceFunc(func() {
+		signal.Notify(sigs, exitSignals...)
+		go l.relay(sigs, again, quit, cancel, stderr)
+	})
 	return ctx, func() {
 		signal.Stop(sigs)
 		close(quit)
 		cancel()
+	}
+}
+
+// relay cancels the command on the first signal of sigs and passes the
+// later ones to again, until quit is closed.
+func (l *lifecycle) relay(sigs <-chan os.Signal, again chan<- os.Signal, quit <-chan struct{}, cancel func(), stderr io.Writer) {
+	first := true
+	for {
+		select {
+		case s := <-sigs:
+			if first {
+				first = false
+				cancel()
+				l.announce(stderr)
+				continue
+			}
+			select {
+			case again <- s:
+			default:
+			}
+		case <-quit:
+			return
+		}
 	}
 }
 

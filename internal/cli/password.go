@@ -84,7 +84,7 @@ func (c *passwordAddCmd) Run(e *env) error {
 		return err
 	}
 	e.notef("app password %q added for account %s; it is shown only this once", info.Label, c.Account)
-	e.notef("mail clients log in to mailkey serve as %s (or %s) with it", c.Account, a.Email)
+	e.notef("mail clients log in to mailkey serve as %s (or %s) with it", c.Account, a.User())
 	return nil
 }
 

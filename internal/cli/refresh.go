@@ -206,10 +206,16 @@ func startRefresher(account string, stdout *os.File, ifIdle bool) (*exec.Cmd, er
 // valid, with an early refresh left to a detached process; an expired one
 // waits up to wait (0: as long as the refresh takes) for a detached refresh.
 func (a *acct) helperToken(e *env, wait time.Duration) (*store.Record, error) {
+	name := a.conf.Name
+	// Most calls find a token valid beyond the margin, and need neither the
+	// seed nor a watch on the exit signals: nothing is waited for.
+	if rec, f, err := a.mgr.Peek(e.ctx, name); err == nil && f == tokens.Good {
+		return rec, nil
+	}
+	e.life.watch()
 	if err := a.seed(e.ctx); err != nil {
 		return nil, err
 	}
-	name := a.conf.Name
 	rec, f, err := a.mgr.Peek(e.ctx, name)
 	if err != nil {
 		return nil, tokenError(a.conf, err)

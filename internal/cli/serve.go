@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/apppass"
@@ -40,7 +41,11 @@ func override(dst *string, flag *string) {
 // defaultMemoryLimit is serve's soft memory limit unless GOMEMLIMIT is set.
 const defaultMemoryLimit = 256 << 20
 
-func (c *serveCmd) Run(e *env) error {
+func (c *serveCmd) Run(e *env) error { return asService(e, c.run) }
+
+// run is mailkey serve; ready tells a Windows service's manager that it
+// serves.
+func (c *serveCmd) run(e *env, ready func()) error {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -71,7 +76,9 @@ func (c *serveCmd) Run(e *env) error {
 	// need; app-only accounts get their first token minted, as mailkey
 	// token does.
 	tok := e.accounts(cfg, cfg.Accounts, st, log)
-	srv, err := server.New(server.Config{
+	var srv *server.Server
+	sd := &notifier{log: log}
+	srv, err = server.New(server.Config{
 		Proxy:           p,
 		Accounts:        cfg.Accounts,
 		Tokens:          tok,
@@ -88,9 +95,11 @@ func (c *serveCmd) Run(e *env) error {
 			}
 			return tokenHint(conf, err)
 		},
-		Command: serveCommand,
-		SignIn:  &pageSignIn{e: e, cfg: cfg, st: st, set: tok},
-		Version: version(),
+		Command:  serveCommand,
+		SignIn:   &pageSignIn{e: e, cfg: cfg, st: st, set: tok},
+		Version:  version(),
+		Ready:    func() { sd.ready(listenStatus(srv)); ready() },
+		Stopping: sd.stopping,
 	})
 	if err != nil {
 		var le *server.ListenError
@@ -110,6 +119,22 @@ func (c *serveCmd) Run(e *env) error {
 		defer stop() // before the lifecycle drains the manager
 	}
 	return srv.Run(e.ctx)
+}
+
+// listenStatus is serve's status line for its service manager: where each
+// listener is bound, as "imap 127.0.0.1:1143, smtp 127.0.0.1:1587".
+func listenStatus(srv *server.Server) string {
+	var on []string
+	for _, name := range []string{server.ListenIMAP, server.ListenIMAPS, server.ListenPOP3, server.ListenPOP3S,
+		server.ListenSMTP, server.ListenSMTPS, server.ListenStatus} {
+		if addr := srv.Addr(name); addr != "" {
+			on = append(on, name+" "+addr)
+		}
+	}
+	if len(on) == 0 {
+		return "serving no listener"
+	}
+	return "listening: " + strings.Join(on, ", ")
 }
 
 // serveCommand words the next steps serve names to mail clients and on

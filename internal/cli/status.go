@@ -26,6 +26,7 @@ type accountStatus struct {
 	Name        string    `json:"name"`
 	Provider    string    `json:"provider"`
 	Email       string    `json:"email"`
+	Mailbox     string    `json:"mailbox,omitempty"`
 	Flow        string    `json:"flow,omitempty"`
 	State       string    `json:"state"` // none, valid, expired, needs_login, unreadable
 	Detail      string    `json:"detail,omitempty"`
@@ -87,7 +88,11 @@ func (c *statusCmd) Run(e *env) error {
 		fmt.Fprintln(e.stderr, "mailkey: hint: no accounts yet: mailkey add ACCOUNT --provider PROVIDER --email ADDRESS")
 	}
 	for _, s := range out {
-		fmt.Fprintf(e.stdout, "\n%s  (%s, %s)\n", s.Name, s.Provider, s.Email)
+		if s.Mailbox != "" {
+			fmt.Fprintf(e.stdout, "\n%s  (%s, %s, shared mailbox %s)\n", s.Name, s.Provider, s.Email, s.Mailbox)
+		} else {
+			fmt.Fprintf(e.stdout, "\n%s  (%s, %s)\n", s.Name, s.Provider, s.Email)
+		}
 		fmt.Fprintf(e.stdout, "  token:        %s\n", describeState(s))
 		if !s.LastRefresh.IsZero() {
 			fmt.Fprintf(e.stdout, "  last refresh: %s\n", s.LastRefresh.Local().Format(time.DateTime))
@@ -150,7 +155,7 @@ func describeState(s accountStatus) string {
 }
 
 func statusOf(e *env, st *store.FileStore, a *config.Account, now time.Time) accountStatus {
-	s := accountStatus{Name: a.Name, Provider: a.Provider, Email: a.Email, Flow: a.Flow}
+	s := accountStatus{Name: a.Name, Provider: a.Provider, Email: a.Email, Mailbox: a.Mailbox, Flow: a.Flow}
 	rec, err := st.Get(e.ctx, a.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

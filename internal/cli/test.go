@@ -92,6 +92,7 @@ func (c *testCmd) target(e *env, a *acct) check.Target {
 	t := check.Target{
 		Account:   conf.Name,
 		Email:     conf.Email,
+		Mailbox:   conf.Mailbox,
 		Provider:  conf.Provider,
 		Flow:      conf.Flow,
 		Servers:   conf.Servers,
@@ -135,7 +136,11 @@ func (c *testCmd) target(e *env, a *acct) check.Target {
 // writeChecklist prints the report for people: one line per step, and
 // the cause and fix under each failure or warning.
 func writeChecklist(w io.Writer, rep *check.Report) {
-	fmt.Fprintf(w, "%s (%s)\n", rep.Account, rep.Email)
+	if rep.Mailbox != "" {
+		fmt.Fprintf(w, "%s (signed in as %s, opening shared mailbox %s)\n", rep.Account, rep.Email, rep.Mailbox)
+	} else {
+		fmt.Fprintf(w, "%s (%s)\n", rep.Account, rep.Email)
+	}
 	for _, res := range rep.Results {
 		fmt.Fprintf(w, "\n%s  %s\n", strings.ToUpper(string(res.Protocol)), res.Server)
 		for _, s := range res.Steps {

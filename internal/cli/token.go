@@ -20,6 +20,7 @@ type tokenCmd struct {
 type tokenJSON struct {
 	Account     string    `json:"account"`
 	Email       string    `json:"email"`
+	Mailbox     string    `json:"mailbox,omitempty"`
 	AccessToken string    `json:"access_token,omitempty"`
 	SASL        string    `json:"sasl,omitempty"`
 	Mechanism   string    `json:"mechanism,omitempty"`
@@ -47,7 +48,7 @@ func (c *tokenCmd) Run(e *env) error {
 		// No discovery unless a token must be fetched: mail clients call
 		// this for every connection, and a valid stored token needs no
 		// provider.
-		a, err := e.openAccountDeferred(c.Account)
+		a, err := e.openConfigured(cfg, conf)
 		if err != nil {
 			return err
 		}
@@ -55,13 +56,13 @@ func (c *tokenCmd) Run(e *env) error {
 			return err
 		}
 	}
-	out := tokenJSON{Account: c.Account, Email: conf.Email, TokenType: "Bearer", Expiry: rec.Expiry}
+	out := tokenJSON{Account: c.Account, Email: conf.Email, Mailbox: conf.Mailbox, TokenType: "Bearer", Expiry: rec.Expiry}
 	if !rec.Expiry.IsZero() {
 		out.ExpiresIn = int64(time.Until(rec.Expiry).Seconds())
 	}
 	var text string
 	if c.SASL != "" {
-		ir, err := sasl.InitialResponseBase64(c.SASL, conf.Email, rec.AccessToken, "", 0)
+		ir, err := sasl.InitialResponseBase64(c.SASL, conf.User(), rec.AccessToken, "", 0)
 		if err != nil {
 			return errorf("use --sasl xoauth2 or --sasl oauthbearer", "%v", err)
 		}

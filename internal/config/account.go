@@ -20,6 +20,7 @@ func (b *builder) buildAccount(s *section) *Account {
 
 	a.Provider = b.str(s, "provider")
 	a.Email = b.str(s, "email")
+	a.Mailbox = b.str(s, "mailbox")
 	a.ClientID = b.str(s, "client_id")
 	a.ClientSecret = b.str(s, "client_secret")
 	a.ClientSecretCmd = b.str(s, "client_secret_cmd")
@@ -83,6 +84,13 @@ func (b *builder) buildAccount(s *section) *Account {
 		errAt("email", "missing email", `add email = "you@example.com": the mailbox's address, used as the login name`)
 	case good("email") && !validEmail(a.Email):
 		errAt("email", fmt.Sprintf("%q is not an email address", a.Email), "write the full address, such as you@example.com")
+	}
+
+	switch {
+	case set("mailbox") && good("mailbox") && !validEmail(a.Mailbox):
+		errAt("mailbox", fmt.Sprintf("%q is not an email address", a.Mailbox), "write the shared mailbox's full address, such as shared@contoso.com")
+	case a.Mailbox != "" && strings.EqualFold(a.Mailbox, a.Email):
+		errAt("mailbox", "mailbox is the same address as email", "remove mailbox: an account opens its own mailbox without it")
 	}
 
 	// Flow.
@@ -183,6 +191,7 @@ func (b *builder) buildAccount(s *section) *Account {
 		explicit = append(explicit, sv.proto)
 	}
 	if protos, ok := b.list(s, "protocols"); ok {
+		a.protocols = protos
 		if len(protos) == 0 {
 			errAt("protocols", "protocols is empty", `list what the account is used for: ["imap", "smtp"]`)
 		}

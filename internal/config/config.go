@@ -89,7 +89,12 @@ func DefaultProxy() Proxy {
 type Account struct {
 	Name     string
 	Provider string
-	Email    string
+	// Email is the identity that signs in; login compares the provider's
+	// ID token with it.
+	Email string
+	// Mailbox is the mailbox the account opens when it is not Email's own
+	// (a Microsoft 365 shared or delegated mailbox); "" otherwise.
+	Mailbox  string
 	ClientID string
 	// ClientSecret is a secret: never log or print it.
 	ClientSecret string
@@ -115,7 +120,9 @@ type Account struct {
 	// Protocols the account is used for: the protocols key, else the
 	// protocols whose server the account sets, else every protocol with a
 	// server.
-	Protocols          []provider.Protocol
+	Protocols []provider.Protocol
+	// protocols is the protocols key as written; nil when it is not.
+	protocols          []string
 	CAFile             string
 	Flow               string
 	CertificateFile    string
@@ -134,6 +141,15 @@ type Account struct {
 // *Account cannot leak its client secret.
 func (a *Account) String() string {
 	return "account " + a.Name + " (" + a.Provider + ", " + a.Email + ")"
+}
+
+// User is the SASL user the account logs in to mail servers as: the
+// mailbox when one is set, else the signed-in identity.
+func (a *Account) User() string {
+	if a.Mailbox != "" {
+		return a.Mailbox
+	}
+	return a.Email
 }
 
 // Account returns the account called name, or an *UnknownAccountError.

@@ -31,7 +31,9 @@
 //
 //	[accounts.work]             # NAME: 1-64 of A-Z a-z 0-9 . _ - @, not starting with '.'
 //	provider  = "microsoft"     # required: google, microsoft, outlook, yahoo, aol, fastmail, generic
-//	email     = "a@contoso.com" # required: the mailbox, also the login name
+//	email     = "a@contoso.com" # required: who signs in; also the mailbox, unless mailbox is set
+//	mailbox   = "shared@contoso.com" # optional: a shared or delegated mailbox that email's
+//	                            #   token opens (the SASL user); default: email's own
 //	client_id = "…"             # required, except with flow = "service_account"
 //	client_secret = "…"         # optional; or client_secret_cmd = "pass show mail/client"
 //	                            #   (first line of its output), not both

@@ -44,20 +44,9 @@ type KV struct {
 // calls, from this process or others, are serialized by a lock file
 // (.NAME.lock) beside the configuration file.
 func AddAccount(path, name string, set []KV) error {
-	if err := CheckAccountName(name); err != nil {
-		return Errors{{File: path, Field: fieldName("accounts", name), Msg: err.Error(),
-			Hint: "use letters, digits, '.', '_', '-' and '@', at most 64 characters, not starting with '.'"}}
-	}
-	for _, kv := range set {
-		if err := checkKV(kv); err != nil {
-			err.File = path
-			err.Field = fieldName("accounts", name, kv.Key)
-			return Errors{err}
-		}
-	}
-	target := path
-	if resolved, err := filepath.EvalSymlinks(path); err == nil {
-		target = resolved
+	target, err := checkEdit(path, name, set)
+	if err != nil {
+		return err
 	}
 	// A refused edit leaves no trace: it is found out before the directory
 	// or the lock file is created.
@@ -89,6 +78,45 @@ func AddAccount(path, name string, set []KV) error {
 		return Errors{{File: path, Msg: "cannot write: " + describeFileErr(err), err: err}}
 	}
 	return nil
+}
+
+// PreviewAccount returns the account called name as AddAccount(path, name,
+// set) would leave it, checked as Load would check it, and writes nothing.
+func PreviewAccount(path, name string, set []KV) (*Account, error) {
+	target, err := checkEdit(path, name, set)
+	if err != nil {
+		return nil, err
+	}
+	out, err := editedFile(path, target, name, set)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := parse(path, out)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Account(name)
+}
+
+// checkEdit checks the account name and each setting of an edit, and
+// returns the file the edit goes to: path, or where its symbolic link
+// points.
+func checkEdit(path, name string, set []KV) (string, error) {
+	if err := CheckAccountName(name); err != nil {
+		return "", Errors{{File: path, Field: fieldName("accounts", name), Msg: err.Error(),
+			Hint: "use letters, digits, '.', '_', '-' and '@', at most 64 characters, not starting with '.'"}}
+	}
+	for _, kv := range set {
+		if err := checkKV(kv); err != nil {
+			err.File = path
+			err.Field = fieldName("accounts", name, kv.Key)
+			return "", Errors{err}
+		}
+	}
+	if resolved, err := filepath.EvalSymlinks(path); err == nil {
+		return resolved, nil
+	}
+	return path, nil
 }
 
 // editedFile reads target and returns it with the account edited, after

@@ -61,6 +61,10 @@ func TestLoadErrors(t *testing.T) {
 			[accounts.work]
 			provider = "google"
 			client_id = "x"`, 1, "accounts.work.email", "missing email", "you@example.com"},
+		{"mailbox not an address", validAccount + `	mailbox = "shared"
+			`, 5, "accounts.work.mailbox", `"shared" is not an email address`, "shared@contoso.com"},
+		{"mailbox is email", validAccount + `	mailbox = "Me@example.com"
+			`, 5, "accounts.work.mailbox", "same address as email", "remove mailbox"},
 		{"missing client_id", `
 			[accounts.work]
 			provider = "google"
@@ -399,6 +403,7 @@ func TestLoadValid(t *testing.T) {
 		tenant = "contoso.onmicrosoft.com"
 		protocols = ["smtp", "imap"]
 		ca_file = "ca.pem"
+		mailbox = "shared@contoso.com"
 
 		[accounts."me@gmail.com"]
 		provider = "google"
@@ -439,6 +444,9 @@ func TestLoadValid(t *testing.T) {
 	if work.Line != 10 || work.ClientSecret != "shh" || work.Tenant != "contoso.onmicrosoft.com" || work.CAFile != ca {
 		t.Errorf("work = %+v", work)
 	}
+	if work.Email != "a@contoso.com" || work.Mailbox != "shared@contoso.com" || work.User() != "shared@contoso.com" {
+		t.Errorf("work: email %q, mailbox %q, user %q", work.Email, work.Mailbox, work.User())
+	}
 	if want := []provider.Protocol{provider.SMTP, provider.IMAP}; !reflect.DeepEqual(work.Protocols, want) {
 		t.Errorf("work.Protocols = %v, want %v", work.Protocols, want)
 	}
@@ -458,6 +466,9 @@ func TestLoadValid(t *testing.T) {
 	}
 
 	home, _ := cfg.Account("home")
+	if home.User() != "x@fastmail.com" {
+		t.Errorf("home.User() = %q, want its email", home.User())
+	}
 	if home.Provider != "fastmail" || home.Email != "x@fastmail.com" || len(home.Protocols) != 3 {
 		t.Errorf("home = %+v", home)
 	}

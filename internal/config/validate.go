@@ -37,7 +37,7 @@ var proxyFields = map[string]fieldKind{
 }
 
 var accountFields = map[string]fieldKind{
-	"provider": fString, "email": fString,
+	"provider": fString, "email": fString, "mailbox": fString,
 	"client_id": fString, "client_secret": fString, "client_secret_cmd": fString, "client_secret_expires": fString,
 	"tenant": fString, "cloud": fString, "issuer": fString,
 	"auth_url": fString, "token_url": fString, "device_url": fString, "revoke_url": fString, "introspect_url": fString,

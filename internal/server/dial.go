@@ -111,7 +111,7 @@ func (d *Dialer) Dial(ctx context.Context, req proxy.UpstreamRequest) (*proxy.Up
 	}
 	d.m.dials.WithLabelValues(req.Protocol).Inc()
 	s, err := upstream.For(protocolOf(req.Protocol))(ctx, &upstream.Options{
-		Server: srv, TLS: d.tls[a.Name], User: a.Email, SASL: a.SASL, EHLO: req.EHLO,
+		Server: srv, TLS: d.tls[a.Name], User: a.User(), SASL: a.SASL, EHLO: req.EHLO,
 		Token: func(context.Context) (string, error) { return rec.AccessToken, nil },
 		Retry: func(_ context.Context, refused *upstream.ReplyError) bool {
 			d.log.Warn("upstream refused the token, refreshing it", "conn", req.ConnID, "account", a.Name,

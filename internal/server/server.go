@@ -94,6 +94,11 @@ type Config struct {
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
+	// Ready, when set, is called once every listener is bound and served,
+	// and Stopping when the shutdown begins, for a service manager
+	// (systemd's sd_notify, the Windows service control manager).
+	Ready    func()
+	Stopping func()
 }
 
 // A Step is what a user does next about an account, named in messages to
@@ -287,13 +292,15 @@ func New(cfg Config) (*Server, error) {
 }
 
 // LoginAccounts maps a login name to the accounts it may mean: the
-// account of that name, and every account whose email address it is (in
-// any case).
+// account of that name, and every account whose mailbox address it is (in
+// any case). An account that opens a shared mailbox answers to the
+// mailbox's address, not to the delegate's, which is the delegate's own
+// account's.
 func LoginAccounts(accounts []*config.Account) func(login string) []string {
 	return func(login string) []string {
 		var out []string
 		for _, a := range accounts {
-			if a.Name == login || strings.EqualFold(a.Email, login) {
+			if a.Name == login || strings.EqualFold(a.User(), login) {
 				out = append(out, a.Name)
 			}
 		}
@@ -471,12 +478,19 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 
+	if s.cfg.Ready != nil {
+		s.cfg.Ready()
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	case runErr = <-errc:
 		s.log.Error("listener failed, shutting down", "error", runErr.Error())
+	}
+	if s.cfg.Stopping != nil {
+		s.cfg.Stopping()
 	}
 	stopBG()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -152,5 +153,79 @@ func TestServe(t *testing.T) {
 	// Last use was written at shutdown.
 	if l, _ := pwFile.List("work"); len(l) != 1 || l[0].LastUsed.IsZero() {
 		t.Errorf("last use not recorded: %+v", l)
+	}
+}
+
+func TestLoginAccounts(t *testing.T) {
+	accounts := []*config.Account{
+		{Name: "alice", Email: "alice@example.test"},
+		{Name: "shared", Email: "alice@example.test", Mailbox: "shared@example.test"},
+	}
+	find := LoginAccounts(accounts)
+	for _, tc := range []struct {
+		login string
+		want  []string
+	}{
+		{"alice", []string{"alice"}},
+		{"Alice@Example.test", []string{"alice"}}, // the delegate's own mailbox, not the shared one
+		{"shared", []string{"shared"}},
+		{"SHARED@example.test", []string{"shared"}},
+		{"bob@example.test", nil},
+	} {
+		if got := find(tc.login); !slices.Equal(got, tc.want) {
+			t.Errorf("LoginAccounts(%q) = %q, want %q", tc.login, got, tc.want)
+		}
+	}
+}
+
+// TestServeReadyStopping: Ready comes once the listeners answer (a client
+// connecting at that moment gets its greeting), Stopping when the shutdown
+// begins and not before.
+func TestServeReadyStopping(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	ready, stopping := make(chan struct{}), make(chan struct{})
+	var readyAddr string
+	var srv *Server
+	srv, err := New(Config{
+		Proxy:     config.Proxy{IMAP: "127.0.0.1:0"},
+		Tokens:    &fakeTokens{cur: tok1},
+		Passwords: apppass.Open(state),
+		StateDir:  state,
+		Ready:     func() { readyAddr = srv.Addr(ListenIMAP); close(ready) },
+		Stopping:  func() { close(stopping) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended before Ready: %v", err)
+	}
+	c, err := net.Dial("tcp", readyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(testwait.Deadline(t))
+	if l, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(l, "* OK") {
+		t.Fatalf("greeting right after Ready: %q %v", l, err)
+	}
+	c.Close()
+	select {
+	case <-stopping:
+		t.Fatal("Stopping before the context ended")
+	default:
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopping:
+	default:
+		t.Fatal("Run returned without calling Stopping")
 	}
 }

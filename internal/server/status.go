@@ -41,6 +41,7 @@ type statusData struct {
 // accountRow is one account on the page, in words: never a token.
 type accountRow struct {
 	Name, Email, State string
+	Mailbox            string // the shared mailbox the account opens, if any
 	NeedsPerson        bool   // no mail client can log in until a person acts
 	CanSignIn          bool   // the page can sign the account in again
 	TokenExpiry        string // the access token's expiry
@@ -176,7 +177,7 @@ func (s *Server) statusData(ctx context.Context) statusData {
 	now := time.Now()
 	for i, h := range s.health(ctx) {
 		conf := s.cfg.Accounts[i]
-		row := accountRow{Name: h.name, Email: conf.Email, State: s.tokenState(h, now), NeedsPerson: h.needsPerson(nil) != "",
+		row := accountRow{Name: h.name, Email: conf.Email, Mailbox: conf.Mailbox, State: s.tokenState(h, now), NeedsPerson: h.needsPerson(nil) != "",
 			CanSignIn: s.cfg.SignIn != nil && !h.appOnly}
 		if rec := h.rec; rec != nil {
 			row.TokenExpiry = when(rec.Expiry, now)

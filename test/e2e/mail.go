@@ -65,6 +65,35 @@ func IMAPLogin(ctx context.Context, addr string, mode TLSMode, tc *tls.Config, u
 	return c.imapCommand("z1", "LOGOUT")
 }
 
+// IMAPPasswordLogin connects to addr, logs user in with IMAP LOGIN and password (a proxy's
+// app password), and logs out. A refused login is an *AuthError, which never holds the
+// password.
+func IMAPPasswordLogin(ctx context.Context, addr string, mode TLSMode, tc *tls.Config, user, password string) error {
+	c, err := dialMail(ctx, "imap", addr, mode, tc)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.imapStart(mode, tc); err != nil {
+		return err
+	}
+	if err := c.send(fmt.Sprintf("a1 LOGIN %q %q", user, password)); err != nil {
+		return err
+	}
+	for {
+		l, err := c.line()
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(l, "a1 ") {
+			if !strings.HasPrefix(l, "a1 OK") {
+				return &AuthError{Proto: "imap", Reply: strings.TrimPrefix(l, "a1 "), Temporary: strings.Contains(l, "[UNAVAILABLE]")}
+			}
+			return c.imapCommand("z1", "LOGOUT")
+		}
+	}
+}
+
 // IMAPCapabilities returns the capabilities an IMAP server lists before login (after STARTTLS
 // in that mode), e.g. "AUTH=XOAUTH2".
 func IMAPCapabilities(ctx context.Context, addr string, mode TLSMode, tc *tls.Config) ([]string, error) {

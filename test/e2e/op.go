@@ -53,7 +53,7 @@ func opCacheDir() (string, error) {
 
 // installOP returns a directory holding server.mjs and its node_modules, running npm ci the
 // first time. A file lock keeps parallel test binaries from installing at the same time.
-func installOP(ctx context.Context) (string, error) {
+func installOP(ctx context.Context, step func(string, ...any)) (string, error) {
 	names := []string{"package.json", "package-lock.json", "server.mjs"}
 	h := sha256.New()
 	contents := map[string][]byte{}
@@ -97,6 +97,7 @@ func installOP(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("e2e: %w", err)
 		}
 	}
+	step("installing the OpenID provider's npm packages into %s (once: later starts reuse them)", dir)
 	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -128,6 +129,7 @@ func (s *Stack) startOP(ctx context.Context) error {
 		// WithOPEnv still overrides these.
 		"CODE_TTL="+seconds(DefaultAccessTokenTTL),
 		"DEVICE_TTL="+seconds(DefaultAccessTokenTTL),
+		"DELEGATES="+Shared+"="+Alice,
 	)
 	if s.opts.autoConsent {
 		env = append(env, "AUTO_CONSENT=1")

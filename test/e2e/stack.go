@@ -55,6 +55,11 @@ const (
 	BobPassword   = "bob-pass"
 	Carol         = "carol@example.test" // owner of the bulk mailbox (WithBulkMailbox)
 	CarolPassword = "carol-pass"
+	// Shared is a shared mailbox nobody signs in as: Alice may open it with her own token
+	// (Exchange's Full Access), Bob may not. Dovecot checks a token for Shared with a passdb of
+	// its own, whose introspection URL names the mailbox, and the provider answers a
+	// delegate's token as Shared's.
+	Shared = "shared@example.test"
 	// SMTPAuthDisabled is the mailbox for which PostfixSubmission answers every AUTH with
 	// 535 5.7.139 and SMTPAuthDisabledText, as Exchange Online does for a mailbox (or tenant) with
 	// SmtpClientAuthenticationDisabled. Dovecot's own services let it in.
@@ -146,6 +151,7 @@ type options struct {
 	certJWKS    []byte
 	saJWKS      []byte
 	opEnv       []string
+	progress    func(step string)
 }
 
 // DefaultAccessTokenTTL is the lifetime of access tokens without WithAccessTokenTTL: longer
@@ -201,6 +207,20 @@ func WithServiceAccountJWKS(jwks []byte) Option {
 // have no option of their own (RT_ROTATE, RT_REQUIRE_OFFLINE, CODE_TTL, DEVICE_TTL, OP_DEBUG).
 func WithOPEnv(key, value string) Option {
 	return func(o *options) { o.opEnv = append(o.opEnv, key+"="+value) }
+}
+
+// WithProgress has Run call progress with a short line before each step of the start that
+// can take a while (installing the provider's npm packages, starting each daemon), so that a
+// person waiting for the stack sees what it is doing.
+func WithProgress(progress func(step string)) Option {
+	return func(o *options) { o.progress = progress }
+}
+
+// step reports one step of the start to WithProgress's function, if any.
+func (o *options) step(format string, args ...any) {
+	if o.progress != nil {
+		o.progress(fmt.Sprintf(format, args...))
+	}
 }
 
 // Stack is one running provider + Dovecot + Postfix on loopback. The exported fields are set
@@ -401,9 +421,10 @@ func Run(ctx context.Context, dir string, opts ...Option) (*Stack, error) {
 	if err := raiseNoFile(); err != nil {
 		return nil, fmt.Errorf("e2e: raise open-file limit: %w", err)
 	}
-	if s.opDir, err = installOP(ctx); err != nil {
+	if s.opDir, err = installOP(ctx, s.opts.step); err != nil {
 		return nil, err
 	}
+	s.opts.step("writing the certificate and the mailboxes into %s", abs)
 	if err := s.writeStatic(); err != nil {
 		return nil, err
 	}
@@ -539,6 +560,9 @@ type confData struct {
 	// OAUTHBEARER initial responses, as a regular expression alternation.
 	AuthDisabledInitial                 string
 	AuthDisabledUser, AuthDisabledReply string
+	// Shared is the shared mailbox (Shared) that has a passdb of its own; IntrospectMailbox,
+	// in that passdb's oauth2 file only, asks the provider about a token on its behalf.
+	Shared, IntrospectMailbox string
 }
 
 // singleMechanisms are the instances WithSingleMechanismServers starts: the name (Instance
@@ -604,12 +628,15 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.render(); err != nil {
 		return err
 	}
+	s.opts.step("starting the OpenID provider on %s", s.Issuer)
 	if err := s.startOP(ctx); err != nil {
 		return err
 	}
+	s.opts.step("starting Postfix on %s", s.PostfixSubmission)
 	if err := s.startPostfix(ctx); err != nil {
 		return err
 	}
+	s.opts.step("starting Dovecot (IMAP, POP3, submission)")
 	return s.startDovecot(ctx)
 }
 
@@ -626,10 +653,13 @@ func (s *Stack) render() error {
 		IMAPClientLimit:     s.opts.imapClients,
 		AuthDisabledInitial: initialResponsePrefixes(SMTPAuthDisabled),
 		AuthDisabledUser:    SMTPAuthDisabled, AuthDisabledReply: "535 5.7.139 " + SMTPAuthDisabledText,
+		Shared: Shared,
 	}
 	if s.opts.noOAuth {
 		d.OAuth = ""
 	}
+	shared := d
+	shared.IntrospectMailbox = Shared
 	type confFile struct {
 		tmpl, path string
 		d          confData
@@ -637,6 +667,7 @@ func (s *Stack) render() error {
 	files := []confFile{
 		{"dovecot.conf.tmpl", "dovecot/dovecot.conf", d},
 		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2.conf.ext", d},
+		{"dovecot-oauth2.conf.ext.tmpl", "dovecot/dovecot-oauth2-shared.conf.ext", shared},
 		{"main.cf.tmpl", "postfix/etc/main.cf", d},
 		{"master.cf.tmpl", "postfix/etc/master.cf", d},
 		{"auth-disabled-commands.tmpl", "postfix/etc/auth-disabled-commands", d},
@@ -699,6 +730,12 @@ func freePorts(n int, v6 bool) (ports []int, release func(), err error) {
 	}
 	return ports, release, nil
 }
+
+// ReservePorts returns n distinct ports free on 127.0.0.1, reserved until release is called:
+// nothing listens on them and no other process picks them, but a server that binds with
+// SO_REUSEADDR (mailkey serve, like any Go program) can. The sandbox gives them to mailkey
+// serve's listeners, so that the ports it prints stay free until serve takes them.
+func ReservePorts(n int) (ports []int, release func(), err error) { return freePorts(n, false) }
 
 // releasePorts gives back the ports start reserved.
 func (s *Stack) releasePorts() {

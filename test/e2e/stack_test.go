@@ -201,6 +201,24 @@ func TestStack(t *testing.T) {
 		}
 	})
 
+	// Alice may open the shared mailbox with her own token, as a delegate with Full Access;
+	// Bob's token is refused for it.
+	t.Run("shared mailbox", func(t *testing.T) {
+		bobs := mustToken(t, ctx, s, Bob, BobPassword)
+		for _, p := range protocols {
+			for _, mech := range []string{XOAUTH2, OAUTHBEARER} {
+				if err := p.login(ctx, Loopback(p.plain(s)), Plain, s, Shared, tok.AccessToken, mech); err != nil {
+					t.Errorf("%s %s as %s with alice's token: %v", p.name, mech, Shared, err)
+				}
+				err := p.login(ctx, Loopback(p.plain(s)), Plain, s, Shared, bobs.AccessToken, mech)
+				var ae *AuthError
+				if !errors.As(err, &ae) || ae.Temporary {
+					t.Errorf("%s %s as %s with bob's token: got %v, want a permanent *AuthError", p.name, mech, Shared, err)
+				}
+			}
+		}
+	})
+
 	t.Run("submission delivers to bob", func(t *testing.T) {
 		before, err := s.MessageCount(Bob, "INBOX")
 		if err != nil {

@@ -52,104 +52,88 @@ func sendToAlice(t *testing.T, ctx context.Context, s *e2e.Stack, m *mk, subject
 	return n
 }
 
-// TestMailClients runs msmtp, mbsync, offlineimap, getmail and mutt with mailkey token as their
-// OAuth token source, configured as docs/clients/{msmtp,mbsync,offlineimap,getmail,mutt}.md
-// describe.
-func TestMailClients(t *testing.T) {
+// countMaildir returns the number of messages in a Maildir folder.
+func countMaildir(t *testing.T, dir string) int {
+	t.Helper()
+	var n int
+	for _, sub := range []string{"cur", "new"} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatalf("no Maildir at %s: %v", dir, err)
+		}
+		n += len(entries)
+	}
+	return n
+}
+
+// TestRecipes runs the client recipes of docs/clients/ that use mailkey token, as the pages
+// print them: the test writes each marked block where the page says and replaces only the
+// example values (addresses, hosts, ports, the CA of a private server) with the stack's. The
+// mailkey accounts are called gmail and work, as on the pages. Recipes through the proxy run
+// in servetest's TestProxyRecipes.
+func TestRecipes(t *testing.T) {
 	t.Parallel()
 	s := e2e.Start(t)
 	ctx := mailkeytest.Context(t)
 	leaks := mailkeytest.NewLeaks(t)
 	leaks.Require("", 1)
-	const acct = "work"
 	m := newMailkey(t, leaks, "1s")
-	m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
-	m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
-
-	for _, mech := range []string{"xoauth2", "oauthbearer"} {
-		t.Run("msmtp "+mech, func(t *testing.T) {
-			msmtp := mailkeytest.NeedProgram(t, "msmtp", "msmtp")
-			rc := filepath.Join(m.Home, ".msmtprc-"+mech)
-			writeFile(t, rc, fmt.Sprintf(`defaults
-tls on
-tls_trust_file %s
-
-account mailkey
-host localhost
-port %d
-tls_starttls on
-from %s
-user %s
-auth %s
-passwordeval "mailkey token %s"
-
-account default : mailkey
-`, s.CAFile, s.SubmissionPort, e2e.Alice, e2e.Alice, mech, acct))
-			before, err := s.MessageCount(e2e.Alice, "INBOX")
-			if err != nil {
-				t.Fatal(err)
-			}
-			msg := e2e.NewMessage(e2e.Alice, e2e.Alice, "msmtp "+mech, "sent by msmtp with a token from mailkey")
-			if out, err := runClient(t, ctx, m, msg, msmtp, "-C", rc, e2e.Alice); err != nil {
-				t.Fatalf("msmtp: %v\n%s", err, out)
-			}
-			if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", before+1); err != nil {
-				t.Fatal(err)
-			}
-		})
+	for _, acct := range []string{"gmail", "work"} {
+		m.AddAccount(ctx, s, acct, e2e.ClientPublic, e2e.Alice)
+		m.On(t).Import(ctx, s, acct, e2e.Alice, e2e.AlicePassword)
 	}
+	port := func(p int) string { return fmt.Sprint(p) }
+	// The stack's server certificate, where clients look for certificates they were told
+	// to trust (mutt and neomutt: ~/.mutt_certificates, as when one accepts it once).
+	ca, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(m.Home, ".mutt_certificates"), string(ca))
+
+	t.Run("msmtp", func(t *testing.T) {
+		msmtp := mailkeytest.NeedProgram(t, "msmtp", "msmtp")
+		m.On(t).Recipe("docs/clients/msmtp.md", "msmtp",
+			"tls_trust_file system", "tls_trust_file "+s.CAFile,
+			"host smtp.gmail.com\nport 465", "host localhost\nport "+port(s.SubmissionsPort),
+			"host smtp.office365.com\nport 587", "host localhost\nport "+port(s.SubmissionPort),
+			"alice@gmail.com", e2e.Alice, "alice@contoso.com", e2e.Alice)
+		before, err := s.MessageCount(e2e.Alice, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// gmail: implicit TLS and OAUTHBEARER; work: STARTTLS and XOAUTH2.
+		for _, acct := range []string{"gmail", "work"} {
+			msg := e2e.NewMessage(e2e.Alice, e2e.Alice, "msmtp "+acct, "sent by msmtp with a token from mailkey")
+			if out, err := runClient(t, ctx, m, msg, msmtp, "-a", acct, e2e.Alice); err != nil {
+				t.Fatalf("msmtp -a %s: %v\n%s", acct, err, out)
+			}
+		}
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", before+2); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	t.Run("mbsync", func(t *testing.T) {
-		mbsync := mailkeytest.NeedProgram(t, "mbsync", "isync")
+		mailkeytest.NeedProgram(t, "mbsync", "isync")
 		// the Cyrus SASL XOAUTH2 plugin mbsync needs
 		if plugins, _ := filepath.Glob("/usr/lib/*/sasl2/libkdexoauth2.so*"); len(plugins) == 0 {
 			mailkeytest.Missing(t, "the SASL plugin libkdexoauth2", "libsasl2-modules-kdexoauth2")
 		}
 		want := sendToAlice(t, ctx, s, m, "for mbsync")
-		local := filepath.Join(m.Home, "Mail")
-		if err := os.MkdirAll(local, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		rc := filepath.Join(m.Home, ".mbsyncrc")
-		// As docs/clients/mbsync.md writes it, but for Timeout: mbsync gives up on a server
-		// that is silent for 20 s, which a busy machine can be; the test's deadline bounds it.
-		writeFile(t, rc, fmt.Sprintf(`IMAPAccount mailkey
-Host localhost
-Port %d
-User %s
-PassCmd "mailkey token %s"
-AuthMechs XOAUTH2
-SSLType STARTTLS
-CertificateFile %s
-Timeout 0
-
-IMAPStore mailkey-remote
-Account mailkey
-
-MaildirStore mailkey-local
-Path %s/
-Inbox %s/INBOX
-SubFolders Verbatim
-
-Channel mailkey
-Far :mailkey-remote:
-Near :mailkey-local:
-Patterns INBOX
-Create Near
-SyncState *
-`, s.IMAPPort, e2e.Alice, acct, s.CAFile, local, local))
-		if out, err := runClient(t, ctx, m, nil, mbsync, "-c", rc, "mailkey"); err != nil {
-			t.Fatalf("mbsync: %v\n%s", err, out)
-		}
-		var got int
-		for _, sub := range []string{"cur", "new"} {
-			entries, err := os.ReadDir(filepath.Join(local, "INBOX", sub))
-			if err != nil {
-				t.Fatalf("mbsync made no local INBOX: %v", err)
+		// The page's private-CA line; and Timeout 0, the test's own: mbsync gives up on a
+		// server that is silent for 20 s, which a busy machine can be (the test's deadline
+		// bounds the run).
+		blocks := m.On(t).Recipe("docs/clients/mbsync.md", "mbsync",
+			"Host imap.gmail.com\nPort 993", "Host localhost\nPort "+port(s.IMAPSPort),
+			"alice@gmail.com", e2e.Alice,
+			"SSLType IMAPS\n", "SSLType IMAPS\nCertificateFile "+s.CAFile+"\nTimeout 0\n")
+		for _, b := range blocks {
+			if b.Lang == "sh" {
+				m.On(t).Shell(ctx, b) // the page's check: mkdir, then mbsync -V gmail
 			}
-			got += len(entries)
 		}
-		if got < want {
+		if got := countMaildir(t, filepath.Join(m.Home, "Mail", "gmail", "INBOX")); got < want {
 			t.Errorf("mbsync copied %d messages, the server holds at least %d", got, want)
 		}
 	})
@@ -157,55 +141,14 @@ SyncState *
 	t.Run("offlineimap", func(t *testing.T) {
 		offlineimap := mailkeytest.NeedProgram(t, "offlineimap", "offlineimap3")
 		want := sendToAlice(t, ctx, s, m, "for offlineimap")
-		// As docs/clients/offlineimap.md writes them, with the stack's server and CA.
-		writeFile(t, filepath.Join(m.Home, ".offlineimap.py"), `import subprocess
-
-
-def mailkey_token(account):
-    """Return a valid access token for a mailkey account."""
-    # stdout only: mailkey's error and hint on stderr reach the terminal or log.
-    return subprocess.run(
-        ["mailkey", "token", account],
-        check=True, stdout=subprocess.PIPE, text=True,
-    ).stdout.strip()
-`)
-		local := filepath.Join(m.Home, "Mail-offlineimap")
-		rc := filepath.Join(m.Home, ".offlineimaprc")
-		writeFile(t, rc, fmt.Sprintf(`[general]
-accounts = mailkey
-pythonfile = ~/.offlineimap.py
-
-[Account mailkey]
-localrepository = mailkey-local
-remoterepository = mailkey-remote
-
-[Repository mailkey-local]
-type = Maildir
-localfolders = %s
-
-[Repository mailkey-remote]
-type = IMAP
-remotehost = localhost
-remoteport = %d
-remoteuser = %s
-ssl = yes
-sslcacertfile = %s
-auth_mechanisms = XOAUTH2
-oauth2_access_token_eval = mailkey_token(%q)
-folderfilter = lambda f: f == 'INBOX'
-`, local, s.IMAPSPort, e2e.Alice, s.CAFile, acct))
-		if out, err := runClient(t, ctx, m, nil, offlineimap, "-c", rc, "-o", "-u", "basic"); err != nil {
+		m.On(t).Recipe("docs/clients/offlineimap.md", "offlineimap",
+			"remotehost = imap.gmail.com\nremoteport = 993", "remotehost = localhost\nremoteport = "+port(s.IMAPSPort),
+			"alice@gmail.com", e2e.Alice,
+			"sslcacertfile = OS-DEFAULT", "sslcacertfile = "+s.CAFile)
+		if out, err := runClient(t, ctx, m, nil, offlineimap, "-o", "-u", "basic"); err != nil {
 			t.Fatalf("offlineimap: %v\n%s", err, m.Leaks.Redact(out))
 		}
-		var got int
-		for _, sub := range []string{"cur", "new"} {
-			entries, err := os.ReadDir(filepath.Join(local, "INBOX", sub))
-			if err != nil {
-				t.Fatalf("offlineimap made no local INBOX: %v", err)
-			}
-			got += len(entries)
-		}
-		if got < want {
+		if got := countMaildir(t, filepath.Join(m.Home, "Mail", "gmail", "INBOX")); got < want {
 			t.Errorf("offlineimap copied %d messages, the server holds at least %d", got, want)
 		}
 	})
@@ -213,35 +156,17 @@ folderfilter = lambda f: f == 'INBOX'
 	t.Run("getmail", func(t *testing.T) {
 		getmail := mailkeytest.NeedProgram(t, "getmail", "getmail6")
 		want := sendToAlice(t, ctx, s, m, "for getmail")
-		// The retriever as docs/clients/getmail.md writes it, with the stack's server and CA.
-		// getmail refuses to deliver to a Maildir as root, which the tests run as, so the
-		// messages go to an external command that appends them to a file instead.
-		dir := filepath.Join(m.Home, ".config", "getmail")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
+		// The page's port and private-CA lines. getmail refuses to deliver to a Maildir as
+		// root, which the tests run as: the one change of the test's own is a destination
+		// that appends the messages to a file.
 		mbox := filepath.Join(m.Home, "getmail.mbox")
-		writeFile(t, filepath.Join(dir, "getmailrc"), fmt.Sprintf(`[retriever]
-type = SimpleIMAPSSLRetriever
-server = localhost
-port = %d
-ca_certs = %s
-username = %s
-use_xoauth2 = True
-password_command = ("mailkey", "token", %q)
-mailboxes = ("INBOX",)
-
-[destination]
-type = MDA_external
-path = /bin/sh
-arguments = ("-c", "cat >> %s")
-allow_root_commands = true
-
-[options]
-read_all = true
-delete = false
-`, s.IMAPSPort, s.CAFile, e2e.Alice, acct, mbox))
-		if out, err := runClient(t, ctx, m, nil, getmail, "--getmaildir", dir, "--rcfile", "getmailrc"); err != nil {
+		m.On(t).Recipe("docs/clients/getmail.md", "getmail",
+			"server = imap.gmail.com\n", fmt.Sprintf("server = localhost\nport = %d\nca_certs = %s\n", s.IMAPSPort, s.CAFile),
+			"username = you@gmail.com", "username = "+e2e.Alice,
+			"type = Maildir\npath = ~/Mail/inbox/\n",
+			fmt.Sprintf("type = MDA_external\npath = /bin/sh\narguments = (\"-c\", \"cat >> %s\")\nallow_root_commands = true\n", mbox),
+			"read_all = false", "read_all = true")
+		if out, err := runClient(t, ctx, m, nil, getmail); err != nil {
 			t.Fatalf("getmail: %v\n%s", err, m.Leaks.Redact(out))
 		}
 		b, err := os.ReadFile(mbox)
@@ -253,54 +178,145 @@ delete = false
 		}
 	})
 
-	t.Run("mutt", func(t *testing.T) {
+	muttSubs := []string{
+		"imaps://imap.gmail.com:993/", "imaps://localhost:" + port(s.IMAPSPort) + "/",
+		"@smtp.gmail.com:465/", "@localhost:" + port(s.SubmissionsPort) + "/",
+		"alice@gmail.com", e2e.Alice,
+	}
+	for _, prog := range []struct{ name, pkg, debugLog string }{
+		{"mutt", "mutt", ".muttdebug0"}, {"neomutt", "neomutt", ".neomuttdebug0"},
+	} {
+		t.Run(prog.name+" IMAP and SMTP", func(t *testing.T) {
+			bin := mailkeytest.NeedProgram(t, prog.name, prog.pkg)
+			m.On(t).Recipe("docs/clients/mutt.md", "mutt", muttSubs...)
+			rc := filepath.Join(m.Home, ".muttrc")
+			n, err := s.MessageCount(e2e.Alice, "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := m.On(t).OpenMailbox(ctx, bin, rc, prog.debugLog)
+			// mutt logs the server's lines, neomutt only its own: either way a SELECT
+			// follows a successful login.
+			opened := strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) || prog.name == "neomutt" && strings.Contains(log, `SELECT "INBOX"`)
+			if !strings.Contains(log, "Trying method oauthbearer") || !opened {
+				t.Errorf("%s did not open INBOX (%d messages) with OAUTHBEARER; debug log:\n%s", prog.name, n, m.Leaks.Redact(log))
+			}
+			// The page's check: a message in batch mode, over SMTP.
+			if out, err := runClient(t, ctx, m, []byte("test\n"), bin, "-n", "-F", rc, "-s", "mailkey test "+prog.name, e2e.Alice); err != nil {
+				t.Fatalf("%s -s: %v\n%s", prog.name, err, out)
+			}
+			if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	t.Run("mutt Microsoft", func(t *testing.T) {
 		mutt := mailkeytest.NeedProgram(t, "mutt", "mutt")
-		script := mailkeytest.NeedProgram(t, "script", "bsdutils") // mutt needs a terminal
-		cert, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// mutt trusts the server certificates listed in certificate_file.
-		certs := filepath.Join(m.Home, ".mutt_certificates")
-		writeFile(t, certs, string(cert))
+		m.On(t).Recipe("docs/clients/mutt.md", "mutt-microsoft",
+			"imaps://outlook.office365.com:993/", "imaps://localhost:"+port(s.IMAPSPort)+"/",
+			"@smtp.office365.com:587/", "@localhost:"+port(s.SubmissionPort)+"/",
+			"alice@contoso.com", e2e.Alice)
 		rc := filepath.Join(m.Home, ".muttrc")
-		writeFile(t, rc, fmt.Sprintf(`set from      = "%[1]s"
-set imap_user = "%[1]s"
-set folder    = "imap://localhost:%[2]d/"
-set spoolfile = "+INBOX"
-set ssl_starttls = yes
-set ssl_force_tls = yes
-set certificate_file = "%[3]s"
-set imap_authenticators        = "oauthbearer:xoauth2"
-set imap_oauth_refresh_command = "mailkey token %[4]s"
-set imap_passive = no
-set quit = yes
-set header_cache = ""
-set message_cachedir = ""
-set mail_check = 0
-`, e2e.Alice, s.IMAPPort, certs, acct))
 		n, err := s.MessageCount(e2e.Alice, "INBOX")
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Open INBOX, then quit; -d 2 writes the IMAP transcript (without the token) to
-		// ~/.muttdebug0.
-		cmdline := fmt.Sprintf("%s -n -d 2 -F %s -e 'push <quit>'", mutt, rc)
-		out, err := runClient(t, ctx, m, nil, script, "-qec", cmdline, "/dev/null")
+		log := m.On(t).OpenMailbox(ctx, mutt, rc, ".muttdebug0")
+		if !strings.Contains(log, "Trying method xoauth2") || !strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) {
+			t.Errorf("mutt did not open INBOX (%d messages) with XOAUTH2; debug log:\n%s", n, m.Leaks.Redact(log))
+		}
+		if out, err := runClient(t, ctx, m, []byte("test\n"), mutt, "-n", "-F", rc, "-s", "mailkey test xoauth2", e2e.Alice); err != nil {
+			t.Fatalf("mutt -s: %v\n%s", err, out)
+		}
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	for _, prog := range []struct{ name, pkg, recipe, rc, debugLog string }{
+		{"mutt", "mutt", "mutt-pop3", ".muttrc", ".muttdebug0"},
+		{"neomutt", "neomutt", "neomutt-pop3", ".neomuttrc", ".neomuttdebug0"},
+	} {
+		t.Run(prog.name+" POP3", func(t *testing.T) {
+			bin := mailkeytest.NeedProgram(t, prog.name, prog.pkg)
+			pop := "pops://" + e2e.Alice + "@localhost:" + port(s.POP3SPort)
+			m.On(t).Recipe("docs/clients/mutt.md", prog.recipe, "pops://alice@gmail.com@pop.gmail.com:995", pop)
+			// neomutt asks to create its default $folder, ~/Mail, when it is missing.
+			if err := os.MkdirAll(filepath.Join(m.Home, "Mail"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			log := m.On(t).OpenMailbox(ctx, bin, filepath.Join(m.Home, prog.rc), prog.debugLog, "-f", pop)
+			// mutt logs the server's reply, neomutt its next step.
+			if !strings.Contains(log, "Trying method oauthbearer") ||
+				!strings.Contains(log, "+OK Logged in") && !strings.Contains(log, "Fetching list of messages") {
+				t.Errorf("%s did not log in over POP3; debug log:\n%s", prog.name, m.Leaks.Redact(log))
+			}
+		})
+	}
+
+	t.Run("git credential helper", func(t *testing.T) {
+		git := mailkeytest.NeedProgram(t, "git", "git")
+		hostPort := "localhost:" + port(s.SubmissionPort)
+		m.On(t).Recipe("docs/clients/git-send-email.md", "git-send-email",
+			"smtp://smtp.gmail.com:587", "smtp://"+hostPort,
+			"smtpServer = smtp.gmail.com", "smtpServer = localhost",
+			"smtpServerPort = 587", "smtpServerPort = "+port(s.SubmissionPort),
+			"alice@gmail.com", e2e.Alice)
+		// The page's check, git credential fill; its output is the token, so it goes to
+		// the leak check only as a secret.
+		cmd := exec.CommandContext(ctx, git, "credential", "fill")
+		cmd.Env, cmd.Dir = m.Vars, m.Home
+		cmd.Stdin = strings.NewReader("protocol=smtp\nhost=" + hostPort + "\nusername=" + e2e.Alice + "\n")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		m.Leaks.Output("git credential fill (stderr)", stderr.String())
 		if err != nil {
-			t.Fatalf("mutt: %v\n%q", err, out)
+			t.Fatalf("git credential fill: %v\n%s", err, m.Leaks.Redact(stderr.String()))
 		}
-		dbg, err := os.ReadFile(filepath.Join(m.Home, ".muttdebug0"))
+		var tok string
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(l, "password="); ok {
+				tok = v
+			}
+		}
+		if tok == "" {
+			t.Fatalf("git credential fill printed no password= line (%d bytes)", len(out))
+		}
+		m.Leaks.Secret("access token from git credential fill", tok)
+		if err := e2e.SubmissionSend(ctx, e2e.Loopback(s.SubmissionPort), e2e.StartTLS, s.TLSConfig(), e2e.Alice, tok, e2e.OAUTHBEARER, "", nil); err != nil {
+			t.Errorf("submission OAUTHBEARER with the token git credential fill printed: %v", err)
+		}
+	})
+
+	t.Run("aerc", func(t *testing.T) {
+		sendToAlice(t, ctx, s, m, "for aerc")
+		m.On(t).Recipe("docs/clients/aerc.md", "aerc",
+			"@imap.gmail.com:993", "@localhost:"+port(s.IMAPSPort),
+			"@smtp.gmail.com:465", "@localhost:"+port(s.SubmissionsPort),
+			"@outlook.office365.com:993", "@localhost:"+port(s.IMAPSPort),
+			"@smtp.office365.com:587", "@localhost:"+port(s.SubmissionPort),
+			"alice%40gmail.com", "alice%40example.test", "alice%40contoso.com", "alice%40example.test",
+			"<alice@gmail.com>", "<"+e2e.Alice+">", "<alice@contoso.com>", "<"+e2e.Alice+">")
+		// aerc is a Go program: it trusts the stack's CA through SSL_CERT_FILE.
+		aerc := m.On(t).StartAerc(ctx, "SSL_CERT_FILE="+s.CAFile)
+		aerc.WaitScreen("alice's INBOX with the message sent for it, over IMAP", "for aerc")
+		n, err := s.MessageCount(e2e.Alice, "INBOX")
 		if err != nil {
-			t.Fatalf("mutt wrote no debug log: %v\n%q", err, out)
+			t.Fatal(err)
 		}
-		m.Leaks.Output("mutt debug log", string(dbg))
-		log := string(dbg)
-		if !strings.Contains(log, "Trying method oauthbearer") || !strings.Contains(log, "OK [") {
-			t.Errorf("mutt did not authenticate with OAUTHBEARER; debug log:\n%s", m.Leaks.Redact(log))
+		// gmail: implicit TLS and OAUTHBEARER; then work: STARTTLS and XOAUTH2.
+		aerc.Send(e2e.Alice, "sent by aerc")
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+1); err != nil {
+			aerc.Screen()
+			t.Fatal(err)
 		}
-		if !strings.Contains(log, fmt.Sprintf("* %d EXISTS", n)) {
-			t.Errorf("mutt did not select INBOX (%d messages); debug log:\n%s", n, m.Leaks.Redact(log))
+		aerc.Command(":next-tab")
+		aerc.Send(e2e.Alice, "sent by aerc from work")
+		if _, err := s.WaitMessageCount(ctx, e2e.Alice, "INBOX", n+2); err != nil {
+			aerc.Screen()
+			t.Fatal(err)
 		}
 	})
 }

@@ -629,6 +629,25 @@ function addMailScope(res) {
   });
 }
 
+// Shared mailboxes and their delegates (DELEGATES="shared@x=alice@x,bob@x;other@x=carol@x"), as
+// Exchange's Full Access permission: a shared mailbox's passdb in Dovecot introspects with
+// ?mailbox=ADDR, and a token of one of its delegates is answered as the mailbox's. Any other
+// token stays its own user's, which Dovecot refuses as a mismatch.
+const DELEGATES = new Map(String(env.DELEGATES || '').split(';').filter(Boolean).map((entry) => {
+  const [mailbox, users = ''] = entry.split('=');
+  return [mailbox.toLowerCase(), users.split(',').map((u) => u.toLowerCase())];
+}));
+
+function answerDelegate(res, user) {
+  const mailbox = String(user || '').toLowerCase();
+  if (!DELEGATES.has(mailbox)) return;
+  patchJSON(res, (b) => {
+    if (!b.active || !DELEGATES.get(mailbox).includes(String(b.email || '').toLowerCase())) return undefined;
+    bump('introspection.delegate');
+    return { ...b, email: mailbox, username: mailbox };
+  });
+}
+
 // The client a token request authenticates as: HTTP Basic, else client_id in the body.
 function tokenClient(req, form) {
   const m = /^Basic (.+)$/i.exec(req.headers.authorization || '');
@@ -748,7 +767,10 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname.startsWith('/interaction/')) return await handleInteraction(provider, '', req, res, url.pathname);
     if (url.pathname.startsWith('/google/')) return await handleGoogle(req, res, url);
     if (url.pathname.startsWith('/ms/')) return await handleMicrosoft(req, res, url);
-    if (url.pathname === '/token/introspection') addMailScope(res);
+    if (url.pathname === '/token/introspection') {
+      addMailScope(res);
+      answerDelegate(res, url.searchParams.get('mailbox'));
+    }
     if (url.pathname.startsWith('/__test/') && req.method === 'POST') return await handleTest(req, res, url);
     if (SA && url.pathname === '/sa/token') return await handleJWTBearer(req, res);
     if (url.pathname === '/token' && FAIL_TOKEN > 0) {

@@ -223,10 +223,15 @@ func (s *serving) metric(t *testing.T, name string, filters ...string) float64 {
 // python runs a script in the test's folder with python3 and returns its combined output.
 func python(t *testing.T, ctx context.Context, script string, args ...string) (string, error) {
 	t.Helper()
-	py := mailkeytest.NeedProgram(t, "python3", "python3")
-	cmd := exec.CommandContext(ctx, py, append([]string{script}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := pythonCmd(t, ctx, script, args...).CombinedOutput()
 	return string(out), err
+}
+
+// pythonCmd is the command python runs, for a test that gives it standard input.
+func pythonCmd(t *testing.T, ctx context.Context, script string, args ...string) *exec.Cmd {
+	t.Helper()
+	py := mailkeytest.NeedProgram(t, "python3", "python3")
+	return exec.CommandContext(ctx, py, append([]string{script}, args...)...)
 }
 
 func writeFile(t *testing.T, path, text string, mode os.FileMode) {

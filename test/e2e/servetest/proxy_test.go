@@ -1,8 +1,6 @@
 package servetest
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,9 +10,10 @@ import (
 	"github.com/mailkey/mailkey/test/e2e/mailkeytest"
 )
 
-// TestProxy runs mailkey serve against Dovecot and talks to it with real clients: Python's
-// imaplib, poplib and smtplib, fetchmail and mutt, all with a local app password; mailkey
-// logs in upstream with XOAUTH2 over STARTTLS.
+// TestProxy runs mailkey serve against Dovecot and talks to it with Python's imaplib, poplib
+// and smtplib in every TLS mode and login method, with a local app password; mailkey logs in
+// upstream with XOAUTH2 over STARTTLS. The client recipes of docs/clients/ through the proxy
+// run in TestProxyRecipes.
 func TestProxy(t *testing.T) {
 	t.Parallel()
 	// Tokens live longer than the test (e2e.DefaultAccessTokenTTL), so that no background
@@ -128,80 +127,6 @@ func TestProxy(t *testing.T) {
 		c.until("c OK")
 		c.send("d LOGOUT\r\n")
 		c.until("d OK")
-	})
-
-	t.Run("fetchmail", func(t *testing.T) {
-		fetchmail := mailkeytest.NeedProgram(t, "fetchmail", "fetchmail")
-		n, err := s.MessageCount(e2e.Alice, "INBOX")
-		if err != nil || n == 0 {
-			t.Fatalf("alice's INBOX holds %d messages (%v), want some", n, err)
-		}
-		for _, proto := range []string{"pop3", "imap"} {
-			_, port := hostPort(proto)
-			// The proxy offers STARTTLS: fetchmail takes it and checks the certificate
-			// (by name: fetchmail ignores IP SANs, hence localhost).
-			rc := filepath.Join(m.Home, ".fetchmailrc-"+proto)
-			writeFile(t, rc, fmt.Sprintf(`set no syslog
-poll localhost port %s protocol %s
-  user "%s" password "%s" is "nobody" here
-  sslproto tls1.2+ sslcertck sslcertfile "%s"
-  keep fetchall
-  mda "/bin/cat > /dev/null"
-`, port, strings.ToUpper(proto), acct, pw, srv.certFile), 0o600)
-			out, err := runProgram(ctx, m, fetchmail, "-f", rc, "-v", "--nosyslog")
-			if err != nil {
-				t.Errorf("fetchmail %s: %v\n%s", proto, err, m.Leaks.Redact(out))
-				continue
-			}
-			if !strings.Contains(out, "message") || !strings.Contains(out, "reading message") {
-				t.Errorf("fetchmail %s read no message:\n%s", proto, m.Leaks.Redact(out))
-			}
-		}
-	})
-
-	t.Run("mutt", func(t *testing.T) {
-		mutt := mailkeytest.NeedProgram(t, "mutt", "mutt")
-		script := mailkeytest.NeedProgram(t, "script", "bsdutils") // mutt needs a terminal
-		_, port := hostPort("imap")
-		certs := filepath.Join(m.Home, ".mutt_certificates")
-		b, err := os.ReadFile(srv.certFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, certs, string(b), 0o600)
-		rc := filepath.Join(m.Home, ".muttrc")
-		writeFile(t, rc, fmt.Sprintf(`set from      = "%[1]s"
-set imap_user = "%[2]s"
-set imap_pass = "%[3]s"
-set folder    = "imap://localhost:%[4]s/"
-set spoolfile = "+INBOX"
-set ssl_starttls = yes
-set ssl_force_tls = yes
-set certificate_file = "%[5]s"
-set imap_passive = no
-set quit = yes
-set header_cache = ""
-set message_cachedir = ""
-set mail_check = 0
-`, e2e.Alice, acct, pw, port, certs), 0o600)
-		n, err := s.MessageCount(e2e.Alice, "INBOX")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := runProgram(ctx, m, script, "-qec", fmt.Sprintf("%s -n -d 2 -F %s -e 'push <quit>'", mutt, rc), "/dev/null")
-		if err != nil {
-			t.Fatalf("mutt: %v\n%q", err, m.Leaks.Redact(out))
-		}
-		dbg, err := os.ReadFile(filepath.Join(m.Home, ".muttdebug0"))
-		if err != nil {
-			t.Fatalf("mutt wrote no debug log: %v\n%q", err, out)
-		}
-		if found := m.Leaks.Scan("mutt debug log", string(dbg)); len(found) > 0 {
-			t.Log(strings.Join(found, "\n")) // mutt's own log may hold what it sent; only ours must not
-		}
-		if !strings.Contains(string(dbg), fmt.Sprintf("* %d EXISTS", n)) {
-			t.Errorf("mutt did not open INBOX (%d messages) through the proxy; debug log:\n%s", n, m.Leaks.Redact(string(dbg)))
-		}
 	})
 
 	// Nothing a client sends before proving an app password reaches Dovecot: the proxy's

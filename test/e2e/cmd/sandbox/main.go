@@ -1,10 +1,14 @@
 // Command sandbox runs the e2e stack (a local OpenID provider, Dovecot and Postfix on loopback)
 // until it gets SIGINT or SIGTERM, for trying mail clients against it by hand.
 //
-//	go run ./test/e2e/cmd/sandbox [-dir DIR] [-bulk N] [-at-ttl 60s] [-auto-consent] [-no-oauth]
+//	go run ./test/e2e/cmd/sandbox [-dir DIR | -keep] [-bulk N] [-at-ttl 60s] [-auto-consent] [-no-oauth]
 //
-// It prints the issuer, ports, CA file and accounts, and writes DIR/env with shell exports
-// (". DIR/env"). Run it as root.
+// It says what it is doing at each step on stderr, then prints the issuer, ports, CA file and
+// accounts, and writes DIR/env with shell exports (". DIR/env"). It reserves four free ports
+// for mailkey serve (IMAP, POP3, SMTP and the status page), writes them into the sandbox's
+// mailkey configuration and prints them; they stay reserved for serve until the sandbox
+// stops. Its scratch folder goes when it stops, unless -keep is given or -dir names the
+// folder. Run it as root.
 //
 // On a machine without a browser, DIR/env also exports SANDBOX_BROWSER, a command for
 // $BROWSER: "BROWSER=$SANDBOX_BROWSER mailkey login sandbox" signs in as alice and consents
@@ -36,7 +40,8 @@ func main() {
 }
 
 func run() error {
-	dir := flag.String("dir", "", "directory for the stack's files (default: a new one under the temp dir)")
+	dir := flag.String("dir", "", "directory for the stack's files, kept when the sandbox stops (default: a new one under the temp dir, removed then)")
+	keep := flag.Bool("keep", false, "keep the scratch folder when the sandbox stops, for its logs")
 	bulk := flag.Int("bulk", 0, "fill carol's INBOX with this many generated messages")
 	atTTL := flag.Duration("at-ttl", 60*time.Second, "access token lifetime")
 	autoConsent := flag.Bool("auto-consent", false, "skip the provider's consent page")
@@ -54,17 +59,26 @@ func run() error {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
 	}
 
+	started := time.Now()
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "sandbox: %s\n", fmt.Sprintf(format, args...))
+	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "mailkey-sandbox-")
 		if err != nil {
 			return err
 		}
 		*dir = d
-		// A folder of its own making goes when the sandbox stops; one
-		// named with -dir stays, for its logs.
-		defer os.RemoveAll(d)
+		// A folder of its own making goes when the sandbox stops, unless -keep; one named
+		// with -dir stays, for its logs.
+		if *keep {
+			defer progress("kept %s", d)
+		} else {
+			defer os.RemoveAll(d)
+		}
 	}
-	opts := []e2e.Option{e2e.WithAccessTokenTTL(*atTTL), e2e.WithBulkMailbox(*bulk)}
+	opts := []e2e.Option{e2e.WithAccessTokenTTL(*atTTL), e2e.WithBulkMailbox(*bulk),
+		e2e.WithProgress(func(step string) { progress("%s", step) })}
 	if *autoConsent {
 		opts = append(opts, e2e.WithAutoConsent())
 	}
@@ -82,10 +96,20 @@ func run() error {
 
 	cfgPath := filepath.Join(s.Dir, "mailkey", "config.toml")
 	stateDir := filepath.Join(s.Dir, "mailkey", "state")
+	progress("configuring the mailkey account \"sandbox\" in %s", cfgPath)
 	if err := addAccount(s, cfgPath, stateDir); err != nil {
 		return err
 	}
-	if err := addProxy(cfgPath); err != nil {
+	ports, release, err := e2e.ReservePorts(len(proxyListeners))
+	if err != nil {
+		return err
+	}
+	defer release()
+	proxy := make(map[string]string, len(ports))
+	for i, name := range proxyListeners {
+		proxy[name] = e2e.Loopback(ports[i])
+	}
+	if err := addProxy(cfgPath, proxy); err != nil {
 		return err
 	}
 	envPath := filepath.Join(s.Dir, "env")
@@ -101,7 +125,8 @@ func run() error {
 	if err := os.WriteFile(envPath, []byte(env), 0o644); err != nil {
 		return err
 	}
-	describe(os.Stdout, s, envPath)
+	progress("ready in %.1fs", time.Since(started).Seconds())
+	describe(os.Stdout, s, envPath, proxy)
 	<-ctx.Done()
 	fmt.Fprintln(os.Stderr, "sandbox: stopping")
 	return s.Close()
@@ -140,21 +165,22 @@ func addAccount(s *e2e.Stack, cfgPath, stateDir string) error {
 	return nil
 }
 
-// addProxy gives mailkey serve listeners on ports the system picks (serve
-// logs them), so that it starts wherever the usual ports are taken.
-func addProxy(cfgPath string) error {
+// proxyListeners are the [proxy] listeners the sandbox gives mailkey serve, in the order of
+// their reserved ports.
+var proxyListeners = []string{"imap", "pop3", "smtp", "status"}
+
+// addProxy writes the [proxy] section: the listeners on the ports the sandbox reserved for
+// them, so that mailkey serve starts wherever the usual ports are taken.
+func addProxy(cfgPath string, addrs map[string]string) error {
 	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(`
-[proxy]
-# Ports the system picks: mailkey serve logs each listener's address.
-imap = "127.0.0.1:0"
-pop3 = "127.0.0.1:0"
-smtp = "127.0.0.1:0"
-status = "127.0.0.1:0"
-`)
+	section := "\n[proxy]\n# Free ports, reserved for mailkey serve while the sandbox runs.\n"
+	for _, name := range proxyListeners {
+		section += fmt.Sprintf("%s = %q\n", name, addrs[name])
+	}
+	_, err = f.WriteString(section)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -181,7 +207,7 @@ func exports(s *e2e.Stack) string {
 	return out
 }
 
-func describe(w io.Writer, s *e2e.Stack, envPath string) {
+func describe(w io.Writer, s *e2e.Stack, envPath string, proxy map[string]string) {
 	fmt.Fprintf(w, "issuer       %s\n", s.Issuer)
 	fmt.Fprintf(w, "imap         %s   imaps %s\n", s.IMAP, s.IMAPS)
 	fmt.Fprintf(w, "pop3         %s   pop3s %s\n", s.POP3, s.POP3S)
@@ -193,6 +219,8 @@ func describe(w io.Writer, s *e2e.Stack, envPath string) {
 	fmt.Fprintf(w, "clients      %s (public), %s / %s, %s / %s (client_credentials)\n",
 		e2e.ClientPublic, e2e.ClientConfidential, e2e.ClientConfidentialSecret, e2e.ClientDaemon, e2e.ClientDaemonSecret)
 	fmt.Fprintf(w, "files        %s (shell exports: . %s)\n", s.Dir, envPath)
+	fmt.Fprintf(w, "mailkey serve  imap %s   pop3 %s   smtp %s   status http://%s/\n",
+		proxy["imap"], proxy["pop3"], proxy["smtp"], proxy["status"])
 	fmt.Fprintf(w, `
 A mailkey account "sandbox" (alice@example.test) is configured against this stack.
 In another terminal:
@@ -204,8 +232,8 @@ In another terminal:
   mailkey token sandbox
   mailkey test sandbox            # logs in over IMAP, POP3 and SMTP and explains any failure
   mailkey password add sandbox    # an app password for a password-only client, then:
-  mailkey serve                   # listens on free ports: see its "listening" log lines
+  mailkey serve                   # IMAP %s, POP3 %s, SMTP %s (STARTTLS)
 
 press Ctrl-C to stop
-`, envPath)
+`, envPath, proxy["imap"], proxy["pop3"], proxy["smtp"])
 }
