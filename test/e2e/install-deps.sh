@@ -20,6 +20,8 @@ PKGS=(
   gnupg python3-cryptography
   # a session bus for the desktop notification test of mailkey serve
   dbus-daemon
+  # the browser that the status page's test drives
+  chromium
 )
 
 # One dpkg-query for all of them: one per package takes seconds on a busy machine. It fails
