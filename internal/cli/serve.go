@@ -117,6 +117,7 @@ func (c *serveCmd) run(e *env, ready func()) error {
 		NotifyDesktop:  p.NotifyDesktop,
 		NotifyReminder: p.NotifyReminder,
 		Audit:          aud,
+		SignIn:         &pageSignIn{e: e, cfg: &cur, st: st, set: tok},
 		Version:        buildVersion().String(),
 		Ready:          func() { sd.ready(listenStatus(srv)); ready() },
 		Stopping:       sd.stopping,

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/oauth2"
 )
 
 // DefaultLoginTimeout bounds a browser login when LoopbackOptions.Timeout is 0.
@@ -74,8 +72,9 @@ func (c *Client) LoopbackLogin(ctx context.Context, opts LoopbackOptions) (*Toke
 	if err != nil {
 		return nil, &Error{Op: op, Err: fmt.Errorf("cannot listen for the browser's redirect: %w", err)}
 	}
+	req := c.newAuthRequest(redirectURI(host, port))
 	f := &callbackServer{
-		state:     randomString(32),
+		state:     req.State,
 		callbacks: make(chan callback, 1),
 		done:      make(chan struct{}),
 	}
@@ -103,10 +102,7 @@ func (c *Client) LoopbackLogin(ctx context.Context, opts LoopbackOptions) (*Toke
 		wg.Wait()
 	}()
 
-	verifier := oauth2.GenerateVerifier()
-	redirect := redirectURI(host, port)
-	nonce := c.newNonce()
-	authURL := c.AuthCodeURL(f.state, verifier, redirect, nonce)
+	authURL := req.URL
 
 	fmt.Fprintf(out, "To log in, open this URL in a browser on this machine:\n\n    %s\n\n", authURL)
 	if opts.OpenBrowser != nil {
@@ -125,7 +121,7 @@ func (c *Client) LoopbackLogin(ctx context.Context, opts LoopbackOptions) (*Toke
 		}
 		return nil, classify(op, ctx.Err(), nil)
 	case cb := <-f.callbacks:
-		tok, err := c.finishCallback(ctx, cb.query, verifier, redirect, nonce)
+		tok, err := c.finishCallback(ctx, cb.query, req.verifier, req.Redirect, req.nonce)
 		cb.reply <- err
 		return tok, err
 	}

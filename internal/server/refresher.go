@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/mailkey/mailkey/internal/audit"
@@ -63,6 +64,9 @@ type refresher struct {
 	// stop ends run; set when it starts.
 	stop context.CancelFunc
 
+	mu     sync.Mutex
+	result refreshResult // the last check's outcome, for the status page
+
 	// Owned by run's goroutine.
 	failures   int    // transient failures in a row
 	last       string // the access token seen last, to tell a refresh
@@ -101,6 +105,30 @@ func (r *refresher) observe(c condition, msg string, grantEnd time.Time) {
 	if r.notify != nil {
 		r.notify.observe(r.account, r.email, c, msg, grantEnd)
 	}
+}
+
+// refreshResult is the outcome of a refresher's last check.
+type refreshResult struct {
+	At    time.Time
+	Error string // why it failed, "" when it did not; never a secret
+	Fix   string // the next step for Error (Config.Hint)
+}
+
+// lastResult is the outcome of the last check; its At is zero before one.
+func (r *refresher) lastResult() refreshResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.result
+}
+
+func (r *refresher) setResult(err error) {
+	res := refreshResult{At: r.now()}
+	if err != nil {
+		res.Error, res.Fix = err.Error(), r.hintFor(err)
+	}
+	r.mu.Lock()
+	r.result = res
+	r.mu.Unlock()
 }
 
 // poke asks for a check now, without blocking.
@@ -142,6 +170,7 @@ func (r *refresher) check(ctx context.Context) time.Duration {
 	if ctx.Err() != nil {
 		return 0
 	}
+	r.setResult(err)
 	var nl *tokens.NeedsLoginError
 	var rf *tokens.RefusedError
 	var ce *tokens.ClientConfigError

@@ -107,6 +107,9 @@ type Config struct {
 	// Audit records app passwords used, refused and rate-limited, and
 	// grants refreshed, lost and recovered; nil records none.
 	Audit *audit.Log
+	// SignIn lets the status page sign accounts in again; nil offers no
+	// such action.
+	SignIn SignIn
 	// Limits for every proxy listener; zero fields take proxy's defaults.
 	Limits  proxy.Limits
 	Version string
@@ -179,6 +182,14 @@ func (s *Server) accounts() []*config.Account {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.accts
+}
+
+// refresherOf returns the refresher of the account named, nil when it is
+// not served.
+func (s *Server) refresherOf(name string) *refresher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshers[name]
 }
 
 // Reload makes accounts the ones served, for the sessions that start from

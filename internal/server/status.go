@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,11 +34,23 @@ type statusData struct {
 	Accounts                                []accountRow
 	Listeners                               []listenerRow
 	Sessions                                []sessionRow
+	// CSRF is the token the page's forms carry; "" when the page offers
+	// no sign-in. Notice is what just failed, in words.
+	CSRF, Notice string
 }
 
+// accountRow is one account on the page, in words: never a token.
 type accountRow struct {
 	Name, Email, State string
-	Mailbox            string   // the shared mailbox the account opens, if any
+	Mailbox            string // the shared mailbox the account opens, if any
+	NeedsPerson        bool   // no mail client can log in until a person acts
+	CanSignIn          bool   // the page can sign the account in again
+	TokenExpiry        string // the access token's expiry
+	GrantExpiry        string // the refresh token's deadline, when the provider gave one
+	LastRefresh        string // the last refresh that got a new token
+	// LastError is the background refresher's last failure, with the fix,
+	// when nothing has been written since.
+	LastError, LastFix string
 	Warnings           []string // deadlines ahead (account.EarlyWarnings), with what to do
 }
 type listenerRow struct{ Name, Addr string }
@@ -54,14 +67,40 @@ func (s *Server) statusHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.m.handler())
+	si := newSignIns()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		w.Header().Set("X-Frame-Options", "DENY")
-		statusPage().Execute(w, s.statusData(r.Context()))
+		switch {
+		case !trusted(r):
+			http.Error(w, "forbidden: open the status page at its loopback address, such as http://127.0.0.1:PORT/", http.StatusForbidden)
+		case s.cfg.SignIn != nil && r.URL.Query().Has("state"):
+			s.finishSignIn(si, w, r) // the provider's redirect
+		default:
+			s.renderStatus(w, r, si, http.StatusOK, "")
+		}
 	})
+	if s.cfg.SignIn != nil {
+		mux.HandleFunc("POST /login", s.startSignIn(si))
+	}
 	return mux
+}
+
+// renderStatus writes the status page, with notice (what just failed) on
+// top when not "".
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, si *signIns, code int, notice string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
+	// Not no-referrer: the browser would then send "Origin: null" with
+	// the page's own forms.
+	w.Header().Set("Referrer-Policy", "same-origin")
+	d := s.statusData(r.Context())
+	d.Notice = notice
+	if s.cfg.SignIn != nil {
+		d.CSRF = si.csrf
+	}
+	w.WriteHeader(code)
+	statusPage().Execute(w, d)
 }
 
 // readyz answers 200 "ok" once the listeners are up and every account can
@@ -140,8 +179,35 @@ func (s *Server) statusData(ctx context.Context) statusData {
 	}
 	now := time.Now()
 	for _, h := range s.health(ctx) {
-		row := accountRow{Name: h.name, Email: h.conf.Email, Mailbox: h.conf.Mailbox, State: s.tokenState(h, now)}
-		for _, w := range account.EarlyWarnings(h.conf, h.rec, now) {
+		conf := h.conf
+		row := accountRow{Name: h.name, Email: conf.Email, Mailbox: conf.Mailbox, State: s.tokenState(h, now), NeedsPerson: h.needsPerson(nil) != "",
+			CanSignIn: s.cfg.SignIn != nil && !h.appOnly}
+		if rec := h.rec; rec != nil {
+			row.TokenExpiry = when(rec.Expiry, now)
+			if rec.AccessToken == "" {
+				row.TokenExpiry = ""
+			}
+			row.LastRefresh = when(rec.LastRefresh, now)
+			switch {
+			case h.appOnly:
+				row.GrantExpiry = "none: app-only tokens are fetched again as needed"
+			case rec.RefreshToken == "":
+				row.GrantExpiry = "no refresh token: a login is needed once the token expires"
+			case rec.RefreshExpiry.IsZero():
+				row.GrantExpiry = "no deadline set by the provider"
+			default:
+				row.GrantExpiry = when(rec.RefreshExpiry, now)
+			}
+			if tokens.NeedsLogin(rec) && rec.Reason != "" {
+				row.State += ": " + rec.Reason
+			}
+		}
+		if r := s.refresherOf(h.name); r != nil {
+			if res := r.lastResult(); res.Error != "" && (h.rec == nil || !res.At.Before(h.rec.Updated)) {
+				row.LastError, row.LastFix = "at "+res.At.Local().Format(time.DateTime)+": "+res.Error, res.Fix
+			}
+		}
+		for _, w := range account.EarlyWarnings(conf, h.rec, now) {
 			row.Warnings = append(row.Warnings, w.Text+"; "+w.Fix)
 		}
 		d.Accounts = append(d.Accounts, row)
@@ -183,4 +249,32 @@ func (s *Server) tokenState(h accountHealth, now time.Time) string {
 		return "valid until " + rec.Expiry.Local().Format(time.DateTime)
 	}
 	return "expired (renewed on next use)"
+}
+
+// when words a time on the page: local, with how far it is from now; ""
+// for a zero time.
+func when(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := t.Sub(now)
+	rel := "in " + span(d)
+	if d < 0 {
+		rel = span(-d) + " ago"
+	}
+	return t.Local().Format(time.DateTime) + " (" + rel + ")"
+}
+
+// span words a duration roughly, as a person reads it.
+func span(d time.Duration) string {
+	n := func(unit time.Duration) string { return strconv.Itoa(int(d.Round(unit) / unit)) }
+	switch {
+	case d >= 48*time.Hour:
+		return n(24*time.Hour) + " days"
+	case d >= 2*time.Hour:
+		return n(time.Hour) + " hours"
+	case d >= 2*time.Minute:
+		return n(time.Minute) + " minutes"
+	}
+	return n(time.Second) + " seconds"
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,5 +60,42 @@ func TestReadyz(t *testing.T) {
 	s.readyz(rr, httptest.NewRequest("GET", "/readyz", nil))
 	if rr.Code != http.StatusServiceUnavailable || !strings.Contains(rr.Body.String(), "listeners: not up yet") {
 		t.Errorf("readyz before the listeners: %d %q", rr.Code, rr.Body.String())
+	}
+}
+
+// TestStatusPageWords: the page shows each account's expiry, grant, last
+// refresh, the refresher's last failure with its fix, reads on a phone,
+// keeps its Content-Security-Policy, and never shows a token.
+func TestStatusPageWords(t *testing.T) {
+	now := time.Now()
+	rec := &store.Record{Account: "work", AccessToken: "secret-access", RefreshToken: "secret-refresh", Expiry: now.Add(40 * time.Minute),
+		RefreshExpiry: now.Add(72 * time.Hour), LastRefresh: now.Add(-20 * time.Minute), Updated: now.Add(-20 * time.Minute)}
+	r := newRefresher("work", nil, time.Minute, nil, newMetrics())
+	r.hint = func(string, error) string { return "wait a moment" }
+	r.setResult(errors.New("token endpoint answered 503"))
+	s := &Server{cfg: Config{Store: oneRecord{rec}}, accts: []*config.Account{{Name: "work", Email: "me@example.test"}},
+		refreshers: map[string]*refresher{"work": r}}
+	rr := httptest.NewRecorder()
+	s.statusHandler().ServeHTTP(rr, httptest.NewRequest("GET", "http://127.0.0.1:8025/", nil))
+	page := rr.Body.String()
+	for _, want := range []string{`<meta name="viewport"`, "valid until", "(in 40 minutes)", "(in 3 days)", "(20 minutes ago)",
+		"token endpoint answered 503", "wait a moment", "me@example.test"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q:\n%s", want, page)
+		}
+	}
+	if csp := rr.Header().Get("Content-Security-Policy"); !strings.HasPrefix(csp, "default-src 'none'") {
+		t.Errorf("Content-Security-Policy = %q", csp)
+	}
+	if strings.Contains(page, "secret-") {
+		t.Error("a token appears on the page")
+	}
+
+	// A refresh written since the failure hides it.
+	rec.Updated = now.Add(time.Minute)
+	rr = httptest.NewRecorder()
+	s.statusHandler().ServeHTTP(rr, httptest.NewRequest("GET", "http://127.0.0.1:8025/", nil))
+	if strings.Contains(rr.Body.String(), "answered 503") {
+		t.Error("a failure older than the record is still shown")
 	}
 }

@@ -20,6 +20,8 @@ PKGS=(
   gnupg python3-cryptography
   # a session bus for the desktop notification test of mailkey serve
   dbus-daemon
+  # the browser that the status page's test drives
+  chromium
   # shells the completion scripts are tested in, and man to render the manual page
   zsh fish man-db groff-base file
 )
