@@ -46,6 +46,11 @@ type Server struct {
 	conns  sync.WaitGroup
 	sem    chan struct{}
 	once   sync.Once
+
+	// mu orders the start of a connection's handling before Close's wait
+	// for them: a connection accepted as Close runs is closed unanswered.
+	mu     sync.Mutex
+	closed bool
 }
 
 // Listen binds the agent socket of the state folder dir (see SocketPath)
@@ -148,10 +153,18 @@ func (s *Server) Serve(h Handler) error {
 			continue
 		}
 		delay = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			<-s.sem
+			return nil
+		}
 		s.conns.Go(func() {
 			defer func() { <-s.sem }()
 			s.handle(c)
 		})
+		s.mu.Unlock()
 	}
 }
 
@@ -162,6 +175,9 @@ func (s *Server) Serve(h Handler) error {
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		s.cancel(ErrStopping)
 		err = s.ln.Close()
 		s.conns.Wait()
