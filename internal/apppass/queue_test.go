@@ -136,7 +136,7 @@ func TestVerifyConcurrentSameClient(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			_, err := v.VerifyFrom(ctx, "127.0.0.1", "work", pw)
+			_, err := v.CheckFrom(ctx, "127.0.0.1", "work", pw)
 			errs <- err
 		}()
 		waitQueued(v.queue, i+1)
@@ -161,13 +161,13 @@ func TestVerifyRecordsStanding(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := f.NewVerifier(accountsOf)
-	if _, err := v.VerifyFrom(ctx, "127.0.0.1", "work", pw+"x"); !errors.Is(err, ErrNoMatch) {
+	if _, err := v.CheckFrom(ctx, "127.0.0.1", "work", pw+"x"); !errors.Is(err, ErrNoMatch) {
 		t.Fatal(err)
 	}
 	if s := v.queue.standing[clientKey("127.0.0.1", "Work")]; s != failing {
 		t.Errorf("after a wrong password: standing %d", s)
 	}
-	if _, err := v.VerifyFrom(ctx, "127.0.0.1", "work", pw); err != nil {
+	if _, err := v.CheckFrom(ctx, "127.0.0.1", "work", pw); err != nil {
 		t.Fatal(err)
 	}
 	if s := v.queue.standing[clientKey("127.0.0.1", "work")]; s != known {
@@ -186,7 +186,7 @@ func TestVerifyRemembersWrongPassword(t *testing.T) {
 	}
 	v := f.NewVerifier(accountsOf)
 	for range 5 {
-		if _, err := v.VerifyFrom(ctx, "127.0.0.1", "work", "old-password"); !errors.Is(err, ErrNoMatch) {
+		if _, err := v.CheckFrom(ctx, "127.0.0.1", "work", "old-password"); !errors.Is(err, ErrNoMatch) {
 			t.Fatalf("wrong password: %v", err)
 		}
 	}
@@ -195,17 +195,17 @@ func TestVerifyRemembersWrongPassword(t *testing.T) {
 	}
 	// Under another login name of the same account it is still wrong, and
 	// known to be.
-	if _, err := v.VerifyFrom(ctx, "127.0.0.1", "me@example.test", "old-password"); !errors.Is(err, ErrNoMatch) || v.hashes.Load() != 1 {
+	if _, err := v.CheckFrom(ctx, "127.0.0.1", "me@example.test", "old-password"); !errors.Is(err, ErrNoMatch) || v.hashes.Load() != 1 {
 		t.Errorf("same wrong password by address: %v, %d runs", err, v.hashes.Load())
 	}
 	// A change of the file forgets it: the password may be valid now.
 	if _, _, err := f.Add(ctx, "home", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.VerifyFrom(ctx, "127.0.0.1", "work", "old-password"); !errors.Is(err, ErrNoMatch) || v.hashes.Load() != 2 {
+	if _, err := v.CheckFrom(ctx, "127.0.0.1", "work", "old-password"); !errors.Is(err, ErrNoMatch) || v.hashes.Load() != 2 {
 		t.Errorf("after a change of the file: %v, %d runs, want 2", err, v.hashes.Load())
 	}
-	if _, err := v.VerifyFrom(ctx, "127.0.0.1", "work", pw); err != nil {
+	if _, err := v.CheckFrom(ctx, "127.0.0.1", "work", pw); err != nil {
 		t.Errorf("right password after wrong ones: %v", err)
 	}
 }

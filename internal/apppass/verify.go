@@ -124,15 +124,7 @@ func sameFile(a, b os.FileInfo) bool {
 // Other errors mean the file could not be read, or ErrBusy. Errors never
 // hold the password.
 func (v *Verifier) Verify(ctx context.Context, login, password string) (string, error) {
-	return v.VerifyFrom(ctx, "", login, password)
-}
-
-// VerifyFrom is Verify for a login sent from source (an address): the
-// password checks of clients (source and login name) are queued fairly,
-// so that wrong passwords sent by some never hold back the others, least
-// of all a client whose last password was right (see hashQueue).
-func (v *Verifier) VerifyFrom(ctx context.Context, source, login, password string) (string, error) {
-	m, err := v.CheckFrom(ctx, source, login, password)
+	m, err := v.CheckFrom(ctx, "", login, password)
 	return m.Account, err
 }
 
@@ -142,7 +134,11 @@ type Match struct {
 	Label   string
 }
 
-// CheckFrom is VerifyFrom that also names the app password that matched.
+// CheckFrom is Verify for a login sent from source (an address), naming
+// the app password that matched. The password checks of clients (source
+// and login name) are queued fairly, so that wrong passwords sent by some
+// never hold back the others, least of all a client whose last password
+// was right (see hashQueue).
 func (v *Verifier) CheckFrom(ctx context.Context, source, login, password string) (Match, error) {
 	candidates := v.accounts(login)
 	if len(candidates) == 0 || password == "" {
